@@ -1,0 +1,203 @@
+"""One user in one training, in one session at a time (SPEC §1, §3).
+
+Rules are checked by the application service (domain.rules) before these methods run;
+the methods themselves only refuse what would make the aggregate's own history
+nonsensical (acting on an ended enrollment, switching to where it already is).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+from uuid import UUID, uuid4
+
+from domain.base import Context, RollcallAggregate, topic
+from domain.errors import Reason, RuleViolation, ValidationFailed
+from domain.training import DeadlineKind, Session
+
+
+class ParticipantStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    IN_PROGRESS = "in_progress"
+    AWAITING_ASSIGNMENT = "awaiting_assignment"
+    ATTENDED = "attended"
+    ABSENT = "absent"
+    UNENROLLED = "unenrolled"
+
+
+class Attendance(StrEnum):
+    ATTENDED = "attended"
+    ABSENT = "absent"
+
+
+class Enrollment(RollcallAggregate):
+    TOPIC = topic("enrollment", "Enrollment")
+
+    class Event(RollcallAggregate.Event):
+        TOPIC = topic("enrollment", "Event")
+
+    class Enrolled(Event, RollcallAggregate.Created):
+        TOPIC = topic("enrollment", "Enrolled")
+        user_id: str
+        training_id: UUID
+        session_id: UUID
+        by_admin: bool
+        overrides: list[str]
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.user_id = self.user_id
+            enrollment.training_id = self.training_id
+            enrollment.session_id = self.session_id
+            enrollment.active = True
+            enrollment.attendance = None
+            enrollment.passed_deadlines = set()
+
+    class SessionSwitched(Event):
+        TOPIC = topic("enrollment", "SessionSwitched")
+        from_session_id: UUID
+        to_session_id: UUID
+        by_admin: bool
+        overrides: list[str]
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.session_id = self.to_session_id
+
+    class Unenrolled(Event):
+        TOPIC = topic("enrollment", "Unenrolled")
+        session_id: UUID
+        reason: str
+        by_admin: bool
+        reenrollment_possible: bool
+        overrides: list[str]
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.active = False
+
+    class DeadlinePassed(Event):
+        TOPIC = topic("enrollment", "DeadlinePassed")
+        kind: str
+        session_id: UUID
+        deadline_at: datetime
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.passed_deadlines.add((DeadlineKind(self.kind), self.session_id))
+
+    class AttendanceRecorded(Event):
+        TOPIC = topic("enrollment", "AttendanceRecorded")
+        session_id: UUID
+        status: str
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.attendance = Attendance(self.status)
+
+    if TYPE_CHECKING:  # state set by the events' apply(); declared for type checkers only
+        user_id: str
+        training_id: UUID
+        session_id: UUID
+        active: bool
+        attendance: Attendance | None
+        passed_deadlines: set[tuple[DeadlineKind, UUID]]
+
+    @classmethod
+    def enroll(
+        cls,
+        ctx: Context,
+        user_id: str,
+        training_id: UUID,
+        session_id: UUID,
+        by_admin: bool,
+        overrides: list[Reason],
+    ) -> Enrollment:
+        return cls._create(
+            cls.Enrolled,
+            id=uuid4(),
+            **ctx.stamp(),
+            user_id=user_id,
+            training_id=training_id,
+            session_id=session_id,
+            by_admin=by_admin,
+            overrides=[r.value for r in overrides],
+        )
+
+    def switch(
+        self, ctx: Context, to_session_id: UUID, by_admin: bool, overrides: list[Reason]
+    ) -> None:
+        self._require_active()
+        if to_session_id == self.session_id:
+            raise ValidationFailed(
+                "the enrollment is already in this session", {"session_id": str(to_session_id)}
+            )
+        self._trigger(
+            self.SessionSwitched,
+            ctx,
+            from_session_id=self.session_id,
+            to_session_id=to_session_id,
+            by_admin=by_admin,
+            overrides=[r.value for r in overrides],
+        )
+
+    def unenroll(
+        self,
+        ctx: Context,
+        reason: str,
+        by_admin: bool,
+        reenrollment_possible: bool,
+        overrides: list[Reason],
+    ) -> None:
+        self._require_active()
+        self._trigger(
+            self.Unenrolled,
+            ctx,
+            session_id=self.session_id,
+            reason=reason,
+            by_admin=by_admin,
+            reenrollment_possible=reenrollment_possible,
+            overrides=[r.value for r in overrides],
+        )
+
+    def record_deadline_passed(
+        self, ctx: Context, kind: DeadlineKind, deadline_at: datetime
+    ) -> bool:
+        """Once per (kind, session); True when this call recorded it."""
+        if not self.active or (kind, self.session_id) in self.passed_deadlines:
+            return False
+        self._trigger(
+            self.DeadlinePassed,
+            ctx,
+            kind=kind.value,
+            session_id=self.session_id,
+            deadline_at=deadline_at,
+        )
+        return True
+
+    def record_attendance(self, ctx: Context, session: Session, status: Attendance) -> None:
+        self._require_active()
+        if session.id != self.session_id:
+            raise ValidationFailed(
+                "the user is enrolled in another session of this training",
+                {"session_id": str(self.session_id)},
+            )
+        if ctx.now < session.starts_at:
+            raise ValidationFailed(
+                "attendance can be recorded only once the session has started",
+                {"starts_at": session.starts_at.isoformat()},
+            )
+        if self.attendance is status:
+            return
+        self._trigger(self.AttendanceRecorded, ctx, session_id=session.id, status=status.value)
+
+    def status(self, session: Session, now: datetime) -> ParticipantStatus:
+        if not self.active:
+            return ParticipantStatus.UNENROLLED
+        if self.attendance is not None:
+            return ParticipantStatus(self.attendance.value)
+        if now < session.starts_at:
+            return ParticipantStatus.NOT_STARTED
+        if now < session.ends_at:
+            return ParticipantStatus.IN_PROGRESS
+        return ParticipantStatus.AWAITING_ASSIGNMENT
+
+    def _require_active(self) -> None:
+        if not self.active:
+            raise RuleViolation(Reason.NOT_ENROLLED)

@@ -1,0 +1,405 @@
+"""A training, its sessions, its registration restrictions, its lock, and its seats.
+
+The Training aggregate is also the seat ledger: every enrollment, switch and
+unenrollment records a seat change here in the same atomic save as the Enrollment's
+own event, so the store's optimistic concurrency on this one aggregate is what makes
+R7 (never overbook) and "one active enrollment per user per training" hold under
+any concurrency.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from domain.base import Context, RollcallAggregate, topic
+from domain.deadlines import Restriction, require_aware, zone_info
+from domain.errors import NotFound, Reason, RuleViolation, ValidationFailed
+
+MAX_CAPACITY = 100_000
+
+
+class SessionSelection(StrEnum):
+    PARTICIPANT = "participant"
+    PREASSIGNED = "preassigned"
+
+
+class DeadlineKind(StrEnum):
+    REGISTRATION = "registration"
+    CANCELLATION = "cancellation"
+
+
+@dataclass(frozen=True)
+class Session:
+    id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    location: str
+    capacity: int | None
+    cancelled: bool = False
+
+    @classmethod
+    def validated(
+        cls,
+        id: UUID,
+        starts_at: datetime,
+        ends_at: datetime,
+        timezone: str,
+        location: str = "",
+        capacity: int | None = None,
+    ) -> Session:
+        starts = require_aware("starts_at", starts_at)
+        ends = require_aware("ends_at", ends_at)
+        if ends <= starts:
+            raise ValidationFailed(
+                "ends_at must be after starts_at",
+                {"starts_at": starts.isoformat(), "ends_at": ends.isoformat()},
+            )
+        zone_info(timezone)
+        if capacity is not None and (
+            isinstance(capacity, bool)
+            or not isinstance(capacity, int)
+            or not 1 <= capacity <= MAX_CAPACITY
+        ):
+            raise ValidationFailed(
+                f"capacity must be null (unlimited) or 1..{MAX_CAPACITY}", {"capacity": capacity}
+            )
+        if not isinstance(location, str) or len(location) > 500:
+            raise ValidationFailed("location must be at most 500 characters")
+        return cls(id, starts, ends, timezone, location, capacity)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "session_id": self.id,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "timezone": self.timezone,
+            "location": self.location,
+            "capacity": self.capacity,
+        }
+
+
+@dataclass(frozen=True)
+class Seat:
+    enrollment_id: UUID
+    session_id: UUID
+
+
+class Training(RollcallAggregate):
+    TOPIC = topic("training", "Training")
+
+    class Event(RollcallAggregate.Event):
+        TOPIC = topic("training", "Event")
+
+    class Created(Event, RollcallAggregate.Created):
+        TOPIC = topic("training", "TrainingCreated")
+        title: str
+        description: str
+        session_selection: str
+        notify_supervisors: bool
+
+        def apply(self, training: Training) -> None:
+            training.title = self.title
+            training.description = self.description
+            training.session_selection = SessionSelection(self.session_selection)
+            training.notify_supervisors = self.notify_supervisors
+            training.sessions = {}
+            training.stop_registration = Restriction()
+            training.stop_cancellation = Restriction()
+            training.locked = False
+            training.participants = {}
+            training.passed_deadlines = set()
+
+    class SessionAdded(Event):
+        TOPIC = topic("training", "SessionAdded")
+        session_id: UUID
+        starts_at: datetime
+        ends_at: datetime
+        timezone: str
+        location: str
+        capacity: int | None
+
+        def apply(self, training: Training) -> None:
+            training.sessions[self.session_id] = Session(
+                self.session_id,
+                self.starts_at,
+                self.ends_at,
+                self.timezone,
+                self.location,
+                self.capacity,
+            )
+
+    class SessionRescheduled(Event):
+        """New time, place or capacity. Deadlines of the old time no longer apply."""
+
+        TOPIC = topic("training", "SessionRescheduled")
+        session_id: UUID
+        starts_at: datetime
+        ends_at: datetime
+        timezone: str
+        location: str
+        capacity: int | None
+
+        def apply(self, training: Training) -> None:
+            training.sessions[self.session_id] = Session(
+                self.session_id,
+                self.starts_at,
+                self.ends_at,
+                self.timezone,
+                self.location,
+                self.capacity,
+            )
+            training.passed_deadlines = {
+                (kind, sid) for kind, sid in training.passed_deadlines if sid != self.session_id
+            }
+
+    class SessionCancelled(Event):
+        TOPIC = topic("training", "SessionCancelled")
+        session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            session = training.sessions[self.session_id]
+            training.sessions[self.session_id] = replace(session, cancelled=True)
+
+    class RestrictionsSet(Event):
+        TOPIC = topic("training", "RestrictionsSet")
+        stop_registration: dict[str, Any]
+        stop_cancellation: dict[str, Any]
+
+        def apply(self, training: Training) -> None:
+            training.stop_registration = Restriction.from_dict(self.stop_registration)
+            training.stop_cancellation = Restriction.from_dict(self.stop_cancellation)
+
+    class ParticipantListLocked(Event):
+        TOPIC = topic("training", "ParticipantListLocked")
+
+        def apply(self, training: Training) -> None:
+            training.locked = True
+
+    class ParticipantListUnlocked(Event):
+        TOPIC = topic("training", "ParticipantListUnlocked")
+
+        def apply(self, training: Training) -> None:
+            training.locked = False
+
+    class SeatTaken(Event):
+        TOPIC = topic("training", "SeatTaken")
+        user_id: str
+        enrollment_id: UUID
+        session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            training.participants[self.user_id] = Seat(self.enrollment_id, self.session_id)
+
+    class SeatMoved(Event):
+        TOPIC = topic("training", "SeatMoved")
+        user_id: str
+        from_session_id: UUID
+        to_session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            seat = training.participants[self.user_id]
+            training.participants[self.user_id] = replace(seat, session_id=self.to_session_id)
+
+    class SeatReleased(Event):
+        TOPIC = topic("training", "SeatReleased")
+        user_id: str
+        session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            del training.participants[self.user_id]
+
+    class DeadlinePassed(Event):
+        TOPIC = topic("training", "DeadlinePassed")
+        kind: str
+        session_id: UUID
+        deadline_at: datetime
+
+        def apply(self, training: Training) -> None:
+            training.passed_deadlines.add((DeadlineKind(self.kind), self.session_id))
+
+    if TYPE_CHECKING:  # state set by the events' apply(); declared for type checkers only
+        title: str
+        description: str
+        session_selection: SessionSelection
+        notify_supervisors: bool
+        sessions: dict[UUID, Session]
+        stop_registration: Restriction
+        stop_cancellation: Restriction
+        locked: bool
+        participants: dict[str, Seat]
+        passed_deadlines: set[tuple[DeadlineKind, UUID]]
+
+    @classmethod
+    def create(
+        cls,
+        ctx: Context,
+        title: str,
+        description: str = "",
+        session_selection: str = SessionSelection.PARTICIPANT,
+        notify_supervisors: bool = True,
+        training_id: UUID | None = None,
+    ) -> Training:
+        title = title.strip() if isinstance(title, str) else ""
+        if not title or len(title) > 300:
+            raise ValidationFailed("title must be 1-300 characters", {"title": title})
+        if not isinstance(description, str) or len(description) > 20_000:
+            raise ValidationFailed("description must be at most 20000 characters")
+        try:
+            selection = SessionSelection(session_selection)
+        except ValueError:
+            raise ValidationFailed(
+                "session_selection must be 'participant' or 'preassigned'",
+                {"session_selection": session_selection},
+            ) from None
+        return cls._create(
+            cls.Created,
+            id=training_id or uuid4(),
+            **ctx.stamp(),
+            title=title,
+            description=description,
+            session_selection=selection.value,
+            notify_supervisors=bool(notify_supervisors),
+        )
+
+    # -- administration ---------------------------------------------------------------
+
+    def add_session(self, ctx: Context, session: Session) -> None:
+        if session.id in self.sessions:
+            raise ValidationFailed("session id already used", {"session_id": str(session.id)})
+        self._trigger(self.SessionAdded, ctx, **session.fields())
+
+    def reschedule_session(self, ctx: Context, session: Session) -> None:
+        current = self.session(session.id)
+        if current.cancelled:
+            raise ValidationFailed("a cancelled session cannot be rescheduled")
+        taken = self.seats_taken(session.id)
+        if session.capacity is not None and session.capacity < taken:
+            raise RuleViolation(
+                Reason.SESSION_FULL,
+                f"capacity {session.capacity} is below the {taken} seats already taken",
+                {"seats_taken": taken},
+            )
+        self._trigger(self.SessionRescheduled, ctx, **session.fields())
+
+    def cancel_session(self, ctx: Context, session_id: UUID) -> None:
+        """The caller unenrolls the session's participants in the same save first."""
+        if self.session(session_id).cancelled:
+            return
+        if self.seats_taken(session_id):
+            raise ValidationFailed("release the session's seats before cancelling it")
+        self._trigger(self.SessionCancelled, ctx, session_id=session_id)
+
+    def set_restrictions(
+        self, ctx: Context, stop_registration: Restriction, stop_cancellation: Restriction
+    ) -> None:
+        if (stop_registration, stop_cancellation) == (
+            self.stop_registration,
+            self.stop_cancellation,
+        ):
+            return
+        self._trigger(
+            self.RestrictionsSet,
+            ctx,
+            stop_registration=stop_registration.to_dict(),
+            stop_cancellation=stop_cancellation.to_dict(),
+        )
+
+    def set_locked(self, ctx: Context, locked: bool) -> None:
+        if locked == self.locked:
+            return
+        event = self.ParticipantListLocked if locked else self.ParticipantListUnlocked
+        self._trigger(event, ctx)
+
+    def record_deadline_passed(
+        self, ctx: Context, kind: DeadlineKind, session_id: UUID
+    ) -> datetime | None:
+        """Record once that a deadline passed; return it, or None if nothing was recorded."""
+        if (kind, session_id) in self.passed_deadlines:
+            return None
+        session = self.session(session_id)
+        deadline = self.deadline(kind, session)
+        if session.cancelled or deadline is None or deadline > ctx.now:
+            return None
+        self._trigger(
+            self.DeadlinePassed, ctx, kind=kind.value, session_id=session_id, deadline_at=deadline
+        )
+        return deadline
+
+    # -- seat ledger (called by the application service alongside Enrollment) --------
+
+    def take_seat(self, ctx: Context, user_id: str, enrollment_id: UUID, session_id: UUID) -> None:
+        if user_id in self.participants:
+            raise RuleViolation(Reason.ALREADY_ENROLLED)
+        self._require_free_seat(self.session(session_id))
+        self._trigger(
+            self.SeatTaken, ctx, user_id=user_id, enrollment_id=enrollment_id, session_id=session_id
+        )
+
+    def move_seat(self, ctx: Context, user_id: str, to_session_id: UUID) -> None:
+        seat = self.seat_of(user_id)
+        self._require_free_seat(self.session(to_session_id))
+        self._trigger(
+            self.SeatMoved,
+            ctx,
+            user_id=user_id,
+            from_session_id=seat.session_id,
+            to_session_id=to_session_id,
+        )
+
+    def release_seat(self, ctx: Context, user_id: str) -> None:
+        seat = self.seat_of(user_id)
+        self._trigger(self.SeatReleased, ctx, user_id=user_id, session_id=seat.session_id)
+
+    def _require_free_seat(self, session: Session) -> None:
+        if self.seats_left(session.id) == 0:
+            raise RuleViolation(Reason.SESSION_FULL, details={"session_id": str(session.id)})
+
+    # -- queries -----------------------------------------------------------------------
+
+    def session(self, session_id: UUID) -> Session:
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise NotFound("session", session_id) from None
+
+    def seat_of(self, user_id: str) -> Seat:
+        try:
+            return self.participants[user_id]
+        except KeyError:
+            raise RuleViolation(Reason.NOT_ENROLLED, details={"user_id": user_id}) from None
+
+    def seats_taken(self, session_id: UUID) -> int:
+        return sum(1 for seat in self.participants.values() if seat.session_id == session_id)
+
+    def seats_taken_by_session(self) -> Counter[UUID]:
+        return Counter(seat.session_id for seat in self.participants.values())
+
+    def seats_left(self, session_id: UUID) -> int | None:
+        capacity = self.session(session_id).capacity
+        return None if capacity is None else max(0, capacity - self.seats_taken(session_id))
+
+    def deadline(self, kind: DeadlineKind, session: Session) -> datetime | None:
+        restriction = (
+            self.stop_registration if kind is DeadlineKind.REGISTRATION else self.stop_cancellation
+        )
+        return restriction.deadline(session.starts_at, session.timezone)
+
+    def deadline_has_passed(self, kind: DeadlineKind, session: Session, now: datetime) -> bool:
+        """R14: the clock decides; a recorded DeadlinePassed keeps it passed (SPEC §3)."""
+        if (kind, session.id) in self.passed_deadlines:
+            return True
+        deadline = self.deadline(kind, session)
+        return deadline is not None and deadline <= now
+
+    def active_sessions(self) -> list[Session]:
+        """Sessions not cancelled, earliest first (ties broken by id for a stable order)."""
+        return sorted(
+            (s for s in self.sessions.values() if not s.cancelled),
+            key=lambda s: (s.starts_at, str(s.id)),
+        )

@@ -1,0 +1,175 @@
+"""The directory: who exists, who supervises whom, who may do what (SPEC §1).
+
+Event-sourced like the rest, so an auditor can tell who held which permission when.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from domain.base import Context, RollcallAggregate, topic
+from domain.errors import ValidationFailed
+
+ADMIN_ROLE = "admin"
+VIEW_USERS_AND_ENROLL = "view_users_and_enroll"
+ENROLL_USERS = "enroll_users"
+
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_NAMESPACE = uuid5(NAMESPACE_URL, "https://rollcall.invalid/users")
+
+
+def user_aggregate_id(user_id: str) -> UUID:
+    """Directory ids are the directory's strings; the store keys aggregates by UUID."""
+    return uuid5(_NAMESPACE, user_id)
+
+
+def validate_user_id(user_id: str) -> str:
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        raise ValidationFailed(
+            "user id must be 1-128 letters, digits or ._@- and start with a letter or digit",
+            {"user_id": user_id},
+        )
+    return user_id
+
+
+def _identifiers(kind: str, values: Iterable[str]) -> list[str]:
+    cleaned = sorted(set(values))
+    for value in cleaned:
+        if not isinstance(value, str) or not _IDENT.match(value):
+            raise ValidationFailed(f"invalid {kind} {value!r}", {kind: value})
+    return cleaned
+
+
+class User(RollcallAggregate):
+    TOPIC = topic("user", "User")
+
+    class Event(RollcallAggregate.Event):
+        TOPIC = topic("user", "Event")
+
+    class Registered(Event, RollcallAggregate.Created):
+        TOPIC = topic("user", "UserRegistered")
+        user_id: str
+        name: str
+        email: str
+        supervisor_id: str | None
+        roles: list[str]
+        permissions: list[str]
+
+        def apply(self, user: User) -> None:
+            user.user_id = self.user_id
+            user.name = self.name
+            user.email = self.email
+            user.supervisor_id = self.supervisor_id
+            user.roles = list(self.roles)
+            user.permissions = list(self.permissions)
+
+    class DetailsChanged(Event):
+        TOPIC = topic("user", "UserDetailsChanged")
+        name: str
+        email: str
+
+        def apply(self, user: User) -> None:
+            user.name = self.name
+            user.email = self.email
+
+    class SupervisorChanged(Event):
+        TOPIC = topic("user", "SupervisorChanged")
+        supervisor_id: str | None
+
+        def apply(self, user: User) -> None:
+            user.supervisor_id = self.supervisor_id
+
+    class AccessChanged(Event):
+        """Roles and permissions, replaced as a whole."""
+
+        TOPIC = topic("user", "AccessChanged")
+        roles: list[str]
+        permissions: list[str]
+
+        def apply(self, user: User) -> None:
+            user.roles = list(self.roles)
+            user.permissions = list(self.permissions)
+
+    if TYPE_CHECKING:  # state set by the events' apply(); declared for type checkers only
+        user_id: str
+        name: str
+        email: str
+        supervisor_id: str | None
+        roles: list[str]
+        permissions: list[str]
+
+    @classmethod
+    def register(
+        cls,
+        ctx: Context,
+        user_id: str,
+        name: str,
+        email: str,
+        supervisor_id: str | None = None,
+        roles: Iterable[str] = (),
+        permissions: Iterable[str] = (),
+    ) -> User:
+        validate_user_id(user_id)
+        _check_supervisor(user_id, supervisor_id)
+        return cls._create(
+            cls.Registered,
+            id=user_aggregate_id(user_id),
+            **ctx.stamp(),
+            user_id=user_id,
+            **_details(name, email),
+            supervisor_id=supervisor_id,
+            roles=_identifiers("role", roles),
+            permissions=_identifiers("permission", permissions),
+        )
+
+    def update(
+        self,
+        ctx: Context,
+        name: str,
+        email: str,
+        supervisor_id: str | None,
+        roles: Iterable[str],
+        permissions: Iterable[str],
+    ) -> None:
+        """Record only the facets that changed, so the history reads as what happened."""
+        details = _details(name, email)
+        if (self.name, self.email) != (details["name"], details["email"]):
+            self._trigger(self.DetailsChanged, ctx, **details)
+        if supervisor_id != self.supervisor_id:
+            _check_supervisor(self.user_id, supervisor_id)
+            self._trigger(self.SupervisorChanged, ctx, supervisor_id=supervisor_id)
+        new_roles = _identifiers("role", roles)
+        new_permissions = _identifiers("permission", permissions)
+        if (new_roles, new_permissions) != (self.roles, self.permissions):
+            self._trigger(self.AccessChanged, ctx, roles=new_roles, permissions=new_permissions)
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
+
+    @property
+    def may_manage_trainings(self) -> bool:
+        """R12: an account administrator, or a custom role holding *both* permissions."""
+        return self.is_admin or {VIEW_USERS_AND_ENROLL, ENROLL_USERS} <= set(self.permissions)
+
+
+def _details(name: str, email: str) -> dict[str, str]:
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > 200:
+        raise ValidationFailed("name must be 1-200 characters", {"name": name})
+    if not isinstance(email, str) or not _EMAIL.match(email) or len(email) > 254:
+        raise ValidationFailed("email is not a valid address", {"email": email})
+    return {"name": name, "email": email}
+
+
+def _check_supervisor(user_id: str, supervisor_id: str | None) -> None:
+    if supervisor_id is None:
+        return
+    validate_user_id(supervisor_id)
+    if supervisor_id == user_id:
+        raise ValidationFailed("a user cannot supervise themselves", {"supervisor_id": user_id})

@@ -1,0 +1,622 @@
+"""The application service: permissions, the clock, and retries around domain commands.
+
+Every command loads the aggregates it needs, checks the rules against the clock at
+the time of the command (R14), and saves every changed aggregate in one atomic write.
+A concurrent write to the same aggregate makes the save fail with an integrity error;
+the whole command is then re-run on fresh state, so no rule is ever checked against
+stale data (R7).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from domain.base import Context
+from domain.deadlines import Restriction
+from domain.enrollment import Attendance, Enrollment
+from domain.errors import Forbidden, NotFound, Reason, RollcallError, RuleViolation
+from domain.rules import (
+    decide,
+    eligible_sessions,
+    enroll_refusals,
+    leave_refusals,
+    no_target_refusal,
+    r1_participant_selects,
+    reenrollment_possible,
+    switch_refusals,
+    switch_warnings,
+    unenroll_warnings,
+)
+from domain.training import DeadlineKind, Session, Training
+from domain.user import User, user_aggregate_id, validate_user_id
+from service.clock import Clock, SystemClock
+from service.store import EventStore, open_store
+from service.views import enrollment_view, jsonable, session_view, training_view, user_view
+
+T = TypeVar("T")
+
+SYSTEM_ACTOR = "rollcall:system"
+"""The actor of time-driven commands and of bootstrap; cannot be a directory user id."""
+
+MAX_ATTEMPTS = 60
+
+
+@dataclass(frozen=True)
+class Result:
+    """A command's answer: the resulting state and the store position of its last event
+    (None when the command changed nothing), so a client can wait for read models."""
+
+    value: dict[str, Any]
+    position: int | None
+
+
+@dataclass(frozen=True)
+class SessionInput:
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    location: str = ""
+    capacity: int | None = None
+
+    def session(self, session_id: UUID) -> Session:
+        return Session.validated(
+            session_id, self.starts_at, self.ends_at, self.timezone, self.location, self.capacity
+        )
+
+
+class Rollcall:
+    def __init__(self, store: EventStore, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+
+    @classmethod
+    def open(cls, database_url: str, clock: Clock | None = None) -> Rollcall:
+        return cls(open_store(database_url), clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _context(self, actor_id: str, correlation_id: str | None) -> Context:
+        return Context(actor_id, self.clock.now(), correlation_id or str(uuid.uuid4()))
+
+    def _run(self, command: Callable[[], tuple[Sequence[Aggregate], T]]) -> tuple[T, int | None]:
+        """Run ``command`` and save what it changed atomically, retrying on conflicts."""
+        for attempt in range(MAX_ATTEMPTS):
+            aggregates, value = command()
+            try:
+                recordings = self.store.save(*aggregates)
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
+                continue
+            position = max((r.notification.id for r in recordings), default=None)
+            return value, position
+        raise RollcallError(Reason.CONFLICT)
+
+    def _get(self, kind: type[T], aggregate_id: UUID, what: str) -> T:
+        try:
+            aggregate: Aggregate = self.store.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(what, aggregate_id) from None
+        if not isinstance(aggregate, kind):
+            raise NotFound(what, aggregate_id)
+        return aggregate
+
+    def _user(self, user_id: str) -> User:
+        try:
+            return self._get(User, user_aggregate_id(validate_user_id(user_id)), "user")
+        except NotFound:
+            raise NotFound("user", user_id) from None
+
+    def _training(self, training_id: UUID) -> Training:
+        return self._get(Training, training_id, "training")
+
+    def _enrollment_of(self, training: Training, user_id: str) -> Enrollment:
+        seat = training.seat_of(user_id)
+        return self._get(Enrollment, seat.enrollment_id, "enrollment")
+
+    def _actor(self, actor_id: str) -> User | None:
+        """The acting directory user; None for the system actor."""
+        if actor_id == SYSTEM_ACTOR:
+            return None
+        try:
+            return self._user(actor_id)
+        except (NotFound, RollcallError):
+            raise Forbidden("the acting user is not in the directory") from None
+
+    def _require_admin(self, actor_id: str) -> None:
+        actor = self._actor(actor_id)
+        if actor is not None and not actor.is_admin:
+            raise Forbidden("only an account administrator may do this")
+
+    def _require_manager(self, actor_id: str) -> None:
+        """R12: an administrator, or a role with both enrollment permissions."""
+        actor = self._actor(actor_id)
+        if actor is not None and not actor.may_manage_trainings:
+            raise Forbidden(
+                "needs an account administrator, or a role with both the "
+                "'view_users_and_enroll' and 'enroll_users' permissions"
+            )
+
+    def _authorize_on(self, actor_id: str, user_id: str, as_admin: bool) -> None:
+        """R13: learners act on their own enrollments; administrators on anyone's."""
+        if as_admin:
+            self._require_admin(actor_id)
+        elif actor_id != user_id:
+            raise Forbidden("learners may act only on their own enrollments")
+        else:
+            self._actor(actor_id)
+
+    # -- directory ---------------------------------------------------------------------
+
+    def put_user(
+        self,
+        actor_id: str,
+        user_id: str,
+        name: str,
+        email: str,
+        supervisor_id: str | None = None,
+        roles: Iterable[str] = (),
+        permissions: Iterable[str] = (),
+        correlation_id: str | None = None,
+    ) -> Result:
+        """Create or update a directory entry (admin, or the system actor at bootstrap)."""
+        self._require_admin(actor_id)
+        roles, permissions = list(roles), list(permissions)
+        if supervisor_id is not None:
+            self._user(supervisor_id)
+
+        def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            ctx = self._context(actor_id, correlation_id)
+            try:
+                user = self._user(user_id)
+            except NotFound:
+                user = User.register(ctx, user_id, name, email, supervisor_id, roles, permissions)
+            else:
+                user.update(ctx, name, email, supervisor_id, roles, permissions)
+            return [user], user_view(user)
+
+        value, position = self._run(command)
+        return Result(value, position)
+
+    def get_user(self, actor_id: str, user_id: str) -> dict[str, Any]:
+        actor = self._actor(actor_id)
+        user = self._user(user_id)
+        if actor is not None and not (
+            actor.is_admin or actor.user_id in {user.user_id, user.supervisor_id}
+        ):
+            raise Forbidden("you may read only yourself and your direct reports")
+        return user_view(user)
+
+    # -- trainings ---------------------------------------------------------------------
+
+    def create_training(
+        self,
+        actor_id: str,
+        title: str,
+        description: str = "",
+        session_selection: str = "participant",
+        notify_supervisors: bool = True,
+        sessions: Sequence[SessionInput] = (),
+        correlation_id: str | None = None,
+    ) -> Result:
+        self._require_manager(actor_id)
+        ctx = self._context(actor_id, correlation_id)
+        training = Training.create(ctx, title, description, session_selection, notify_supervisors)
+        for spec in sessions:
+            training.add_session(ctx, spec.session(uuid.uuid4()))
+        _, position = self._run(lambda: ([training], None))
+        return Result(training_view(training, ctx.now), position)
+
+    def _change_training(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        change: Callable[[Context, Training], list[Aggregate]],
+        correlation_id: str | None,
+    ) -> Result:
+        self._require_manager(actor_id)
+
+        def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            ctx = self._context(actor_id, correlation_id)
+            training = self._training(training_id)
+            others = change(ctx, training)
+            return [training, *others], training_view(training, ctx.now)
+
+        value, position = self._run(command)
+        return Result(value, position)
+
+    def add_session(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        spec: SessionInput,
+        correlation_id: str | None = None,
+    ) -> Result:
+        session_id = uuid.uuid4()
+
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
+            training.add_session(ctx, spec.session(session_id))
+            return []
+
+        result = self._change_training(actor_id, training_id, change, correlation_id)
+        result.value["session_id"] = str(session_id)
+        return result
+
+    def reschedule_session(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        session_id: UUID,
+        spec: SessionInput,
+        correlation_id: str | None = None,
+    ) -> Result:
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
+            training.reschedule_session(ctx, spec.session(session_id))
+            return []
+
+        return self._change_training(actor_id, training_id, change, correlation_id)
+
+    def cancel_session(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        session_id: UUID,
+        correlation_id: str | None = None,
+    ) -> Result:
+        """Cancel a session; its participants are unenrolled in the same transaction."""
+
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
+            training.session(session_id)
+            unenrolled: list[Aggregate] = []
+            for user_id, seat in list(training.participants.items()):
+                if seat.session_id != session_id:
+                    continue
+                enrollment = self._get(Enrollment, seat.enrollment_id, "enrollment")
+                training.release_seat(ctx, user_id)
+                enrollment.unenroll(
+                    ctx,
+                    "session_cancelled",
+                    by_admin=True,
+                    reenrollment_possible=reenrollment_possible(training, ctx.now),
+                    overrides=[],
+                )
+                unenrolled.append(enrollment)
+            training.cancel_session(ctx, session_id)
+            return unenrolled
+
+        return self._change_training(actor_id, training_id, change, correlation_id)
+
+    def set_restrictions(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        stop_registration: dict[str, Any] | None,
+        stop_cancellation: dict[str, Any] | None,
+        correlation_id: str | None = None,
+    ) -> Result:
+        registration = Restriction.from_dict(stop_registration)
+        cancellation = Restriction.from_dict(stop_cancellation)
+
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
+            training.set_restrictions(ctx, registration, cancellation)
+            return []
+
+        return self._change_training(actor_id, training_id, change, correlation_id)
+
+    def set_lock(
+        self, actor_id: str, training_id: UUID, locked: bool, correlation_id: str | None = None
+    ) -> Result:
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
+            training.set_locked(ctx, locked)
+            return []
+
+        return self._change_training(actor_id, training_id, change, correlation_id)
+
+    def get_training(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
+        self._actor(actor_id)
+        return training_view(self._training(training_id), self.clock.now())
+
+    # -- enrollments ---------------------------------------------------------------------
+
+    def enroll(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        session_id: UUID,
+        user_id: str | None = None,
+        as_admin: bool = False,
+        correlation_id: str | None = None,
+    ) -> Result:
+        """A learner enrolls themselves (R1, R4, R6); an administrator anyone (R13)."""
+        user_id = user_id or actor_id
+        self._authorize_on(actor_id, user_id, as_admin)
+        self._user(user_id)
+
+        def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            ctx = self._context(actor_id, correlation_id)
+            training = self._training(training_id)
+            session = _open_session(training, session_id)
+            refusals = enroll_refusals(training, session, user_id, ctx.now)
+            learner_rule = r1_participant_selects(training)
+            if learner_rule is not None:
+                refusals.insert(0, learner_rule)
+            decision = decide(refusals, as_admin)
+            decision.raise_if_refused()
+            enrollment = Enrollment.enroll(
+                ctx, user_id, training.id, session.id, as_admin, decision.overrides
+            )
+            training.take_seat(ctx, user_id, enrollment.id, session.id)
+            return [training, enrollment], enrollment_view(training, enrollment, ctx.now)
+
+        value, position = self._run(command)
+        return Result(value, position)
+
+    def switch(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        user_id: str | None = None,
+        session_id: UUID | None = None,
+        confirm: bool = False,
+        as_admin: bool = False,
+        correlation_id: str | None = None,
+    ) -> Result:
+        """Move to another session: the suggested one unless ``session_id`` is given (R10).
+
+        A learner must confirm (R9); unconfirmed, nothing changes and the answer is a
+        ``confirmation_required`` refusal carrying the warnings to show (R8).
+        """
+        user_id = user_id or actor_id
+        self._authorize_on(actor_id, user_id, as_admin)
+
+        def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            ctx = self._context(actor_id, correlation_id)
+            training = self._training(training_id)
+            enrollment = self._enrollment_of(training, user_id)
+            current = training.session(enrollment.session_id)
+            target = _switch_target(training, enrollment, current, session_id, ctx.now, as_admin)
+            if target.id == current.id:
+                raise RollcallError(
+                    Reason.VALIDATION_ERROR,
+                    "you are already enrolled in this session",
+                    {"session_id": str(target.id)},
+                )
+            decision = decide(switch_refusals(training, enrollment, target, ctx.now), as_admin)
+            decision.raise_if_refused()
+            warnings = switch_warnings(training, target, ctx.now)
+            if not (confirm or as_admin):
+                target_view = session_view(training, target, ctx.now)
+                raise _confirmation_required(warnings, {"session": target_view})
+            enrollment.switch(ctx, target.id, as_admin, decision.overrides)
+            training.move_seat(ctx, user_id, target.id)
+            view = enrollment_view(training, enrollment, ctx.now)
+            view["warnings"] = [w.to_dict() for w in warnings]
+            return [training, enrollment], view
+
+        value, position = self._run(command)
+        return Result(value, position)
+
+    def unenroll(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        user_id: str | None = None,
+        confirm: bool = False,
+        reason: str = "",
+        as_admin: bool = False,
+        correlation_id: str | None = None,
+    ) -> Result:
+        """Leave the training (R1-R5); a learner must confirm (R9) and is warned (R8)."""
+        user_id = user_id or actor_id
+        self._authorize_on(actor_id, user_id, as_admin)
+        if not isinstance(reason, str) or len(reason) > 1000:
+            raise RollcallError(Reason.VALIDATION_ERROR, "reason must be at most 1000 characters")
+
+        def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            ctx = self._context(actor_id, correlation_id)
+            training = self._training(training_id)
+            enrollment = self._enrollment_of(training, user_id)
+            current = training.session(enrollment.session_id)
+            decision = decide(leave_refusals(training, enrollment, current, ctx.now), as_admin)
+            decision.raise_if_refused()
+            warnings = unenroll_warnings(training, ctx.now)
+            if not (confirm or as_admin):
+                raise _confirmation_required(warnings, {})
+            enrollment.unenroll(
+                ctx, reason, as_admin, reenrollment_possible(training, ctx.now), decision.overrides
+            )
+            training.release_seat(ctx, user_id)
+            view = enrollment_view(training, enrollment, ctx.now)
+            view["warnings"] = [w.to_dict() for w in warnings]
+            return [training, enrollment], view
+
+        value, position = self._run(command)
+        return Result(value, position)
+
+    def record_attendance(
+        self,
+        actor_id: str,
+        training_id: UUID,
+        session_id: UUID,
+        user_id: str,
+        status: str,
+        correlation_id: str | None = None,
+    ) -> Result:
+        self._require_admin(actor_id)
+        try:
+            attendance = Attendance(status)
+        except ValueError:
+            raise RollcallError(
+                Reason.VALIDATION_ERROR, "status must be 'attended' or 'absent'", {"status": status}
+            ) from None
+
+        def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            ctx = self._context(actor_id, correlation_id)
+            training = self._training(training_id)
+            enrollment = self._enrollment_of(training, user_id)
+            enrollment.record_attendance(ctx, training.session(session_id), attendance)
+            return [enrollment], enrollment_view(training, enrollment, ctx.now)
+
+        value, position = self._run(command)
+        return Result(value, position)
+
+    def enrollment(self, actor_id: str, training_id: UUID, user_id: str) -> dict[str, Any]:
+        """One enrollment with its status and the actions the learner has now (R5, R10)."""
+        self._authorize_read(actor_id, user_id)
+        training = self._training(training_id)
+        return enrollment_view(training, self._enrollment_of(training, user_id), self.clock.now())
+
+    def options(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
+        """R10: where the learner could go now, and the one suggestion."""
+        self._actor(actor_id)
+        now = self.clock.now()
+        training = self._training(training_id)
+        current = None
+        if actor_id in training.participants:
+            current = training.session(training.participants[actor_id].session_id)
+        eligible = eligible_sessions(training, now, current)
+        views = [
+            {
+                **session_view(training, s, now),
+                "warnings": [w.to_dict() for w in switch_warnings(training, s, now)],
+            }
+            for s in eligible
+        ]
+        return {
+            "training_id": str(training.id),
+            "current_session_id": str(current.id) if current else None,
+            "eligible": views,
+            "suggested": views[0] if views else None,
+        }
+
+    def _authorize_read(self, actor_id: str, user_id: str) -> None:
+        """R13: yourself, your direct reports (as supervisor), or anyone (as admin)."""
+        actor = self._actor(actor_id)
+        if actor is None or actor.is_admin or actor_id == user_id:
+            return
+        if self._user(user_id).supervisor_id != actor_id:
+            raise Forbidden("you may read only your own and your direct reports' enrollments")
+
+    # -- time-driven -------------------------------------------------------------------
+
+    def record_passed_deadlines(self, training_id: UUID) -> int:
+        """Record each passed deadline once, on the training and on each enrollment then
+        in the session; safe to run concurrently and repeatedly. Returns events recorded."""
+
+        def command() -> tuple[Sequence[Aggregate], int]:
+            ctx = self._context(SYSTEM_ACTOR, None)
+            training = self._training(training_id)
+            changed: list[Aggregate] = [training]
+            for session in training.active_sessions():
+                for kind in DeadlineKind:
+                    deadline = training.record_deadline_passed(ctx, kind, session.id)
+                    if deadline is None:
+                        continue
+                    for seat in training.participants.values():
+                        if seat.session_id != session.id:
+                            continue
+                        enrollment = self._get(Enrollment, seat.enrollment_id, "enrollment")
+                        if enrollment.record_deadline_passed(ctx, kind, deadline):
+                            changed.append(enrollment)
+            return changed, sum(len(a.pending_events) for a in changed)
+
+        count, _ = self._run(command)
+        return count
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def history(self, actor_id: str, aggregate_id: UUID) -> list[dict[str, Any]]:
+        """Every event of an aggregate, in order, with who, when and why."""
+        self._require_admin(actor_id)
+        events = list(self.store.events.get(aggregate_id))
+        if not events:
+            raise NotFound("aggregate", aggregate_id)
+        return [_history_entry(e) for e in events]
+
+    def state_as_of(
+        self,
+        actor_id: str,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The aggregate as it was at a version, or at an instant (its last event then)."""
+        self._require_admin(actor_id)
+        if as_of is not None:
+            version = None
+            for event in self.store.events.get(aggregate_id):
+                if cast(Aggregate.Event, event).timestamp > as_of:
+                    break
+                version = event.originator_version
+            if version is None:
+                raise NotFound("aggregate (at that time)", aggregate_id)
+        try:
+            aggregate: Aggregate = self.store.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound("aggregate", aggregate_id) from None
+        state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
+        return {"type": type(aggregate).__name__, **jsonable(state)}
+
+
+def _open_session(training: Training, session_id: UUID) -> Session:
+    session = training.session(session_id)
+    if session.cancelled:
+        raise NotFound("session", session_id)
+    return session
+
+
+def _switch_target(
+    training: Training,
+    enrollment: Enrollment,
+    current: Session,
+    session_id: UUID | None,
+    now: datetime,
+    as_admin: bool,
+) -> Session:
+    """The chosen session, or the suggested one (R10); why not, when there is none."""
+    if session_id is not None:
+        return _open_session(training, session_id)
+    candidates = eligible_sessions(training, now, current)
+    if candidates:
+        return candidates[0]
+    refusals = [] if as_admin else leave_refusals(training, enrollment, current, now)
+    raise (refusals or [no_target_refusal(training, current, now)])[0].error()
+
+
+def _confirmation_required(warnings: list[Any], details: dict[str, Any]) -> RuleViolation:
+    return RuleViolation(
+        Reason.CONFIRMATION_REQUIRED,
+        details={**details, "warnings": [w.to_dict() for w in warnings]},
+    )
+
+
+def _history_entry(event: Any) -> dict[str, Any]:
+    fields = {
+        k: v
+        for k, v in vars(event).items()
+        if k not in {"originator_id", "originator_version", "timestamp", "originator_topic"}
+    }
+    actor = fields.pop("actor_id", None)
+    correlation = fields.pop("correlation_id", None)
+    return {
+        "version": event.originator_version,
+        "type": type(event).TOPIC,
+        "occurred_at": event.timestamp.isoformat(),
+        "actor_id": actor,
+        "correlation_id": correlation,
+        "data": jsonable(fields),
+    }

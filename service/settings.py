@@ -1,0 +1,31 @@
+"""One Settings object, read once from the environment or a ``.env`` file (SPEC §8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROLLCALL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+    topic_prefix: str = "rollcall"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "rollcall@localhost"
+    jwt_secret: SecretStr | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The embedded default is a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'rollcall.sqlite3').resolve()}"

@@ -1,0 +1,55 @@
+"""The event store: one eventsourcing Application over SQLite or PostgreSQL.
+
+All three aggregate types live in one store so that an enrollment and its seat change
+commit in one transaction, and so the notification log is one total order (the
+position the relay and read models follow).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+from eventsourcing.application import Application
+from sqlalchemy.engine import make_url
+
+from domain.errors import ValidationFailed
+
+
+class EventStore(Application[UUID]):
+    name = "rollcall"
+    # Aggregates are cached and fast-forwarded from the store on every read, so a hot
+    # Training is not replayed from its first event on each command.
+    env = {"AGGREGATE_CACHE_MAXSIZE": "2000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+
+
+def store_env(database_url: str) -> dict[str, str]:
+    """Translate ``ROLLCALL_DATABASE_URL`` into the eventsourcing library's settings."""
+    url = make_url(database_url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = url.database or ":memory:"
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if backend in {"postgresql", "postgres"}:
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.database or "rollcall",
+            "POSTGRES_HOST": url.host or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": url.username or "postgres",
+            "POSTGRES_PASSWORD": url.password or "",
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "20",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+        }
+    raise ValidationFailed(f"unsupported database URL scheme {backend!r}: use sqlite or postgresql")
+
+
+def open_store(database_url: str) -> EventStore:
+    return EventStore(env=store_env(database_url))

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from service.app import Rollcall
+from service.clock import ManualClock
+from tests.infra import fresh_postgres_database, truncate_postgres
+
+T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each application test runs on both real stores: a SQLite file and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+def rollcall(database_url: str, clock: ManualClock) -> Iterator[Rollcall]:
+    service = Rollcall.open(database_url, clock)
+    yield service
+    service.close()

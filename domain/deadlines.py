@@ -51,7 +51,7 @@ class Offset:
     def before(self, starts_at: datetime, timezone: str) -> datetime:
         """The instant ``self`` before ``starts_at``, in UTC."""
         if self.unit is Unit.HOURS:
-            return (starts_at - timedelta(hours=self.amount)).astimezone(UTC)
+            return starts_at.astimezone(UTC) - timedelta(hours=self.amount)
         zone = zone_info(timezone)
         wall = starts_at.astimezone(zone).replace(tzinfo=None)
         shifted = wall - _calendar_step(self.unit, self.amount)

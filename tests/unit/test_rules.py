@@ -1,0 +1,251 @@
+"""Each rule function of domain.rules, on in-memory aggregates (SPEC §2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from domain.base import Context
+from domain.deadlines import Offset, Restriction, Unit
+from domain.enrollment import Attendance, Enrollment, ParticipantStatus
+from domain.errors import Reason, RuleViolation
+from domain.rules import (
+    CANNOT_CANCEL_LATER,
+    REENROLLMENT_NOT_POSSIBLE,
+    available_actions,
+    decide,
+    eligible_sessions,
+    enroll_refusals,
+    leave_refusals,
+    switch_refusals,
+    switch_warnings,
+    unenroll_warnings,
+)
+from domain.training import DeadlineKind, Session, Training
+
+NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+CTX = Context("ada", NOW, "corr-1")
+
+
+def make_training(
+    *days: float, capacity: int | None = 2, selection: str = "participant"
+) -> tuple[Training, list[Session]]:
+    training = Training.create(CTX, "Fire safety", session_selection=selection)
+    sessions = []
+    for d in days or (10, 20):
+        start = NOW + timedelta(days=d)
+        session = Session.validated(
+            uuid4(), start, start + timedelta(hours=2), "Europe/Berlin", "Room", capacity
+        )
+        training.add_session(CTX, session)
+        sessions.append(session)
+    return training, sessions
+
+
+def enroll(training: Training, session: Session, user: str = "lena") -> Enrollment:
+    enrollment = Enrollment.enroll(CTX, user, training.id, session.id, False, [])
+    training.take_seat(CTX, user, enrollment.id, session.id)
+    return enrollment
+
+
+def reasons(refusals: list[object]) -> list[Reason]:
+    return [r.reason for r in refusals]  # type: ignore[attr-defined]
+
+
+def restrict(training: Training, registration: int | None, cancellation: int | None) -> None:
+    def r(days: int | None) -> Restriction:
+        return Restriction(days is not None, Offset(days or 0, Unit.DAYS))
+
+    training.set_restrictions(CTX, r(registration), r(cancellation))
+
+
+def test_r1_preassigned_training_refuses_learner_changes() -> None:
+    training, (s1, _s2) = make_training(selection="preassigned")
+    enrollment = enroll(training, s1)
+    assert Reason.PREASSIGNED_SESSION in reasons(leave_refusals(training, enrollment, s1, NOW))
+    participant, (p1, _) = make_training()
+    assert leave_refusals(participant, enroll(participant, p1), p1, NOW) == []
+
+
+def test_r2_started_session_refuses_leaving() -> None:
+    training, (s1, _) = make_training()
+    enrollment = enroll(training, s1)
+    at_start = s1.starts_at
+    assert reasons(leave_refusals(training, enrollment, s1, at_start)) == [Reason.SESSION_STARTED]
+    assert leave_refusals(training, enrollment, s1, at_start - timedelta(seconds=1)) == []
+
+
+def test_r3_recorded_attendance_refuses_leaving() -> None:
+    training, (s1, _) = make_training()
+    enrollment = enroll(training, s1)
+    later = Context("ada", s1.starts_at, "c")
+    enrollment.record_attendance(later, s1, Attendance.ABSENT)
+    assert Reason.ATTENDANCE_RECORDED in reasons(
+        leave_refusals(training, enrollment, s1, s1.starts_at)
+    )
+
+
+def test_r4_locked_list_refuses_leaving_and_joining() -> None:
+    training, (s1, s2) = make_training()
+    enrollment = enroll(training, s1)
+    training.set_locked(CTX, True)
+    assert reasons(leave_refusals(training, enrollment, s1, NOW)) == [
+        Reason.PARTICIPANT_LIST_LOCKED
+    ]
+    assert Reason.PARTICIPANT_LIST_LOCKED in reasons(enroll_refusals(training, s2, "otto", NOW))
+    training.set_locked(CTX, False)
+    assert leave_refusals(training, enrollment, s1, NOW) == []
+
+
+def test_r5_cancellation_deadline_refuses_leaving_with_the_deadline() -> None:
+    training, (s1, _) = make_training(10, 20)
+    enrollment = enroll(training, s1)
+    restrict(training, None, 3)
+    deadline = s1.starts_at - timedelta(days=3)
+    before = leave_refusals(training, enrollment, s1, deadline - timedelta(minutes=1))
+    assert before == []
+    after = leave_refusals(training, enrollment, s1, deadline)
+    assert reasons(after) == [Reason.CANCELLATION_DEADLINE_PASSED]
+    assert after[0].details["deadline_at"] == deadline.isoformat()
+
+
+def test_r5_recorded_deadline_stays_passed_when_restrictions_relax() -> None:
+    training, (s1, _) = make_training(10, 20)
+    enrollment = enroll(training, s1)
+    restrict(training, None, 3)
+    late = Context("scheduler", s1.starts_at - timedelta(days=2), "c")
+    assert training.record_deadline_passed(late, DeadlineKind.CANCELLATION, s1.id) is not None
+    restrict(training, None, None)  # relaxed after the fact: the fixed enrollment stays fixed
+    assert reasons(leave_refusals(training, enrollment, s1, late.now)) == [
+        Reason.CANCELLATION_DEADLINE_PASSED
+    ]
+
+
+def test_r6_registration_deadline_start_seats_and_single_enrollment() -> None:
+    training, (s1, s2) = make_training(10, 20, capacity=1)
+    restrict(training, 5, None)
+    deadline = s1.starts_at - timedelta(days=5)
+    assert enroll_refusals(training, s1, "lena", deadline - timedelta(seconds=1)) == []
+    assert reasons(enroll_refusals(training, s1, "lena", deadline)) == [Reason.REGISTRATION_CLOSED]
+    restrict(training, None, None)
+    assert reasons(enroll_refusals(training, s1, "lena", s1.starts_at)) == [Reason.SESSION_STARTED]
+    enroll(training, s1, "otto")
+    assert reasons(enroll_refusals(training, s1, "lena", NOW)) == [Reason.SESSION_FULL]
+    assert reasons(enroll_refusals(training, s2, "otto", NOW)) == [Reason.ALREADY_ENROLLED]
+
+
+def test_r7_seat_ledger_refuses_the_seat_past_capacity() -> None:
+    training, (s1, _) = make_training(capacity=1)
+    enroll(training, s1, "otto")
+    with pytest.raises(RuleViolation) as refused:
+        training.take_seat(CTX, "lena", uuid4(), s1.id)
+    assert refused.value.reason is Reason.SESSION_FULL
+    assert training.seats_taken(s1.id) == 1
+
+
+def test_r8_unenroll_warns_when_no_session_is_open_any_more() -> None:
+    training, (_s1, s2) = make_training(10, 20)
+    restrict(training, 5, None)
+    assert unenroll_warnings(training, NOW) == []
+    after_all_deadlines = s2.starts_at - timedelta(days=4)
+    codes = [w.code for w in unenroll_warnings(training, after_all_deadlines)]
+    assert codes == [REENROLLMENT_NOT_POSSIBLE]
+
+
+def test_r8_switch_into_a_session_past_its_cancellation_deadline_warns() -> None:
+    training, (_s1, s2) = make_training(10, 12)
+    restrict(training, None, 11)  # s2's cancellation deadline is 1 day from NOW
+    assert switch_warnings(training, s2, NOW) == []
+    warned = switch_warnings(training, s2, NOW + timedelta(days=1))
+    assert [w.code for w in warned] == [CANNOT_CANCEL_LATER]
+    assert warned[0].details["deadline_at"] == (s2.starts_at - timedelta(days=11)).isoformat()
+
+
+def test_r10_eligible_sessions_are_open_free_and_not_the_current_one() -> None:
+    training, (s1, s2, s3, s4) = make_training(5, 30, 15, 20, capacity=1)
+    enroll(training, s4, "otto")  # s4 full
+    assert [s.id for s in eligible_sessions(training, NOW, s1)] == [s3.id, s2.id]
+    later = s3.starts_at  # s3 has started
+    assert [s.id for s in eligible_sessions(training, later, s1)] == [s2.id]
+
+
+def test_admin_decision_overrides_deadlines_and_locks_but_never_capacity() -> None:
+    training, (s1, s2) = make_training(10, 20, capacity=1)
+    enrollment = enroll(training, s1)
+    enroll(training, s2, "otto")
+    training.set_locked(CTX, True)
+    restrict(training, 20, 20)
+    refusals = switch_refusals(training, enrollment, s2, NOW)
+    learner = decide(refusals, by_admin=False)
+    assert learner.refusal is not None
+    assert learner.refusal.reason is Reason.PARTICIPANT_LIST_LOCKED
+    admin = decide(refusals, by_admin=True)
+    assert admin.refusal is not None
+    assert admin.refusal.reason is Reason.SESSION_FULL  # R7 binds administrators too
+    training.release_seat(CTX, "otto")
+    admin = decide(switch_refusals(training, enrollment, s2, NOW), by_admin=True)
+    assert admin.refusal is None
+    assert set(admin.overrides) == {
+        Reason.PARTICIPANT_LIST_LOCKED,
+        Reason.CANCELLATION_DEADLINE_PASSED,
+        Reason.REGISTRATION_CLOSED,
+    }
+
+
+def test_available_actions_explain_why_not() -> None:
+    training, (s1, _s2) = make_training(10, 20)
+    enrollment = enroll(training, s1)
+    actions = {a.name: a for a in available_actions(training, enrollment, NOW)}
+    assert actions["switch"].available
+    assert actions["unenroll"].available
+    restrict(training, None, 15)  # s1's cancellation deadline passed 5 days ago
+    actions = {a.name: a for a in available_actions(training, enrollment, NOW)}
+    assert not actions["unenroll"].available
+    assert actions["unenroll"].reason is Reason.CANCELLATION_DEADLINE_PASSED
+    assert "deadline_at" in actions["unenroll"].details
+    assert actions["switch"].reason is Reason.CANCELLATION_DEADLINE_PASSED
+
+
+def test_switch_action_unavailable_when_every_other_session_is_full() -> None:
+    training, (s1, s2) = make_training(10, 20, capacity=1)
+    enrollment = enroll(training, s1)
+    enroll(training, s2, "otto")
+    actions = {a.name: a for a in available_actions(training, enrollment, NOW)}
+    assert actions["switch"].reason is Reason.SESSION_FULL
+    assert actions["unenroll"].available
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        (timedelta(days=-1), ParticipantStatus.NOT_STARTED),
+        (timedelta(hours=1), ParticipantStatus.IN_PROGRESS),
+        (timedelta(hours=3), ParticipantStatus.AWAITING_ASSIGNMENT),
+    ],
+)
+def test_status_is_derived_from_the_clock(offset: timedelta, expected: ParticipantStatus) -> None:
+    training, (s1, _) = make_training()
+    enrollment = enroll(training, s1)
+    assert enrollment.status(s1, s1.starts_at + offset) is expected
+
+
+def test_status_reflects_attendance_and_unenrollment() -> None:
+    training, (s1, s2) = make_training()
+    enrollment = enroll(training, s1)
+    enrollment.record_attendance(Context("ada", s1.ends_at, "c"), s1, Attendance.ATTENDED)
+    assert enrollment.status(s1, s1.ends_at) is ParticipantStatus.ATTENDED
+    other = enroll(training, s2, "otto")
+    other.unenroll(CTX, "", False, True, [])
+    assert other.status(s1, NOW) is ParticipantStatus.UNENROLLED
+
+
+def test_events_have_stable_explicit_topics() -> None:
+    training, (s1, _) = make_training()
+    enrollment = enroll(training, s1)
+    for event in [*training.collect_events(), *enrollment.collect_events()]:
+        assert type(event).TOPIC.startswith("rollcall.")  # type: ignore[attr-defined]
+        assert event.actor_id == "ada"
+        assert event.correlation_id == "corr-1"
+    assert isinstance(enrollment.id, UUID)

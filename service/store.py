@@ -24,7 +24,11 @@ class EventStore(Application[UUID]):
 
 
 def store_env(database_url: str) -> dict[str, str]:
-    """Translate ``ROLLCALL_DATABASE_URL`` into the eventsourcing library's settings."""
+    """Translate ``ROLLCALL_DATABASE_URL`` into the eventsourcing library's settings.
+
+    A PostgreSQL URL may carry ``?pool_size=N&max_overflow=M`` to size the connection
+    pool of each process (defaults 5 and 10).
+    """
     url = make_url(database_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -44,8 +48,8 @@ def store_env(database_url: str) -> dict[str, str]:
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": url.username or "postgres",
             "POSTGRES_PASSWORD": url.password or "",
-            "POSTGRES_POOL_SIZE": "10",
-            "POSTGRES_MAX_OVERFLOW": "20",
+            "POSTGRES_POOL_SIZE": str(url.query.get("pool_size", "5")),
+            "POSTGRES_MAX_OVERFLOW": str(url.query.get("max_overflow", "10")),
             "POSTGRES_LOCK_TIMEOUT": "10",
         }
     raise ValidationFailed(f"unsupported database URL scheme {backend!r}: use sqlite or postgresql")

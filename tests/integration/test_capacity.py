@@ -1,0 +1,177 @@
+"""R7: capacity is never exceeded, under any interleaving and any concurrency."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from domain.enrollment import Enrollment
+from domain.errors import Reason, RollcallError
+from domain.training import Training
+from service.app import Rollcall
+from service.clock import ManualClock
+from tests.conftest import T0
+from tests.scenario import ADMIN, World
+
+
+def seat_ledger_matches_enrollments(rc: Rollcall, training_id: UUID) -> Counter[UUID]:
+    """Seats taken per session, checked against the Enrollment aggregates themselves."""
+    training = rc.store.repository.get(training_id)
+    assert isinstance(training, Training)
+    actual: Counter[UUID] = Counter()
+    for user_id, seat in training.participants.items():
+        enrollment = rc.store.repository.get(seat.enrollment_id)
+        assert isinstance(enrollment, Enrollment)
+        assert enrollment.active
+        assert enrollment.user_id == user_id
+        assert enrollment.session_id == seat.session_id
+        actual[seat.session_id] += 1
+    for session in training.sessions.values():
+        if session.capacity is not None:
+            assert actual[session.id] <= session.capacity
+    return actual
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
+def test_r7_forty_concurrent_learners_for_ten_seats(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        from tests.infra import truncate_postgres
+
+        truncate_postgres(url)
+    else:
+        url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    clock = ManualClock(T0)
+    setup = Rollcall.open(url, clock)
+    world = World(setup, clock)
+    training = world.training(days=(10,), capacity=10)
+    learners = [f"learner{i:02d}" for i in range(40)]
+    for learner in learners:
+        world.user(learner)
+
+    # Each thread has its own service (own connections and aggregate cache), as
+    # separate API workers would.
+    per_worker = f"{url}?pool_size=1&max_overflow=1" if backend == "postgres" else url
+    services = [Rollcall.open(per_worker, clock) for _ in learners]
+    barrier = threading.Barrier(len(learners))
+    outcomes: dict[str, str] = {}
+
+    def attempt(service: Rollcall, learner: str) -> None:
+        barrier.wait()
+        try:
+            service.enroll(learner, training.id, training.sessions[0])
+            outcomes[learner] = "enrolled"
+        except RollcallError as error:
+            outcomes[learner] = error.reason.value
+
+    threads = [
+        threading.Thread(target=attempt, args=(svc, learner))
+        for svc, learner in zip(services, learners, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for service in services:
+        service.close()
+
+    assert Counter(outcomes.values()) == {"enrolled": 10, Reason.SESSION_FULL.value: 30}
+    seats = seat_ledger_matches_enrollments(setup, training.id)
+    assert seats[training.sessions[0]] == 10
+    view = setup.get_training(ADMIN, training.id)["sessions"][0]
+    assert (view["seats_taken"], view["seats_left"]) == (10, 0)
+    setup.close()
+
+
+class SeatAccounting(RuleBasedStateMachine):
+    """Random enroll/switch/unenroll/admin-override sequences on a real SQLite store:
+    seats taken always equal active enrollments, and never exceed capacity."""
+
+    users = [f"u{i}" for i in range(6)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock(T0)
+        self.rc = Rollcall.open("sqlite:///:memory:", self.clock)
+        world = World(self.rc, self.clock)
+        for user in self.users:
+            world.user(user)
+        self.training = world.training(days=(5, 6, 7), capacity=2)
+
+    def teardown(self) -> None:
+        self.rc.close()
+
+    def _try(self, action: object) -> None:
+        try:
+            action()  # type: ignore[operator]
+        except RollcallError as error:
+            expected = {
+                Reason.SESSION_FULL,
+                Reason.ALREADY_ENROLLED,
+                Reason.NOT_ENROLLED,
+                Reason.REGISTRATION_CLOSED,
+                Reason.SESSION_STARTED,
+                Reason.PARTICIPANT_LIST_LOCKED,
+                Reason.VALIDATION_ERROR,
+            }
+            if error.reason not in expected:
+                raise
+
+    @rule(user=st.sampled_from(users), index=st.integers(0, 2), admin=st.booleans())
+    def enroll(self, user: str, index: int, admin: bool) -> None:
+        session = self.training.sessions[index]
+        actor = ADMIN if admin else user
+        self._try(lambda: self.rc.enroll(actor, self.training.id, session, user, as_admin=admin))
+
+    @rule(user=st.sampled_from(users), index=st.integers(0, 2), admin=st.booleans())
+    def switch(self, user: str, index: int, admin: bool) -> None:
+        session = self.training.sessions[index]
+        actor = ADMIN if admin else user
+        self._try(
+            lambda: self.rc.switch(
+                actor, self.training.id, user, session, confirm=True, as_admin=admin
+            )
+        )
+
+    @rule(user=st.sampled_from(users), admin=st.booleans())
+    def unenroll(self, user: str, admin: bool) -> None:
+        actor = ADMIN if admin else user
+        self._try(
+            lambda: self.rc.unenroll(actor, self.training.id, user, confirm=True, as_admin=admin)
+        )
+
+    @rule(locked=st.booleans())
+    def lock(self, locked: bool) -> None:
+        self.rc.set_lock(ADMIN, self.training.id, locked)
+
+    @precondition(lambda self: self.clock.now() < T0 + timedelta(days=6))
+    @rule(hours=st.integers(1, 30))
+    def time_passes(self, hours: int) -> None:
+        self.clock.advance(timedelta(hours=hours))
+
+    @invariant()
+    def seats_equal_active_enrollments_within_capacity(self) -> None:
+        seats = seat_ledger_matches_enrollments(self.rc, self.training.id)
+        view = self.rc.get_training(ADMIN, self.training.id)
+        for session in view["sessions"]:
+            assert session["seats_taken"] == seats[UUID(session["id"])] <= 2
+
+
+SeatAccounting.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_r7_seat_accounting_under_any_interleaving = SeatAccounting.TestCase

@@ -1,0 +1,1 @@
+"""Consumers of the Kafka topics with side effects: the supervisor notifier (SPEC §6)."""

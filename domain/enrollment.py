@@ -38,6 +38,8 @@ class Enrollment(RollcallAggregate):
         TOPIC = topic("enrollment", "Event")
 
     class Enrolled(Event, RollcallAggregate.Created):
+        """A user was enrolled in a session of a training (by themselves or by an administrator)."""
+
         TOPIC = topic("enrollment", "Enrolled")
         user_id: str
         training_id: UUID
@@ -54,6 +56,8 @@ class Enrollment(RollcallAggregate):
             enrollment.passed_deadlines = set()
 
     class SessionSwitched(Event):
+        """The enrollment moved to another session of the same training."""
+
         TOPIC = topic("enrollment", "SessionSwitched")
         from_session_id: UUID
         to_session_id: UUID
@@ -64,6 +68,11 @@ class Enrollment(RollcallAggregate):
             enrollment.session_id = self.to_session_id
 
     class Unenrolled(Event):
+        """The user left the training.
+
+        ``reenrollment_possible``: whether any session was still open for registration.
+        """
+
         TOPIC = topic("enrollment", "Unenrolled")
         session_id: UUID
         reason: str
@@ -75,6 +84,11 @@ class Enrollment(RollcallAggregate):
             enrollment.active = False
 
     class DeadlinePassed(Event):
+        """A deadline of the enrollment's session passed (kind: registration|cancellation).
+
+        Recorded once per session and kind.
+        """
+
         TOPIC = topic("enrollment", "DeadlinePassed")
         kind: str
         session_id: UUID
@@ -84,6 +98,8 @@ class Enrollment(RollcallAggregate):
             enrollment.passed_deadlines.add((DeadlineKind(self.kind), self.session_id))
 
     class AttendanceRecorded(Event):
+        """An administrator recorded whether the user attended the session."""
+
         TOPIC = topic("enrollment", "AttendanceRecorded")
         session_id: UUID
         status: str

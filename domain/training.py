@@ -97,6 +97,8 @@ class Training(RollcallAggregate):
         TOPIC = topic("training", "Event")
 
     class Created(Event, RollcallAggregate.Created):
+        """A training was created; its sessions follow as SessionAdded events."""
+
         TOPIC = topic("training", "TrainingCreated")
         title: str
         description: str
@@ -116,6 +118,8 @@ class Training(RollcallAggregate):
             training.passed_deadlines = set()
 
     class SessionAdded(Event):
+        """A session (time, timezone, place, capacity; null capacity = unlimited) was added."""
+
         TOPIC = topic("training", "SessionAdded")
         session_id: UUID
         starts_at: datetime
@@ -159,6 +163,8 @@ class Training(RollcallAggregate):
             }
 
     class SessionCancelled(Event):
+        """A session was cancelled; its participants were unenrolled in the same transaction."""
+
         TOPIC = topic("training", "SessionCancelled")
         session_id: UUID
 
@@ -167,6 +173,8 @@ class Training(RollcallAggregate):
             training.sessions[self.session_id] = replace(session, cancelled=True)
 
     class RestrictionsSet(Event):
+        """Stop registration / stop cancellations settings: {enabled, amount, unit} before start."""
+
         TOPIC = topic("training", "RestrictionsSet")
         stop_registration: dict[str, Any]
         stop_cancellation: dict[str, Any]
@@ -176,18 +184,24 @@ class Training(RollcallAggregate):
             training.stop_cancellation = Restriction.from_dict(self.stop_cancellation)
 
     class ParticipantListLocked(Event):
+        """Learners may no longer enroll, switch or unenroll (administrators still may)."""
+
         TOPIC = topic("training", "ParticipantListLocked")
 
         def apply(self, training: Training) -> None:
             training.locked = True
 
     class ParticipantListUnlocked(Event):
+        """Learners may change their enrollment again."""
+
         TOPIC = topic("training", "ParticipantListUnlocked")
 
         def apply(self, training: Training) -> None:
             training.locked = False
 
     class SeatTaken(Event):
+        """Seat ledger: a participant took a seat (committed with the Enrolled event)."""
+
         TOPIC = topic("training", "SeatTaken")
         user_id: str
         enrollment_id: UUID
@@ -197,6 +211,8 @@ class Training(RollcallAggregate):
             training.participants[self.user_id] = Seat(self.enrollment_id, self.session_id)
 
     class SeatMoved(Event):
+        """Seat ledger: a participant moved to another session (with SessionSwitched)."""
+
         TOPIC = topic("training", "SeatMoved")
         user_id: str
         from_session_id: UUID
@@ -207,6 +223,8 @@ class Training(RollcallAggregate):
             training.participants[self.user_id] = replace(seat, session_id=self.to_session_id)
 
     class SeatReleased(Event):
+        """Seat ledger: a participant freed their seat (with Unenrolled)."""
+
         TOPIC = topic("training", "SeatReleased")
         user_id: str
         session_id: UUID
@@ -215,6 +233,11 @@ class Training(RollcallAggregate):
             del training.participants[self.user_id]
 
     class DeadlinePassed(Event):
+        """A deadline of a session passed (kind: registration|cancellation).
+
+        Recorded once per session and kind.
+        """
+
         TOPIC = topic("training", "DeadlinePassed")
         kind: str
         session_id: UUID

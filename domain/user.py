@@ -52,6 +52,8 @@ class User(RollcallAggregate):
         TOPIC = topic("user", "Event")
 
     class Registered(Event, RollcallAggregate.Created):
+        """A directory entry was created."""
+
         TOPIC = topic("user", "UserRegistered")
         user_id: str
         name: str
@@ -69,6 +71,8 @@ class User(RollcallAggregate):
             user.permissions = list(self.permissions)
 
     class DetailsChanged(Event):
+        """Name or email changed."""
+
         TOPIC = topic("user", "UserDetailsChanged")
         name: str
         email: str
@@ -78,6 +82,8 @@ class User(RollcallAggregate):
             user.email = self.email
 
     class SupervisorChanged(Event):
+        """The user's supervisor changed (null: none)."""
+
         TOPIC = topic("user", "SupervisorChanged")
         supervisor_id: str | None
 

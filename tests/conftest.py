@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 
 from service.app import Rollcall
 from service.clock import ManualClock
+from service.embedded import LocalBroker
 from tests.infra import fresh_postgres_database, truncate_postgres
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -39,3 +41,15 @@ def rollcall(database_url: str, clock: ManualClock) -> Iterator[Rollcall]:
     service = Rollcall.open(database_url, clock)
     yield service
     service.close()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[LocalBroker]:
+    """One real Kafka-protocol broker for the run; tests use their own topic prefixes."""
+    with LocalBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -1,4 +1,4 @@
-"""Real infrastructure for tests: a throwaway PostgreSQL database.
+"""Real infrastructure for tests: a throwaway PostgreSQL database, Kafka read-back.
 
 Reusable by the whole suite (and by benchmarks): every run gets a database of its own
 and drops it afterwards, so runs never see each other's data.
@@ -7,11 +7,14 @@ and drops it afterwards, so runs never see each other's data.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 PG_ADMIN_URL = os.environ.get("ROLLCALL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -42,3 +45,39 @@ def truncate_postgres(url: str) -> None:
         if tables:
             quoted = ", ".join(f'"{t}"' for t in tables)
             conn.execute(f"TRUNCATE {quoted} RESTART IDENTITY")
+
+
+def read_topics(
+    bootstrap: str, topics: list[str], expected: int, timeout: float = 30
+) -> list[ConsumerRecord]:
+    """Every record of ``topics`` from offset 0, once at least ``expected`` have arrived."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, check_crcs=False
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: list[TopicPartition] = []
+        for topic in topics:
+            while not (known := consumer.partitions_for_topic(topic)):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no metadata for topic {topic}")
+                consumer.topics()  # forces a metadata refresh
+                time.sleep(0.05)
+            partitions.extend(TopicPartition(topic, p) for p in sorted(known))
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord] = []
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval)

@@ -1,0 +1,274 @@
+"""The published event contract (SPEC §4): CloudEvents 1.0 over Kafka.
+
+One pydantic model per event type is derived from the domain event class itself, so the
+contract cannot silently diverge from what is stored: a renamed or retyped field changes
+the generated JSON Schema, and the drift test against the checked-in ``schemas/`` fails.
+
+CloudEvent ``type`` is ``rollcall.<aggregate>.<Event>.v<class_version>``; ``id`` is a
+UUID derived from (aggregate id, version), so a re-published event keeps its id and
+consumers can deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+from pydantic import BaseModel, ConfigDict, create_model
+
+from domain.base import RollcallAggregate
+from domain.enrollment import Enrollment
+from domain.training import Training
+from domain.user import User
+
+AGGREGATES: dict[str, type[RollcallAggregate]] = {
+    "enrollment": Enrollment,
+    "training": Training,
+    "user": User,
+}
+SOURCE = "/rollcall"
+DATACONTENTTYPE = "application/json"
+_STORE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+_EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "https://rollcall.invalid/events")
+
+
+class EventData(BaseModel):
+    """Fields every event's ``data`` carries (SPEC §3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    actor_id: str
+    correlation_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class EventType:
+    aggregate: str
+    name: str
+    version: int
+    stored_topic: str
+    event_class: type[Aggregate.Event]
+    model: type[EventData]
+    own_fields: tuple[str, ...]
+
+    @property
+    def ce_type(self) -> str:
+        return f"rollcall.{self.aggregate}.{self.name}.v{self.version}"
+
+    def data(self, event: Aggregate.Event) -> dict[str, Any]:
+        """The CloudEvent ``data`` of a stored event, as plain JSON-ready values."""
+        values = {
+            "actor_id": event.actor_id,  # type: ignore[attr-defined]
+            "correlation_id": event.correlation_id,  # type: ignore[attr-defined]
+            "occurred_at": event.timestamp.isoformat(),
+        }
+        values.update((name, _plain(getattr(event, name))) for name in self.own_fields)
+        return values
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = self.model.model_json_schema()
+        schema["$id"] = f"https://rollcall.invalid/schemas/{self.ce_type}.json"
+        schema["title"] = self.ce_type
+        schema["description"] = _description(self.event_class)
+        return schema
+
+
+def _description(event_class: type) -> str:
+    doc = event_class.__doc__ or ""
+    if not doc or doc.startswith(f"{event_class.__name__}("):  # dataclass's generated one
+        return f"{event_class.__name__} event."
+    return " ".join(doc.split())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _event_classes(aggregate: type[RollcallAggregate]) -> list[type[Aggregate.Event]]:
+    return [
+        value
+        for name, value in vars(aggregate).items()
+        if isinstance(value, type)
+        and issubclass(value, Aggregate.Event)
+        and name != "Event"
+        and "TOPIC" in vars(value)  # declared, not inherited by a generated base class
+    ]
+
+
+def _build(aggregate_name: str, event_class: type[Aggregate.Event]) -> EventType:
+    hints = typing.get_type_hints(event_class)
+    own = tuple(
+        f.name
+        for f in dataclasses.fields(event_class)
+        if f.name not in _STORE_FIELDS and f.name not in EventData.model_fields
+    )
+    stored_topic: str = event_class.TOPIC  # type: ignore[attr-defined]
+    name = stored_topic.rsplit(".", 1)[1]
+    version: int = getattr(event_class, "class_version", 1)
+    fields: dict[str, Any] = {f: (hints[f], ...) for f in own}
+    model = create_model(f"{name}V{version}", __base__=EventData, __module__=__name__, **fields)
+    return EventType(aggregate_name, name, version, stored_topic, event_class, model, own)
+
+
+@cache
+def registry() -> dict[str, EventType]:
+    """Every published event type, keyed by the topic it is stored under."""
+    types = [
+        _build(name, event_class)
+        for name, aggregate in AGGREGATES.items()
+        for event_class in _event_classes(aggregate)
+    ]
+    return {t.stored_topic: t for t in sorted(types, key=lambda t: t.ce_type)}
+
+
+def by_ce_type() -> dict[str, EventType]:
+    return {t.ce_type: t for t in registry().values()}
+
+
+def event_id(aggregate_id: UUID, version: int) -> UUID:
+    return uuid5(_EVENT_NAMESPACE, f"{aggregate_id}/{version}")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Kafka record: topic suffix (the aggregate), key, CloudEvent value and headers."""
+
+    aggregate: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def to_message(event: Aggregate.Event, position: int, stored_topic: str) -> Message:
+    event_type = registry()[stored_topic]
+    ce_id = str(event_id(event.originator_id, event.originator_version))
+    envelope = {
+        "specversion": "1.0",
+        "id": ce_id,
+        "source": SOURCE,
+        "type": event_type.ce_type,
+        "subject": str(event.originator_id),
+        "time": event.timestamp.isoformat(),
+        "datacontenttype": DATACONTENTTYPE,
+        "sequence": event.originator_version,
+        "position": position,
+        "data": event_type.data(event),
+    }
+    return Message(
+        event_type.aggregate,
+        str(event.originator_id).encode(),
+        json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode(),
+        [("ce_type", event_type.ce_type.encode()), ("ce_id", ce_id.encode())],
+    )
+
+
+def cloudevent_schema(data_ref: str | None = None) -> dict[str, Any]:
+    """JSON Schema of the structured-mode envelope; ``data`` refers to the event's schema."""
+    return {
+        "type": "object",
+        "required": [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "subject",
+            "time",
+            "datacontenttype",
+            "data",
+            "sequence",
+            "position",
+        ],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "format": "uuid"},
+            "source": {"const": SOURCE},
+            "type": {"type": "string"},
+            "subject": {"type": "string", "description": "the aggregate id (also the key)"},
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"const": DATACONTENTTYPE},
+            "sequence": {"type": "integer", "minimum": 1, "description": "aggregate version"},
+            "position": {"type": "integer", "minimum": 1, "description": "store position"},
+            "data": {"$ref": data_ref} if data_ref else {"type": "object"},
+        },
+    }
+
+
+def asyncapi_document(prefix: str = "rollcall") -> dict[str, Any]:
+    """AsyncAPI 3.0 description of the topics, generated from the registry."""
+    types = list(registry().values())
+    messages: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for aggregate in AGGREGATES:
+        of_aggregate = [t for t in types if t.aggregate == aggregate]
+        channel_messages = {}
+        for t in of_aggregate:
+            schemas[t.ce_type] = t.json_schema()
+            messages[t.ce_type] = {
+                "name": t.ce_type,
+                "title": t.name,
+                "summary": schemas[t.ce_type]["description"].splitlines()[0],
+                "contentType": "application/cloudevents+json",
+                "headers": {
+                    "type": "object",
+                    "properties": {
+                        "ce_type": {"const": t.ce_type},
+                        "ce_id": {"type": "string", "format": "uuid"},
+                    },
+                },
+                "payload": cloudevent_schema(f"#/components/schemas/{t.ce_type}"),
+            }
+            channel_messages[t.ce_type] = {"$ref": f"#/components/messages/{t.ce_type}"}
+        channels[aggregate] = {
+            "address": f"{prefix}.{aggregate}",
+            "description": f"Every {aggregate} event in store order; key = aggregate id.",
+            "messages": channel_messages,
+        }
+        operations[f"publish_{aggregate}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{aggregate}"},
+            "messages": [
+                {"$ref": f"#/channels/{aggregate}/messages/{t.ce_type}"} for t in of_aggregate
+            ],
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Rollcall events",
+            "version": "1.0.0",
+            "description": "Enrollment, training and directory events of Rollcall, "
+            "as CloudEvents 1.0 (structured JSON), published at least once, "
+            "in store order per aggregate.",
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def generated_files(prefix: str = "rollcall") -> dict[str, str]:
+    """Path (relative to ``schemas/``) -> content, for every checked-in contract file."""
+    files = {
+        f"{t.aggregate}/{t.name}.v{t.version}.json": _dump(t.json_schema())
+        for t in registry().values()
+    }
+    files["cloudevent.json"] = _dump(cloudevent_schema())
+    files["asyncapi.json"] = _dump(asyncapi_document(prefix))
+    return files
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,194 @@
+"""SPEC §4: every stored event reaches Kafka, in store order, as a CloudEvent that
+validates against the checked-in schema; an outage loses nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import jsonschema
+import pytest
+from kafka.consumer.fetcher import ConsumerRecord
+
+from service.app import Rollcall
+from service.clock import ManualClock
+from service.contract import by_ce_type, event_id, generated_files
+from service.db import engine_for
+from service.embedded import LocalBroker
+from service.kafka import KafkaPublisher, topic_names
+from service.relay import Relay
+from tests.infra import read_topics, wait_for
+from tests.scenario import ADMIN, LEARNER, OTHER, World, days_before
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def story(world: World) -> None:
+    """Enroll, switch, unenroll, lock: events on all three aggregates."""
+    training = world.training(days=(10, 20), stop_cancellation=days_before(2))
+    world.enroll(training)
+    world.enroll(training, OTHER, index=1)
+    world.rc.switch(LEARNER, training.id, confirm=True)
+    world.rc.unenroll(LEARNER, training.id, confirm=True, reason="clash")
+    world.rc.set_lock(ADMIN, training.id, True)
+
+
+def relay_for(rc: Rollcall, database_url: str, bootstrap: str, prefix: str) -> Relay:
+    return Relay(rc.store, engine_for(database_url), KafkaPublisher(bootstrap, prefix, 3))
+
+
+def schema_validator(ce_type: str) -> jsonschema.Draft202012Validator:
+    event_type = by_ce_type()[ce_type]
+    path = SCHEMAS / event_type.aggregate / f"{event_type.name}.v{event_type.version}.json"
+    return jsonschema.Draft202012Validator(
+        json.loads(path.read_text()), format_checker=jsonschema.FormatChecker()
+    )
+
+
+def by_key(records: list[ConsumerRecord]) -> dict[bytes, list[dict[str, Any]]]:
+    grouped: dict[bytes, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[record.key].append(json.loads(record.value))
+    return grouped
+
+
+def test_every_event_reaches_kafka_as_a_valid_cloudevent(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    story(World(rollcall, clock))
+    stored = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
+    relay = relay_for(rollcall, database_url, broker.bootstrap, topic_prefix)
+    assert relay.run_once() == len(stored)
+    assert relay.run_once() == 0  # nothing is published twice in normal operation
+
+    topics = topic_names(topic_prefix)
+    records = read_topics(
+        broker.bootstrap, [topics[a] for a in ("enrollment", "training", "user")], len(stored)
+    )
+    assert len(records) == len(stored)
+    envelope = jsonschema.Draft202012Validator(
+        json.loads((SCHEMAS / "cloudevent.json").read_text())
+    )
+    for record in records:
+        event = json.loads(record.value)
+        envelope.validate(event)
+        schema_validator(event["type"]).validate(event["data"])
+        aggregate = event["type"].split(".")[1]
+        assert record.topic == topics[aggregate]
+        assert record.key == event["subject"].encode()
+        headers = dict(record.headers)
+        assert headers["ce_type"] == event["type"].encode()
+        assert headers["ce_id"] == event["id"].encode()
+        assert event["id"] == str(event_id(UUID(event["subject"]), event["sequence"]))
+        assert event["data"]["correlation_id"]
+    stored_by_position = {n.id: n for n in stored}
+    for events in by_key(records).values():
+        assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+        positions = [e["position"] for e in events]
+        assert positions == sorted(positions)
+        for e in events:
+            assert str(stored_by_position[e["position"]].originator_id) == e["subject"]
+
+    enrollment_types = [
+        json.loads(r.value)["type"] for r in records if r.topic == topics["enrollment"]
+    ]
+    assert "rollcall.enrollment.Enrolled.v1" in enrollment_types
+    assert "rollcall.enrollment.SessionSwitched.v1" in enrollment_types
+    assert "rollcall.enrollment.Unenrolled.v1" in enrollment_types
+
+
+def test_relay_resumes_from_its_tracked_position_after_a_restart(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    world = World(rollcall, clock)
+    relay_for(rollcall, database_url, broker.bootstrap, topic_prefix).run_once()
+    first = rollcall.store.recorder.max_notification_id()
+    story(world)
+    restarted = relay_for(rollcall, database_url, broker.bootstrap, topic_prefix)
+    assert restarted.position == first
+    assert restarted.run_once() == rollcall.store.recorder.max_notification_id() - first
+
+
+def test_kafka_outage_loses_nothing(tmp_path: Path, clock: ManualClock, topic_prefix: str) -> None:
+    database_url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    rollcall = Rollcall.open(database_url, clock)
+    outage_broker = LocalBroker().start()
+    relay = relay_for(rollcall, database_url, outage_broker.bootstrap, topic_prefix)
+    stop = threading.Event()
+    follower = threading.Thread(target=relay.run, args=(stop,), kwargs={"max_backoff": 0.5})
+    follower.start()
+    try:
+        world = World(rollcall, clock)
+        wait_for(lambda: relay.position == rollcall.store.recorder.max_notification_id())
+        outage_broker.stop()
+        published_before = relay.position
+        story(world)  # commands succeed while Kafka is down
+        clock.advance(timedelta(hours=1))
+        story(world)
+        assert relay.position == published_before
+        outage_broker.start()  # a new, empty broker on the same address
+        last = rollcall.store.recorder.max_notification_id()
+        wait_for(lambda: relay.position == last, timeout=30)
+    finally:
+        stop.set()
+        follower.join(timeout=10)
+    topics = topic_names(topic_prefix)
+    during_outage = last - published_before
+    records = read_topics(
+        outage_broker.bootstrap,
+        [topics[a] for a in ("enrollment", "training", "user")],
+        during_outage,
+    )
+    outage_broker.stop()
+    rollcall.close()
+    positions = sorted(json.loads(r.value)["position"] for r in records)
+    assert positions == list(range(published_before + 1, last + 1))  # every one, none twice
+    for events in by_key(records).values():
+        sequences = [e["sequence"] for e in events]
+        assert sequences == sorted(sequences)
+
+
+def test_checked_in_contract_matches_the_code() -> None:
+    """`rollcall schemas` regenerates these; a domain change without it fails here."""
+    expected = generated_files()
+    on_disk = {str(p.relative_to(SCHEMAS)): p.read_text() for p in SCHEMAS.rglob("*.json")}
+    assert sorted(on_disk) == sorted(expected)
+    for name, content in expected.items():
+        assert on_disk[name] == content, f"schemas/{name} is stale: run `rollcall schemas`"
+
+
+def test_contract_drift_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from domain.enrollment import Enrollment
+    from service import contract
+
+    before = generated_files()["enrollment/Enrolled.v1.json"]
+    contract.registry.cache_clear()
+    monkeypatch.setattr(Enrollment.Enrolled, "class_version", 2, raising=False)
+    try:
+        assert "enrollment/Enrolled.v1.json" not in generated_files()
+        assert "enrollment/Enrolled.v2.json" in generated_files()
+    finally:
+        monkeypatch.undo()
+        contract.registry.cache_clear()
+    assert generated_files()["enrollment/Enrolled.v1.json"] == before
+
+
+def test_asyncapi_document_describes_every_topic_and_event() -> None:
+    document = json.loads((SCHEMAS / "asyncapi.json").read_text())
+    assert document["asyncapi"] == "3.0.0"
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert addresses == {"rollcall.enrollment", "rollcall.training", "rollcall.user"}
+    assert set(document["components"]["messages"]) == set(by_ce_type())

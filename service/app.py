@@ -519,7 +519,7 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], int]:
             ctx = self._context(SYSTEM_ACTOR, None)
             training = self._training(training_id)
-            changed: list[Aggregate] = [training]
+            enrollments: dict[UUID, Enrollment] = {}  # each loaded once: one new version each
             for session in training.active_sessions():
                 for kind in DeadlineKind:
                     deadline = training.record_deadline_passed(ctx, kind, session.id)
@@ -528,9 +528,12 @@ class Rollcall:
                     for seat in training.participants.values():
                         if seat.session_id != session.id:
                             continue
-                        enrollment = self._get(Enrollment, seat.enrollment_id, "enrollment")
-                        if enrollment.record_deadline_passed(ctx, kind, deadline):
-                            changed.append(enrollment)
+                        if seat.enrollment_id not in enrollments:
+                            enrollments[seat.enrollment_id] = self._get(
+                                Enrollment, seat.enrollment_id, "enrollment"
+                            )
+                        enrollments[seat.enrollment_id].record_deadline_passed(ctx, kind, deadline)
+            changed: list[Aggregate] = [training, *enrollments.values()]
             return changed, sum(len(a.pending_events) for a in changed)
 
         count, _ = self._run(command)

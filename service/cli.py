@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from domain.errors import RollcallError
+from service import bootstrap
 from service.contract import generated_files
+from service.settings import Settings
 
 app = typer.Typer(help="Rollcall: enrollment in instructor-led training sessions.")
 
@@ -51,6 +58,32 @@ def schemas(
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(files[name])
     typer.echo(f"{len(stale)} written, {len(extra)} removed, {len(files)} files in {out}")
+
+
+class Part(StrEnum):
+    relay = "relay"
+    scheduler = "scheduler"
+
+
+@app.command()
+def serve(part: Annotated[Part, typer.Argument(help="the part to run")]) -> None:
+    """Run one part of Rollcall until interrupted (configured by ROLLCALL_* variables)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
+    rollcall = bootstrap.open_rollcall(settings)
+    try:
+        loop: Callable[[threading.Event], None] = (
+            bootstrap.relay(settings, rollcall).run
+            if part is Part.relay
+            else bootstrap.scheduler(rollcall).run
+        )
+        typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
+        bootstrap.run_until_signalled([loop])
+    except RollcallError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        rollcall.close()
 
 
 def main() -> None:

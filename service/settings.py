@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     kafka_bootstrap: str | None = None
     topic_prefix: str = "rollcall"
+    kafka_partitions: int = 4
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None

@@ -192,3 +192,38 @@ def test_asyncapi_document_describes_every_topic_and_event() -> None:
     addresses = {c["address"] for c in document["channels"].values()}
     assert addresses == {"rollcall.enrollment", "rollcall.training", "rollcall.user"}
     assert set(document["components"]["messages"]) == set(by_ce_type())
+
+
+def test_relay_runs_as_its_own_process(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    story(World(rollcall, clock))
+    expected = rollcall.store.recorder.max_notification_id()
+    env = {
+        **os.environ,
+        "ROLLCALL_DATABASE_URL": database_url,
+        "ROLLCALL_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "ROLLCALL_TOPIC_PREFIX": topic_prefix,
+    }
+    cli = Path(sys.executable).with_name("rollcall")
+    process = subprocess.Popen([cli, "serve", "relay"], env=env, stderr=subprocess.PIPE)
+    try:
+        topics = topic_names(topic_prefix)
+        records = read_topics(
+            broker.bootstrap, [topics[a] for a in ("enrollment", "training", "user")], expected
+        )
+        assert sorted(json.loads(r.value)["position"] for r in records) == list(
+            range(1, expected + 1)
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0

@@ -1,0 +1,59 @@
+"""The one place where Settings become running parts (cosmicpython's bootstrap)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from domain.errors import ValidationFailed
+from service.app import Rollcall
+from service.clock import Clock
+from service.db import engine_for
+from service.kafka import KafkaPublisher
+from service.relay import Relay
+from service.scheduler import DeadlineScheduler
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def open_rollcall(settings: Settings, clock: Clock | None = None) -> Rollcall:
+    return Rollcall.open(settings.resolved_database_url, clock)
+
+
+def require_kafka(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        raise ValidationFailed(
+            "ROLLCALL_KAFKA_BOOTSTRAP is not set: a single part needs a running broker "
+            "(`rollcall serve` with no part starts a local one)"
+        )
+    return settings.kafka_bootstrap
+
+
+def relay(settings: Settings, rollcall: Rollcall) -> Relay:
+    publisher = KafkaPublisher(
+        require_kafka(settings), settings.topic_prefix, settings.kafka_partitions
+    )
+    return Relay(rollcall.store, engine_for(settings.resolved_database_url), publisher)
+
+
+def scheduler(rollcall: Rollcall) -> DeadlineScheduler:
+    return DeadlineScheduler(rollcall)
+
+
+def run_until_signalled(loops: list[Callable[[threading.Event], None]]) -> None:
+    """Run each loop in a thread until SIGINT/SIGTERM, then stop them all cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = [threading.Thread(target=loop, args=(stop,), daemon=True) for loop in loops]
+    for thread in threads:
+        thread.start()
+    while not stop.wait(0.5):
+        if not all(t.is_alive() for t in threads):
+            log.error("a part stopped unexpectedly; shutting down")
+            stop.set()
+    for thread in threads:
+        thread.join(timeout=10)

@@ -136,6 +136,30 @@ class Enrollment(RollcallAggregate):
             overrides=[r.value for r in overrides],
         )
 
+    @classmethod
+    def restore(
+        cls,
+        enrollment_id: UUID,
+        version: int,
+        created_on: datetime,
+        *,
+        user_id: str,
+        training_id: UUID,
+        session_id: UUID,
+        active: bool,
+        attendance: str | None,
+    ) -> Enrollment:
+        """An enrollment rebuilt from read-model rows, to evaluate rules against."""
+        enrollment = cls.__new__(cls)
+        enrollment.__base_init__(enrollment_id, version, created_on)
+        enrollment.user_id = user_id
+        enrollment.training_id = training_id
+        enrollment.session_id = session_id
+        enrollment.active = active
+        enrollment.attendance = Attendance(attendance) if attendance else None
+        enrollment.passed_deadlines = set()
+        return enrollment
+
     def switch(
         self, ctx: Context, to_session_id: UUID, by_admin: bool, overrides: list[Reason]
     ) -> None:

@@ -290,6 +290,40 @@ class Training(RollcallAggregate):
             notify_supervisors=bool(notify_supervisors),
         )
 
+    @classmethod
+    def restore(
+        cls,
+        training_id: UUID,
+        version: int,
+        created_on: datetime,
+        *,
+        title: str,
+        description: str,
+        session_selection: str,
+        notify_supervisors: bool,
+        sessions: list[Session],
+        stop_registration: Restriction,
+        stop_cancellation: Restriction,
+        locked: bool,
+        participants: dict[str, Seat],
+        passed_deadlines: set[tuple[DeadlineKind, UUID]],
+    ) -> Training:
+        """A training rebuilt from read-model rows, so the read side evaluates the very
+        same rules (never saved: it has no pending events)."""
+        training = cls.__new__(cls)
+        training.__base_init__(training_id, version, created_on)
+        training.title = title
+        training.description = description
+        training.session_selection = SessionSelection(session_selection)
+        training.notify_supervisors = notify_supervisors
+        training.sessions = {s.id: s for s in sessions}
+        training.stop_registration = stop_registration
+        training.stop_cancellation = stop_cancellation
+        training.locked = locked
+        training.participants = participants
+        training.passed_deadlines = passed_deadlines
+        return training
+
     # -- administration ---------------------------------------------------------------
 
     def add_session(self, ctx: Context, session: Session) -> None:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 
 from domain.errors import ValidationFailed
+from projections.projector import Projector
 from service.app import Rollcall
 from service.clock import Clock
 from service.db import engine_for
@@ -37,6 +38,12 @@ def relay(settings: Settings, rollcall: Rollcall) -> Relay:
         require_kafka(settings), settings.topic_prefix, settings.kafka_partitions
     )
     return Relay(rollcall.store, engine_for(settings.resolved_database_url), publisher)
+
+
+def projector(settings: Settings) -> Projector:
+    return Projector(
+        engine_for(settings.resolved_database_url), require_kafka(settings), settings.topic_prefix
+    )
 
 
 def scheduler(rollcall: Rollcall) -> DeadlineScheduler:

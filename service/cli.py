@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domain.errors import RollcallError
+from projections.projector import kafka_events, store_events
+from projections.projector import replay as projector_replay
 from service import bootstrap
 from service.contract import generated_files
+from service.db import engine_for
 from service.settings import Settings
 
 app = typer.Typer(help="Rollcall: enrollment in instructor-led training sessions.")
@@ -62,6 +66,7 @@ def schemas(
 
 class Part(StrEnum):
     relay = "relay"
+    projector = "projector"
     scheduler = "scheduler"
 
 
@@ -72,13 +77,49 @@ def serve(part: Annotated[Part, typer.Argument(help="the part to run")]) -> None
     settings = Settings()
     rollcall = bootstrap.open_rollcall(settings)
     try:
-        loop: Callable[[threading.Event], None] = (
-            bootstrap.relay(settings, rollcall).run
-            if part is Part.relay
-            else bootstrap.scheduler(rollcall).run
-        )
+        parts: dict[Part, Callable[[], Callable[[threading.Event], None]]] = {
+            Part.relay: lambda: bootstrap.relay(settings, rollcall).run,
+            Part.projector: lambda: bootstrap.projector(settings).run,
+            Part.scheduler: lambda: bootstrap.scheduler(rollcall).run,
+        }
+        loop = parts[part]()
         typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
         bootstrap.run_until_signalled([loop])
+    except RollcallError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        rollcall.close()
+
+
+class Source(StrEnum):
+    store = "store"
+    kafka = "kafka"
+
+
+@app.command()
+def replay(
+    source: Annotated[Source, typer.Option(help="rebuild from the event store or Kafka")] = (
+        Source.store
+    ),
+) -> None:
+    """Rebuild every read model from scratch into fresh tables, then swap them in."""
+    settings = Settings()
+    rollcall = bootstrap.open_rollcall(settings)
+    engine = engine_for(settings.resolved_database_url)
+    try:
+        if source is Source.store:
+            total = rollcall.store.recorder.max_notification_id() or 0
+            batches = store_events(rollcall.store)
+        else:
+            total = None
+            batches = kafka_events(bootstrap.require_kafka(settings), settings.topic_prefix)
+        with Progress(
+            TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        ) as progress:
+            task = progress.add_task("replay", total=total)
+            applied = projector_replay(engine, batches, lambda n: progress.advance(task, n))
+        typer.echo(f"{applied} events applied; read models swapped in")
     except RollcallError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from None

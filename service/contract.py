@@ -150,12 +150,12 @@ class Message:
     headers: list[tuple[str, bytes]]
 
 
-def to_message(event: Aggregate.Event, position: int, stored_topic: str) -> Message:
+def envelope(event: Aggregate.Event, position: int, stored_topic: str) -> dict[str, Any]:
+    """The structured-mode CloudEvent of a stored event."""
     event_type = registry()[stored_topic]
-    ce_id = str(event_id(event.originator_id, event.originator_version))
-    envelope = {
+    return {
         "specversion": "1.0",
-        "id": ce_id,
+        "id": str(event_id(event.originator_id, event.originator_version)),
         "source": SOURCE,
         "type": event_type.ce_type,
         "subject": str(event.originator_id),
@@ -165,11 +165,15 @@ def to_message(event: Aggregate.Event, position: int, stored_topic: str) -> Mess
         "position": position,
         "data": event_type.data(event),
     }
+
+
+def to_message(event: Aggregate.Event, position: int, stored_topic: str) -> Message:
+    document = envelope(event, position, stored_topic)
     return Message(
-        event_type.aggregate,
-        str(event.originator_id).encode(),
-        json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode(),
-        [("ce_type", event_type.ce_type.encode()), ("ce_id", ce_id.encode())],
+        document["type"].split(".")[1],
+        document["subject"].encode(),
+        json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(),
+        [("ce_type", document["type"].encode()), ("ce_id", document["id"].encode())],
     )
 
 

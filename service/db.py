@@ -7,8 +7,11 @@ its position can commit in one transaction.
 
 from __future__ import annotations
 
+import contextlib
+
 from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, create_engine, select
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
 
 metadata = MetaData()
 
@@ -44,3 +47,15 @@ def set_position(conn: Connection, name: str, position: int) -> None:
     )
     if updated.rowcount == 0:
         conn.execute(positions.insert().values(name=name, position=position))
+
+
+def advance_position(conn: Connection, name: str, position: int) -> None:
+    """Move a position forward only (safe under concurrent advancers)."""
+    updated = conn.execute(
+        positions.update()
+        .where(positions.c.name == name, positions.c.position < position)
+        .values(position=position)
+    )
+    if updated.rowcount == 0 and get_position(conn, name) == 0:
+        with contextlib.suppress(IntegrityError), conn.begin_nested():
+            conn.execute(positions.insert().values(name=name, position=position))

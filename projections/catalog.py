@@ -1,0 +1,260 @@
+"""The training side of the read models: trainings, sessions, seats, deadlines; and the
+catalog (R11): trainings with a session open for registration, judged by the clock at
+query time (R14) as well as by recorded DeadlinePassed events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Connection
+
+from domain.deadlines import Restriction
+from domain.training import DeadlineKind, Seat, Session, Training
+from projections.tables import Tables
+from projections.unit import Event, Row, UnitOfWork
+
+
+def _deadlines(training: Row, session: Row) -> dict[str, datetime | None]:
+    starts_at, tz = session["starts_at"], session["timezone"]
+    return {
+        "registration_deadline": Restriction.from_dict(training["stop_registration"]).deadline(
+            starts_at, tz
+        ),
+        "cancellation_deadline": Restriction.from_dict(training["stop_cancellation"]).deadline(
+            starts_at, tz
+        ),
+    }
+
+
+def _schedule(ev: Event) -> dict[str, Any]:
+    return {
+        "starts_at": ev.instant("starts_at"),
+        "ends_at": ev.instant("ends_at"),
+        "timezone": ev.data["timezone"],
+        "location": ev.data["location"],
+        "capacity": ev.data["capacity"],
+    }
+
+
+def on_training_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    if ev.name == "TrainingCreated":
+        uow.put(
+            t.trainings,
+            ev.subject,
+            {
+                "training_id": ev.subject,
+                "title": ev.data["title"],
+                "description": ev.data["description"],
+                "session_selection": ev.data["session_selection"],
+                "notify_supervisors": ev.data["notify_supervisors"],
+                "locked": False,
+                "stop_registration": Restriction().to_dict(),
+                "stop_cancellation": Restriction().to_dict(),
+                "participants": {},
+                "session_ids": [],
+                "created_at": ev.time,
+                "version": ev.sequence,
+            },
+        )
+        return
+    training = uow.changed(t.trainings, ev.subject)
+    training["version"] = ev.sequence
+    TRAINING_HANDLERS[ev.name](uow, t, training, ev)
+
+
+def _session_added(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    session = {
+        "session_id": ev.data["session_id"],
+        "training_id": ev.subject,
+        **_schedule(ev),
+        "cancelled": False,
+        "seats_taken": 0,
+        "registration_passed": False,
+        "cancellation_passed": False,
+    }
+    session.update(_deadlines(training, session))
+    uow.put(t.sessions, session["session_id"], session)
+    training["session_ids"] = [*training["session_ids"], session["session_id"]]
+
+
+def _session_rescheduled(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    session = uow.changed(t.sessions, ev.data["session_id"])
+    session.update(_schedule(ev), registration_passed=False, cancellation_passed=False)
+    session.update(_deadlines(training, session))
+
+
+def _session_cancelled(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    uow.changed(t.sessions, ev.data["session_id"])["cancelled"] = True
+
+
+def _restrictions_set(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    training["stop_registration"] = ev.data["stop_registration"]
+    training["stop_cancellation"] = ev.data["stop_cancellation"]
+    uow.prefetch(t.sessions, training["session_ids"])
+    for session_id in training["session_ids"]:
+        session = uow.changed(t.sessions, session_id)
+        session.update(_deadlines(training, session))
+
+
+def _locked(locked: bool) -> Callable[[UnitOfWork, Tables, Row, Event], None]:
+    def handler(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+        training["locked"] = locked
+
+    return handler
+
+
+def _seats(uow: UnitOfWork, t: Tables, session_id: str, delta: int) -> None:
+    uow.changed(t.sessions, session_id)["seats_taken"] += delta
+
+
+def _seat_taken(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    seat = [ev.data["enrollment_id"], ev.data["session_id"]]
+    training["participants"] = {**training["participants"], ev.data["user_id"]: seat}
+    _seats(uow, t, ev.data["session_id"], +1)
+
+
+def _seat_moved(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    enrollment_id, _ = training["participants"][ev.data["user_id"]]
+    seat = [enrollment_id, ev.data["to_session_id"]]
+    training["participants"] = {**training["participants"], ev.data["user_id"]: seat}
+    _seats(uow, t, ev.data["from_session_id"], -1)
+    _seats(uow, t, ev.data["to_session_id"], +1)
+
+
+def _seat_released(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    participants = dict(training["participants"])
+    del participants[ev.data["user_id"]]
+    training["participants"] = participants
+    _seats(uow, t, ev.data["session_id"], -1)
+
+
+def _deadline_passed(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    uow.changed(t.sessions, ev.data["session_id"])[f"{ev.data['kind']}_passed"] = True
+
+
+TRAINING_HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Row, Event], None]] = {
+    "SessionAdded": _session_added,
+    "SessionRescheduled": _session_rescheduled,
+    "SessionCancelled": _session_cancelled,
+    "RestrictionsSet": _restrictions_set,
+    "ParticipantListLocked": _locked(True),
+    "ParticipantListUnlocked": _locked(False),
+    "SeatTaken": _seat_taken,
+    "SeatMoved": _seat_moved,
+    "SeatReleased": _seat_released,
+    "DeadlinePassed": _deadline_passed,
+}
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def open_for_registration(t: Tables, now: datetime) -> Any:
+    """SQL for R6/R11 "open": not cancelled, not started, registration deadline ahead."""
+    s = t.sessions.c
+    return and_(
+        s.cancelled.is_(False),
+        s.starts_at > now,
+        s.registration_passed.is_(False),
+        or_(s.registration_deadline.is_(None), s.registration_deadline > now),
+    )
+
+
+def session_view(row: Row, now: datetime) -> dict[str, Any]:
+    capacity = row["capacity"]
+    return {
+        "id": row["session_id"],
+        "starts_at": row["starts_at"].isoformat(),
+        "ends_at": row["ends_at"].isoformat(),
+        "timezone": row["timezone"],
+        "location": row["location"],
+        "capacity": capacity,
+        "cancelled": row["cancelled"],
+        "seats_taken": row["seats_taken"],
+        "seats_left": None if capacity is None else max(0, capacity - row["seats_taken"]),
+        "registration_deadline": _iso(row["registration_deadline"]),
+        "cancellation_deadline": _iso(row["cancellation_deadline"]),
+    }
+
+
+def _iso(instant: datetime | None) -> str | None:
+    return instant.isoformat() if instant else None
+
+
+def catalog(conn: Connection, t: Tables, now: datetime) -> list[dict[str, Any]]:
+    """R11: trainings with at least one session open for registration, earliest first."""
+    rows = conn.execute(
+        select(t.sessions, t.trainings.c.title, t.trainings.c.description)
+        .join(t.trainings, t.trainings.c.training_id == t.sessions.c.training_id)
+        .where(open_for_registration(t, now))
+        .order_by(t.sessions.c.starts_at, t.sessions.c.session_id)
+    ).mappings()
+    trainings: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = trainings.setdefault(
+            row["training_id"],
+            {
+                "id": row["training_id"],
+                "title": row["title"],
+                "description": row["description"],
+                "sessions": [],
+            },
+        )
+        entry["sessions"].append(session_view(dict(row), now))
+    return list(trainings.values())
+
+
+def restore_trainings(conn: Connection, t: Tables, training_ids: set[str]) -> dict[str, Training]:
+    """Domain Trainings rebuilt from rows, for the rule functions."""
+    if not training_ids:
+        return {}
+    sessions: dict[str, list[Row]] = {}
+    for row in conn.execute(
+        select(t.sessions).where(t.sessions.c.training_id.in_(sorted(training_ids)))
+    ).mappings():
+        sessions.setdefault(row["training_id"], []).append(dict(row))
+    restored = {}
+    for row in conn.execute(
+        select(t.trainings).where(t.trainings.c.training_id.in_(sorted(training_ids)))
+    ).mappings():
+        rows = sessions.get(row["training_id"], [])
+        restored[row["training_id"]] = Training.restore(
+            UUID(row["training_id"]),
+            row["version"],
+            row["created_at"],
+            title=row["title"],
+            description=row["description"],
+            session_selection=row["session_selection"],
+            notify_supervisors=row["notify_supervisors"],
+            sessions=[_session(s) for s in rows],
+            stop_registration=Restriction.from_dict(row["stop_registration"]),
+            stop_cancellation=Restriction.from_dict(row["stop_cancellation"]),
+            locked=row["locked"],
+            participants={
+                user: Seat(UUID(enrollment_id), UUID(session_id))
+                for user, (enrollment_id, session_id) in row["participants"].items()
+            },
+            passed_deadlines={
+                (kind, UUID(s["session_id"]))
+                for s in rows
+                for kind in DeadlineKind
+                if s[f"{kind.value}_passed"]
+            },
+        )
+    return restored
+
+
+def _session(row: Row) -> Session:
+    return Session(
+        UUID(row["session_id"]),
+        row["starts_at"],
+        row["ends_at"],
+        row["timezone"],
+        row["location"],
+        row["capacity"],
+        row["cancelled"],
+    )

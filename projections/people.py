@@ -1,0 +1,189 @@
+"""The people side of the read models: enrollments and the directory; and the views
+built on them: my trainings (with the actions the rules allow now), session rosters,
+and a supervisor's team view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from domain.enrollment import Enrollment
+from domain.rules import available_actions
+from projections.catalog import restore_trainings, session_view
+from projections.tables import Tables
+from projections.unit import Event, Row, UnitOfWork
+
+
+def on_enrollment_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    if ev.name == "Enrolled":
+        uow.put(
+            t.enrollments,
+            ev.subject,
+            {
+                "enrollment_id": ev.subject,
+                "user_id": ev.data["user_id"],
+                "training_id": ev.data["training_id"],
+                "session_id": ev.data["session_id"],
+                "active": True,
+                "attendance": None,
+                "by_admin": ev.data["by_admin"],
+                "unenroll_reason": None,
+                "enrolled_at": ev.time,
+                "updated_at": ev.time,
+                "version": ev.sequence,
+            },
+        )
+        return
+    row = uow.changed(t.enrollments, ev.subject)
+    row["version"] = ev.sequence
+    row["updated_at"] = ev.time
+    ENROLLMENT_HANDLERS.get(ev.name, _unchanged)(row, ev)
+
+
+def _switched(row: Row, ev: Event) -> None:
+    row["session_id"] = ev.data["to_session_id"]
+    row["by_admin"] = ev.data["by_admin"]
+
+
+def _unenrolled(row: Row, ev: Event) -> None:
+    row["active"] = False
+    row["unenroll_reason"] = ev.data["reason"]
+    row["by_admin"] = ev.data["by_admin"]
+
+
+def _attendance(row: Row, ev: Event) -> None:
+    row["attendance"] = ev.data["status"]
+
+
+def _unchanged(row: Row, ev: Event) -> None:
+    """DeadlinePassed: the session's row carries it for every participant."""
+
+
+ENROLLMENT_HANDLERS: dict[str, Callable[[Row, Event], None]] = {
+    "SessionSwitched": _switched,
+    "Unenrolled": _unenrolled,
+    "AttendanceRecorded": _attendance,
+}
+
+
+def on_user_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    if ev.name == "UserRegistered":
+        uow.put(
+            t.users,
+            ev.subject,
+            {
+                "aggregate_id": ev.subject,
+                "user_id": ev.data["user_id"],
+                "name": ev.data["name"],
+                "email": ev.data["email"],
+                "supervisor_id": ev.data["supervisor_id"],
+                "version": ev.sequence,
+            },
+        )
+        return
+    row = uow.changed(t.users, ev.subject)
+    row["version"] = ev.sequence
+    if ev.name == "UserDetailsChanged":
+        row.update(name=ev.data["name"], email=ev.data["email"])
+    elif ev.name == "SupervisorChanged":
+        row["supervisor_id"] = ev.data["supervisor_id"]
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def enrollments_of(
+    conn: Connection, t: Tables, user_ids: Iterable[str], now: datetime
+) -> list[dict[str, Any]]:
+    """Each enrollment of these users with status and available actions, newest first."""
+    rows = [
+        dict(r)
+        for r in conn.execute(
+            select(t.enrollments)
+            .where(t.enrollments.c.user_id.in_(sorted(set(user_ids))))
+            .order_by(t.enrollments.c.enrolled_at.desc(), t.enrollments.c.enrollment_id)
+        ).mappings()
+    ]
+    trainings = restore_trainings(conn, t, {r["training_id"] for r in rows})
+    sessions = {
+        r["session_id"]: dict(r)
+        for r in conn.execute(
+            select(t.sessions).where(t.sessions.c.session_id.in_({r["session_id"] for r in rows}))
+        ).mappings()
+    }
+    views = []
+    for row in rows:
+        training = trainings.get(row["training_id"])
+        session = sessions.get(row["session_id"])
+        if training is None or session is None:
+            continue  # the training's events are still on their way (other partition)
+        enrollment = Enrollment.restore(
+            UUID(row["enrollment_id"]),
+            row["version"],
+            row["enrolled_at"],
+            user_id=row["user_id"],
+            training_id=UUID(row["training_id"]),
+            session_id=UUID(row["session_id"]),
+            active=row["active"],
+            attendance=row["attendance"],
+        )
+        domain_session = training.session(enrollment.session_id)
+        views.append(
+            {
+                "id": row["enrollment_id"],
+                "user_id": row["user_id"],
+                "training_id": row["training_id"],
+                "training_title": training.title,
+                "session": session_view(session, now),
+                "status": enrollment.status(domain_session, now).value,
+                "active": row["active"],
+                "attendance": row["attendance"],
+                "actions": {
+                    a.name: a.to_dict() for a in available_actions(training, enrollment, now)
+                },
+            }
+        )
+    views.sort(key=lambda v: (not v["active"], v["session"]["starts_at"]))
+    return views
+
+
+def roster(conn: Connection, t: Tables, session_id: str, now: datetime) -> dict[str, Any] | None:
+    session = (
+        conn.execute(select(t.sessions).where(t.sessions.c.session_id == session_id))
+        .mappings()
+        .first()
+    )
+    if session is None:
+        return None
+    participants = conn.execute(
+        select(t.enrollments.c.user_id, t.enrollments.c.attendance, t.users.c.name, t.users.c.email)
+        .outerjoin(t.users, t.users.c.user_id == t.enrollments.c.user_id)
+        .where(t.enrollments.c.session_id == session_id, t.enrollments.c.active.is_(True))
+        .order_by(t.users.c.name, t.enrollments.c.user_id)
+    ).mappings()
+    return {
+        "session": session_view(dict(session), now),
+        "training_id": session["training_id"],
+        "participants": [dict(p) for p in participants],
+    }
+
+
+def team(conn: Connection, t: Tables, supervisor_id: str, now: datetime) -> list[dict[str, Any]]:
+    """A supervisor's direct reports, each with their enrollments (R13)."""
+    reports = [
+        dict(r)
+        for r in conn.execute(
+            select(t.users.c.user_id, t.users.c.name, t.users.c.email)
+            .where(t.users.c.supervisor_id == supervisor_id)
+            .order_by(t.users.c.name, t.users.c.user_id)
+        ).mappings()
+    ]
+    enrollments = enrollments_of(conn, t, [r["user_id"] for r in reports], now)
+    for report in reports:
+        report["enrollments"] = [e for e in enrollments if e["user_id"] == report["user_id"]]
+    return reports

@@ -1,0 +1,229 @@
+"""The projector: applies published events to the read models, exactly once in effect.
+
+Events of one aggregate arrive in order (one Kafka key, one partition); events of
+different aggregates touch different rows, so partitions can be consumed by several
+projector processes in one consumer group. Each event is applied only if it is the next
+version of its aggregate, in the same transaction that records that version; Kafka
+offsets are committed after that transaction. Redelivery and duplicates are therefore
+no-ops, and a crash between the two commits replays harmlessly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+from kafka import TopicPartition
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.engine import Connection
+
+from projections.catalog import on_training_event
+from projections.people import on_enrollment_event, on_user_event
+from projections.tables import LIVE, Tables, tables
+from projections.unit import Event, UnitOfWork
+from service.contract import by_ce_type, envelope
+from service.db import advance_position, get_position
+from service.db import metadata as positions_metadata
+from service.kafka import consumer, topic_names
+from service.store import EventStore
+
+log = logging.getLogger(__name__)
+
+HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Event], None]] = {
+    "training": on_training_event,
+    "enrollment": on_enrollment_event,
+    "user": on_user_event,
+}
+REPLAYED = ("trainings", "sessions", "enrollments", "users", "applied")
+"""Rebuilt by a replay; notifications are not (read marks are not events)."""
+
+
+class ProjectionGap(Exception):
+    """An aggregate's events skipped a version: applying on would corrupt the views."""
+
+
+def create_tables(engine: Engine, t: Tables = LIVE) -> None:
+    t.metadata.create_all(engine)
+    positions_metadata.create_all(engine)
+
+
+def apply(uow: UnitOfWork, t: Tables, events: Sequence[Event]) -> int:
+    """Apply what is new in ``events``; return how many were applied."""
+    uow.prefetch(t.applied, {e.subject for e in events})
+    by_aggregate = {
+        "training": (
+            t.trainings,
+            {e.subject for e in events if e.type.startswith("rollcall.training.")},
+        ),
+        "enrollment": (
+            t.enrollments,
+            {e.subject for e in events if e.type.startswith("rollcall.enrollment.")},
+        ),
+        "user": (t.users, {e.subject for e in events if e.type.startswith("rollcall.user.")}),
+    }
+    for table, keys in by_aggregate.values():
+        uow.prefetch(table, keys)
+    known = by_ce_type()
+    applied = 0
+    for event in events:
+        if event.type not in known:
+            raise ValueError(f"unknown event type {event.type}")
+        progress = uow.get(t.applied, event.subject)
+        version = progress["version"] if progress else 0
+        if event.sequence <= version:
+            continue  # redelivered
+        if event.sequence != version + 1:
+            raise ProjectionGap(f"{event.subject}: version {event.sequence} after {version}")
+        HANDLERS[event.type.split(".")[1]](uow, t, event)
+        uow.put(
+            t.applied,
+            event.subject,
+            {"aggregate_id": event.subject, "version": event.sequence, "position": event.position},
+        )
+        applied += 1
+    return applied
+
+
+def apply_batch(engine: Engine, events: Sequence[Event], t: Tables = LIVE) -> int:
+    with engine.begin() as conn:
+        uow = UnitOfWork(conn)
+        count = apply(uow, t, events)
+        uow.flush()
+        return count
+
+
+class Projector:
+    """A member of the projector consumer group."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        bootstrap: str,
+        prefix: str,
+        group_id: str = "rollcall-projector",
+        max_records: int = 5000,
+    ) -> None:
+        self.engine = engine
+        create_tables(engine)
+        names = topic_names(prefix)
+        self.consumer = consumer(bootstrap, group_id, max_poll_records=max_records)
+        self.consumer.subscribe([names["training"], names["enrollment"], names["user"]])
+        self.applied = 0
+
+    def poll_once(self, timeout_ms: int = 200) -> int:
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        events = [
+            Event.from_cloudevent(json.loads(record.value))
+            for records in batches.values()
+            for record in records
+        ]
+        if not events:
+            return 0
+        self.applied += apply_batch(self.engine, events)
+        self.consumer.commit()
+        return len(events)
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.poll_once()
+        finally:
+            self.consumer.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+# -- replay ---------------------------------------------------------------------------
+
+
+def store_events(store: EventStore, batch_size: int = 10_000) -> Iterable[list[Event]]:
+    """Every stored event as consumers see it, in store order, in batches."""
+    mapper = store.mapper
+    start = 1
+    while notifications := store.recorder.select_notifications(start=start, limit=batch_size):
+        yield [
+            Event.from_cloudevent(envelope(mapper.to_domain_event(n), n.id, n.topic))  # type: ignore[arg-type]
+            for n in notifications
+        ]
+        start = notifications[-1].id + 1
+
+
+def kafka_events(bootstrap: str, prefix: str, batch_size: int = 10_000) -> Iterable[list[Event]]:
+    """Every event on the topics from offset 0 up to their current end."""
+    names = topic_names(prefix)
+    reader = consumer(bootstrap, None, max_poll_records=batch_size)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (names["training"], names["enrollment"], names["user"])
+            for p in sorted(reader.partitions_for_topic(topic) or ())
+        ]
+        reader.assign(partitions)
+        reader.seek_to_beginning(*partitions)
+        end = reader.end_offsets(partitions)
+        while any(reader.position(tp) < end[tp] for tp in partitions):
+            batch = reader.poll(timeout_ms=500)
+            yield [Event.from_cloudevent(json.loads(r.value)) for rs in batch.values() for r in rs]
+    finally:
+        reader.close()
+
+
+def replay(
+    engine: Engine,
+    batches: Iterable[list[Event]],
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Rebuild the read models into fresh tables, then swap them in atomically."""
+    shadow = tables("_replay")
+    shadow.metadata.drop_all(engine)
+    shadow.metadata.create_all(engine)
+    create_tables(engine)
+    total = 0
+    with engine.begin() as conn:
+        uow = UnitOfWork(conn, fresh=True)
+        for events in batches:
+            total += apply(uow, shadow, events)
+            on_progress(len(events))
+        uow.flush()
+    with engine.begin() as conn:
+        for name in REPLAYED:
+            live, fresh = getattr(LIVE, name), getattr(shadow, name)
+            conn.execute(delete(live))
+            conn.execute(insert(live).from_select(list(fresh.columns.keys()), select(fresh)))
+    shadow.metadata.drop_all(engine)
+    return total
+
+
+# -- read-your-writes --------------------------------------------------------------------
+
+
+def caught_up(conn: Connection, store: EventStore, position: int, t: Tables = LIVE) -> bool:
+    """Has every event up to ``position`` been applied? Exact, whatever the partitions:
+    each stored event after the last proven position is checked against what was
+    applied, and the proof is remembered."""
+    checkpoint = get_position(conn, CHECKED)
+    if position <= checkpoint:
+        return True
+    notifications = store.recorder.select_notifications(
+        start=checkpoint + 1, limit=position - checkpoint, stop=position
+    )
+    needed: dict[str, int] = {}
+    for n in notifications:
+        key = str(n.originator_id)
+        needed[key] = max(needed.get(key, 0), n.originator_version)
+    rows = conn.execute(
+        select(t.applied.c.aggregate_id, t.applied.c.version).where(
+            t.applied.c.aggregate_id.in_(list(needed))
+        )
+    )
+    have = {row.aggregate_id: row.version for row in rows}
+    if not all(have.get(a, 0) >= v for a, v in needed.items()):
+        return False
+    advance_position(conn, CHECKED, position)
+    return True
+
+
+CHECKED = "projections-checked"

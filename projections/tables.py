@@ -1,0 +1,155 @@
+"""Read-model tables (SPEC §5), one SQL layer for SQLite and PostgreSQL.
+
+``tables(suffix)`` builds the same schema under other names, so a replay can build
+fresh tables beside the live ones and swap them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class Instant(TypeDecorator[datetime]):
+    """Timezone-aware UTC instants on both dialects (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Tables:
+    metadata: MetaData
+    trainings: Table
+    sessions: Table
+    enrollments: Table
+    users: Table
+    notifications: Table
+    applied: Table
+
+    def all(self) -> list[Table]:
+        return [
+            self.trainings,
+            self.sessions,
+            self.enrollments,
+            self.users,
+            self.notifications,
+            self.applied,
+        ]
+
+
+def tables(suffix: str = "") -> Tables:
+    md = MetaData()
+
+    def t(name: str, *columns: Any) -> Table:
+        return Table(f"rm_{name}{suffix}", md, *columns)
+
+    trainings = t(
+        "trainings",
+        Column("training_id", String(36), primary_key=True),
+        Column("title", String(300), nullable=False),
+        Column("description", Text, nullable=False),
+        Column("session_selection", String(20), nullable=False),
+        Column("notify_supervisors", Boolean, nullable=False),
+        Column("locked", Boolean, nullable=False),
+        Column("stop_registration", JSON, nullable=False),
+        Column("stop_cancellation", JSON, nullable=False),
+        Column("participants", JSON, nullable=False),  # user_id -> [enrollment_id, session_id]
+        Column("session_ids", JSON, nullable=False),
+        Column("created_at", Instant, nullable=False),
+        Column("version", Integer, nullable=False),
+    )
+    sessions = t(
+        "sessions",
+        Column("session_id", String(36), primary_key=True),
+        Column("training_id", String(36), nullable=False),
+        Column("starts_at", Instant, nullable=False),
+        Column("ends_at", Instant, nullable=False),
+        Column("timezone", String(64), nullable=False),
+        Column("location", String(500), nullable=False),
+        Column("capacity", Integer),
+        Column("cancelled", Boolean, nullable=False),
+        Column("seats_taken", Integer, nullable=False),
+        Column("registration_deadline", Instant),
+        Column("cancellation_deadline", Instant),
+        Column("registration_passed", Boolean, nullable=False),  # DeadlinePassed recorded
+        Column("cancellation_passed", Boolean, nullable=False),
+    )
+    enrollments = t(
+        "enrollments",
+        Column("enrollment_id", String(36), primary_key=True),
+        Column("user_id", String(128), nullable=False),
+        Column("training_id", String(36), nullable=False),
+        Column("session_id", String(36), nullable=False),
+        Column("active", Boolean, nullable=False),
+        Column("attendance", String(20)),
+        Column("by_admin", Boolean, nullable=False),
+        Column("unenroll_reason", Text),
+        Column("enrolled_at", Instant, nullable=False),
+        Column("updated_at", Instant, nullable=False),
+        Column("version", Integer, nullable=False),
+    )
+    users = t(
+        "users",
+        Column("aggregate_id", String(36), primary_key=True),
+        Column("user_id", String(128), nullable=False, unique=True),
+        Column("name", String(200), nullable=False),
+        Column("email", String(254), nullable=False),
+        Column("supervisor_id", String(128)),
+        Column("version", Integer, nullable=False),
+    )
+    notifications = t(
+        "notifications",
+        Column("notification_id", String(36), primary_key=True),
+        Column("recipient_id", String(128), nullable=False),
+        Column("event_id", String(36), nullable=False),
+        Column("kind", String(40), nullable=False),
+        Column("title", String(300), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("data", JSON, nullable=False),
+        Column("created_at", Instant, nullable=False),
+        Column("read_at", Instant),
+    )
+    applied = t(
+        "applied",
+        Column("aggregate_id", String(36), primary_key=True),
+        Column("version", Integer, nullable=False),
+        Column("position", BigInteger, nullable=False),
+    )
+    Index(f"ix_rm_sessions_training{suffix}", sessions.c.training_id)
+    Index(f"ix_rm_enrollments_user{suffix}", enrollments.c.user_id)
+    Index(f"ix_rm_enrollments_training{suffix}", enrollments.c.training_id)
+    Index(f"ix_rm_users_supervisor{suffix}", users.c.supervisor_id)
+    Index(f"ix_rm_notifications_recipient{suffix}", notifications.c.recipient_id)
+    return Tables(md, trainings, sessions, enrollments, users, notifications, applied)
+
+
+LIVE = tables()

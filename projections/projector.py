@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
+from eventsourcing.domain import Aggregate
 from kafka import TopicPartition
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
@@ -23,7 +24,7 @@ from projections.catalog import on_training_event
 from projections.people import on_enrollment_event, on_user_event
 from projections.tables import LIVE, Tables, tables
 from projections.unit import Event, UnitOfWork
-from service.contract import by_ce_type, envelope
+from service.contract import by_ce_type, registry
 from service.db import advance_position, get_position
 from service.db import metadata as positions_metadata
 from service.kafka import consumer, topic_names
@@ -142,12 +143,24 @@ class Projector:
 def store_events(store: EventStore, batch_size: int = 10_000) -> Iterable[list[Event]]:
     """Every stored event as consumers see it, in store order, in batches."""
     mapper = store.mapper
+    types = registry()
     start = 1
     while notifications := store.recorder.select_notifications(start=start, limit=batch_size):
-        yield [
-            Event.from_cloudevent(envelope(mapper.to_domain_event(n), n.id, n.topic))  # type: ignore[arg-type]
-            for n in notifications
-        ]
+        batch = []
+        for n in notifications:
+            event: Aggregate.Event = mapper.to_domain_event(n)  # type: ignore[assignment]
+            event_type = types[n.topic]
+            batch.append(
+                Event(
+                    event_type.ce_type,
+                    str(n.originator_id),
+                    n.originator_version,
+                    n.id,
+                    event.timestamp,
+                    event_type.data(event),
+                )
+            )
+        yield batch
         start = notifications[-1].id + 1
 
 

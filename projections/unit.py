@@ -87,8 +87,10 @@ class UnitOfWork:
             cache[key] = None
 
     def get(self, table: Table, key: str) -> Row | None:
-        self.prefetch(table, [key])
-        return self._rows[table][key]
+        cache = self._cache(table)
+        if key not in cache:
+            self.prefetch(table, [key])
+        return cache[key]
 
     def require(self, table: Table, key: str) -> Row:
         row = self.get(table, key)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from eventsourcing.domain import Aggregate
 from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 
+from consumers.loop import ConsumerLoop
 from projections.catalog import on_training_event
 from projections.people import on_enrollment_event, on_user_event
 from projections.tables import LIVE, Tables, tables
@@ -95,7 +96,7 @@ def apply_batch(engine: Engine, events: Sequence[Event], t: Tables = LIVE) -> in
         return count
 
 
-class Projector:
+class Projector(ConsumerLoop):
     """A member of the projector consumer group."""
 
     def __init__(
@@ -103,38 +104,23 @@ class Projector:
         engine: Engine,
         bootstrap: str,
         prefix: str,
-        group_id: str = "rollcall-projector",
+        group_id: str | None = None,
         max_records: int = 5000,
     ) -> None:
+        group_id = group_id or f"{prefix}-projector"
         self.engine = engine
         create_tables(engine)
         names = topic_names(prefix)
-        self.consumer = consumer(bootstrap, group_id, max_poll_records=max_records)
-        self.consumer.subscribe([names["training"], names["enrollment"], names["user"]])
-        self.applied = 0
+        topics = [names["training"], names["enrollment"], names["user"]]
+        super().__init__(bootstrap, group_id, topics, self._apply, max_records)
 
-    def poll_once(self, timeout_ms: int = 200) -> int:
-        batches = self.consumer.poll(timeout_ms=timeout_ms)
-        events = [
-            Event.from_cloudevent(json.loads(record.value))
-            for records in batches.values()
-            for record in records
-        ]
-        if not events:
-            return 0
-        self.applied += apply_batch(self.engine, events)
-        self.consumer.commit()
-        return len(events)
+    def _apply(self, records: list[ConsumerRecord]) -> int:
+        events = [Event.from_cloudevent(json.loads(r.value)) for r in records]
+        return apply_batch(self.engine, events)
 
-    def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                self.poll_once()
-        finally:
-            self.consumer.close()
-
-    def close(self) -> None:
-        self.consumer.close()
+    @property
+    def applied(self) -> int:
+        return self.handled
 
 
 # -- replay ---------------------------------------------------------------------------

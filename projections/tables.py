@@ -135,6 +135,7 @@ def tables(suffix: str = "") -> Tables:
         Column("title", String(300), nullable=False),
         Column("body", Text, nullable=False),
         Column("data", JSON, nullable=False),
+        Column("position", BigInteger, nullable=False),
         Column("created_at", Instant, nullable=False),
         Column("read_at", Instant),
     )

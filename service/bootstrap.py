@@ -6,7 +6,9 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
+from consumers.notifier import Notifier, Sender, SmtpConfig
 from domain.errors import ValidationFailed
 from projections.projector import Projector
 from service.app import Rollcall
@@ -44,6 +46,33 @@ def projector(settings: Settings) -> Projector:
     return Projector(
         engine_for(settings.resolved_database_url), require_kafka(settings), settings.topic_prefix
     )
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    if not settings.smtp_host:
+        raise ValidationFailed(
+            "ROLLCALL_SMTP_HOST is not set: the notifier alone needs an SMTP server "
+            "(`rollcall serve` with no part starts a local catcher)"
+        )
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpConfig(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.mail_from,
+        settings.smtp_username,
+        password,
+        settings.smtp_starttls,
+    )
+
+
+def notifier_loops(
+    settings: Settings, rollcall: Rollcall
+) -> list[Callable[[threading.Event], None]]:
+    """The consumer that writes entries and outbox mails, and the sender that mails them."""
+    engine = engine_for(settings.resolved_database_url)
+    notifier = Notifier(engine, rollcall.store, require_kafka(settings), settings.topic_prefix)
+    lease = timedelta(seconds=settings.mail_lease_seconds)
+    return [notifier.run, Sender(engine, smtp_config(settings), lease=lease).run]
 
 
 def scheduler(rollcall: Rollcall) -> DeadlineScheduler:

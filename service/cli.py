@@ -67,6 +67,7 @@ def schemas(
 class Part(StrEnum):
     relay = "relay"
     projector = "projector"
+    notifier = "notifier"
     scheduler = "scheduler"
 
 
@@ -77,14 +78,15 @@ def serve(part: Annotated[Part, typer.Argument(help="the part to run")]) -> None
     settings = Settings()
     rollcall = bootstrap.open_rollcall(settings)
     try:
-        parts: dict[Part, Callable[[], Callable[[threading.Event], None]]] = {
-            Part.relay: lambda: bootstrap.relay(settings, rollcall).run,
-            Part.projector: lambda: bootstrap.projector(settings).run,
-            Part.scheduler: lambda: bootstrap.scheduler(rollcall).run,
+        parts: dict[Part, Callable[[], list[Callable[[threading.Event], None]]]] = {
+            Part.relay: lambda: [bootstrap.relay(settings, rollcall).run],
+            Part.projector: lambda: [bootstrap.projector(settings).run],
+            Part.notifier: lambda: bootstrap.notifier_loops(settings, rollcall),
+            Part.scheduler: lambda: [bootstrap.scheduler(rollcall).run],
         }
-        loop = parts[part]()
+        loops = parts[part]()
         typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
-        bootstrap.run_until_signalled([loop])
+        bootstrap.run_until_signalled(loops)
     except RollcallError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from None

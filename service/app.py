@@ -141,7 +141,7 @@ class Rollcall:
         if actor is not None and not actor.is_admin:
             raise Forbidden("only an account administrator may do this")
 
-    def _require_manager(self, actor_id: str) -> None:
+    def require_manager(self, actor_id: str) -> None:
         """R12: an administrator, or a role with both enrollment permissions."""
         actor = self._actor(actor_id)
         if actor is not None and not actor.may_manage_trainings:
@@ -212,7 +212,7 @@ class Rollcall:
         sessions: Sequence[SessionInput] = (),
         correlation_id: str | None = None,
     ) -> Result:
-        self._require_manager(actor_id)
+        self.require_manager(actor_id)
         ctx = self._context(actor_id, correlation_id)
         training = Training.create(ctx, title, description, session_selection, notify_supervisors)
         for spec in sessions:
@@ -227,7 +227,7 @@ class Rollcall:
         change: Callable[[Context, Training], list[Aggregate]],
         correlation_id: str | None,
     ) -> Result:
-        self._require_manager(actor_id)
+        self.require_manager(actor_id)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(actor_id, correlation_id)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import signal
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,8 +20,11 @@ from domain.errors import RollcallError
 from projections.projector import kafka_events, store_events
 from projections.projector import replay as projector_replay
 from service import bootstrap
-from service.contract import generated_files
+from service.api.auth import issue_token
+from service.app import SYSTEM_ACTOR
+from service.contract import envelope, generated_files
 from service.db import engine_for
+from service.runtime import Runtime, jwt_secret
 from service.settings import Settings
 
 app = typer.Typer(help="Rollcall: enrollment in instructor-led training sessions.")
@@ -72,10 +79,22 @@ class Part(StrEnum):
 
 
 @app.command()
-def serve(part: Annotated[Part, typer.Argument(help="the part to run")]) -> None:
-    """Run one part of Rollcall until interrupted (configured by ROLLCALL_* variables)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def serve(
+    part: Annotated[Part | None, typer.Argument(help="one part only; default: everything")] = None,
+    host: Annotated[str, typer.Option(help="API address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+) -> None:
+    """Run Rollcall until interrupted (configured by ROLLCALL_* variables).
+
+    With no part: everything in one process, starting a local Kafka-compatible broker
+    and a local SMTP catcher unless ROLLCALL_KAFKA_BOOTSTRAP / ROLLCALL_SMTP_HOST are set.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
+    if part is None:
+        serve_everything(settings, host, port)
+        return
+    logging.getLogger().setLevel(logging.INFO)
     rollcall = bootstrap.open_rollcall(settings)
     try:
         parts: dict[Part, Callable[[], list[Callable[[threading.Event], None]]]] = {
@@ -90,6 +109,104 @@ def serve(part: Annotated[Part, typer.Argument(help="the part to run")]) -> None
     except RollcallError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from None
+    finally:
+        rollcall.close()
+
+
+def serve_everything(settings: Settings, host: str, port: int) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime = Runtime(settings, host, port).start()
+    typer.echo(f"Rollcall is running (data in {settings.data_dir.resolve()})")
+    typer.echo(f"  API            {runtime.url}/v1")
+    typer.echo(f"  API docs       {runtime.url}/docs  (OpenAPI: {runtime.url}/openapi.json)")
+    typer.echo(f"  database       {settings.resolved_database_url}")
+    kafka = settings.kafka_bootstrap or f"{runtime.broker.bootstrap} (local broker)"  # type: ignore[union-attr]
+    typer.echo(f"  Kafka          {kafka}")
+    mail = settings.smtp_host or f"local catcher, messages in {runtime.maildir.resolve()}"
+    typer.echo(f"  mail           {mail}")
+    typer.echo("Press Ctrl-C to stop.")
+    try:
+        while not stop.wait(0.5):
+            if not runtime.healthy():
+                typer.echo("a part stopped unexpectedly; shutting down", err=True)
+                break
+    finally:
+        runtime.stop()
+        typer.echo("stopped")
+
+
+users = typer.Typer(help="Manage the directory.")
+app.add_typer(users, name="users")
+
+
+@users.command("add")
+def users_add(
+    user_id: str,
+    name: Annotated[str, typer.Option(help="full name")],
+    email: Annotated[str, typer.Option(help="email address")],
+    supervisor: Annotated[str | None, typer.Option(help="supervisor's user id")] = None,
+    admin: Annotated[bool, typer.Option(help="account administrator")] = False,
+    permission: Annotated[list[str] | None, typer.Option(help="a permission (repeat)")] = None,
+) -> None:
+    """Create or update a directory entry (works on a fresh install: no token needed)."""
+    settings = Settings()
+    rollcall = bootstrap.open_rollcall(settings)
+    try:
+        roles = ["admin"] if admin else []
+        result = rollcall.put_user(
+            SYSTEM_ACTOR, user_id, name, email, supervisor, roles, permission or []
+        )
+        typer.echo(json.dumps(result.value))
+    except RollcallError as error:
+        typer.echo(f"error: {error.reason.value}: {error.message}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        rollcall.close()
+
+
+@app.command()
+def token(
+    user_id: str,
+    hours: Annotated[float, typer.Option(help="validity")] = 12.0,
+) -> None:
+    """Print a bearer token for a user (development and bootstrap)."""
+    settings = Settings()
+    typer.echo(
+        issue_token(user_id, jwt_secret(settings), datetime.now(UTC), timedelta(hours=hours))
+    )
+
+
+@app.command()
+def history(aggregate_id: UUID) -> None:
+    """Show an aggregate's full history, in order, as JSON lines."""
+    settings = Settings()
+    rollcall = bootstrap.open_rollcall(settings)
+    try:
+        for entry in rollcall.history(SYSTEM_ACTOR, aggregate_id):
+            typer.echo(json.dumps(entry))
+    except RollcallError as error:
+        typer.echo(f"error: {error.reason.value}: {error.message}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        rollcall.close()
+
+
+@app.command()
+def export(
+    from_position: Annotated[int, typer.Option("--from", help="first store position")] = 1,
+) -> None:
+    """Every stored event as a CloudEvent per line, ordered by store position."""
+    settings = Settings()
+    rollcall = bootstrap.open_rollcall(settings)
+    store = rollcall.store
+    try:
+        start = max(1, from_position)
+        while batch := store.recorder.select_notifications(start=start, limit=5000):
+            for n in batch:
+                typer.echo(json.dumps(envelope(store.mapper.to_domain_event(n), n.id, n.topic)))  # type: ignore[arg-type]
+            start = batch[-1].id + 1
     finally:
         rollcall.close()
 

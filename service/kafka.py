@@ -94,6 +94,14 @@ class KafkaPublisher:
             )
         return self._producer
 
+    def prepare(self) -> None:
+        """Connect and create the topics now (before consumers subscribe to them)."""
+        try:
+            self._connect()
+        except (KafkaError, OSError) as error:
+            self.close()
+            raise PublishError(str(error)) from error
+
     def publish(self, messages: Sequence[Message]) -> None:
         """Deliver every message or raise PublishError (then the caller retries all)."""
         try:

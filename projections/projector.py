@@ -247,6 +247,8 @@ def caught_up(conn: Connection, store: EventStore, position: int, t: Tables = LI
     checkpoint = get_position(conn, CHECKED)
     if position <= checkpoint:
         return True
+    if position > (store.recorder.max_notification_id() or 0):
+        return False  # not even stored yet
     notifications = store.recorder.select_notifications(
         start=checkpoint + 1, limit=position - checkpoint, stop=position
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
+import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -24,6 +25,8 @@ from service.api.auth import issue_token
 from service.app import SYSTEM_ACTOR
 from service.contract import envelope, generated_files
 from service.db import engine_for
+from service.demo import ADMIN as DEMO_ADMIN
+from service.demo import Demo
 from service.runtime import Runtime, jwt_secret
 from service.settings import Settings
 
@@ -209,6 +212,30 @@ def export(
             start = batch[-1].id + 1
     finally:
         rollcall.close()
+
+
+@app.command()
+def demo(
+    url: Annotated[str, typer.Option(help="a running `rollcall serve`")] = "http://127.0.0.1:8000",
+) -> None:
+    """Walk through the help article's story against a running server, step by step.
+
+    Uses this install's data dir: its token secret, and its mail catcher's inbox.
+    """
+    settings = Settings()
+    rollcall = bootstrap.open_rollcall(settings)
+    try:
+        rollcall.put_user(
+            SYSTEM_ACTOR, DEMO_ADMIN, "Demo Admin", "admin@example.com", None, ["admin"]
+        )
+    finally:
+        rollcall.close()
+    maildir = None if settings.smtp_host else settings.data_dir / "mail"
+    try:
+        Demo(url, jwt_secret(settings), typer.echo).run(maildir)
+    except (RuntimeError, httpx.HTTPError) as error:
+        typer.echo(f"demo failed: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 class Source(StrEnum):

@@ -120,16 +120,24 @@ class Notifier:
     # -- the consumer ---------------------------------------------------------------------
 
     def handle(self, records: list[ConsumerRecord]) -> int:
-        written = 0
+        """Resolve every record first (store reads, dead letters), then write them all in
+        one short transaction: no database write lock is held while reading the store."""
+        resolved: list[tuple[str, Event, list[tuple[Notice, User, User | None]]]] = []
+        for record in records:
+            try:
+                resolved.append(self._resolve(record))
+            except Undeliverable as error:
+                self._dead_letter(record, str(error))
         with self.engine.begin() as conn:
-            for record in records:
-                try:
-                    written += self._handle(conn, record)
-                except Undeliverable as error:
-                    self._dead_letter(record, str(error))
-        return written
+            return sum(
+                self._record(conn, event_id, event, *notice)
+                for event_id, event, notices in resolved
+                for notice in notices
+            )
 
-    def _handle(self, conn: Connection, record: ConsumerRecord) -> int:
+    def _resolve(
+        self, record: ConsumerRecord
+    ) -> tuple[str, Event, list[tuple[Notice, User, User | None]]]:
         try:
             envelope = json.loads(record.value)
             event = Event.from_cloudevent(envelope)
@@ -139,10 +147,9 @@ class Notifier:
         except (ValueError, KeyError, TypeError, ValidationError) as error:
             raise Undeliverable(f"{type(error).__name__}: {error}") from error
         try:
-            notices = self._notices(event)
+            return event_id, event, self._notices(event)
         except (AggregateNotFoundError, KeyError) as error:
             raise Undeliverable(f"unknown aggregate or session: {error}") from error
-        return sum(self._record(conn, event_id, event, *n) for n in notices)
 
     def _notices(self, event: Event) -> list[tuple[Notice, User, User | None]]:
         """(notice, learner, supervisor to mail or None) for each participant concerned."""

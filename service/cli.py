@@ -15,18 +15,21 @@ from uuid import UUID
 
 import httpx
 import typer
+import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domain.errors import RollcallError
 from projections.projector import kafka_events, store_events
 from projections.projector import replay as projector_replay
 from service import bootstrap
+from service.api.app import create_app
 from service.api.auth import issue_token
 from service.app import SYSTEM_ACTOR
 from service.contract import envelope, generated_files
 from service.db import engine_for
 from service.demo import ADMIN as DEMO_ADMIN
 from service.demo import Demo
+from service.kafka import ensure_topics, topic_names
 from service.runtime import Runtime, jwt_secret
 from service.settings import Settings
 
@@ -75,6 +78,7 @@ def schemas(
 
 
 class Part(StrEnum):
+    api = "api"
     relay = "relay"
     projector = "projector"
     notifier = "notifier"
@@ -98,6 +102,9 @@ def serve(
         serve_everything(settings, host, port)
         return
     logging.getLogger().setLevel(logging.INFO)
+    if part is Part.api:
+        serve_api(settings, host, port)
+        return
     rollcall = bootstrap.open_rollcall(settings)
     try:
         parts: dict[Part, Callable[[], list[Callable[[threading.Event], None]]]] = {
@@ -114,6 +121,32 @@ def serve(
         raise typer.Exit(2) from None
     finally:
         rollcall.close()
+
+
+def serve_api(settings: Settings, host: str, port: int) -> None:
+    """The HTTP API alone (production: several replicas behind a load balancer)."""
+    rollcall = bootstrap.open_rollcall(settings)
+    try:
+        app_ = create_app(
+            rollcall, engine_for(settings.resolved_database_url), jwt_secret(settings)
+        )
+        uvicorn.run(app_, host=host, port=port, log_level="info")
+    finally:
+        rollcall.close()
+
+
+@app.command()
+def topics() -> None:
+    """Create the Kafka topics (with ROLLCALL_KAFKA_PARTITIONS partitions) if missing."""
+    settings = Settings()
+    try:
+        ensure_topics(
+            bootstrap.require_kafka(settings), settings.topic_prefix, settings.kafka_partitions
+        )
+    except RollcallError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"topics ready: {', '.join(topic_names(settings.topic_prefix).values())}")
 
 
 def serve_everything(settings: Settings, host: str, port: int) -> None:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint services install clean
+.PHONY: run test lint services install clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ services:
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; \
 	  echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1
+
+# Everything on one machine: SQLite in ./var, a local Kafka-compatible broker, a mail catcher.
+run: install
+	$(BIN)/rollcall serve
 
 lint: install
 	$(BIN)/ruff check --output-format concise .

@@ -337,7 +337,7 @@ def test_authentication_errors(api: Api) -> None:
     api.refused("GET", "/v1/catalog", None, "unauthorized")
     bad = {"Authorization": "Bearer not.a.token"}
     assert api.http.get("/v1/catalog", headers=bad).json()["error"] == "unauthorized"
-    forged = issue_token(ADMIN, "another-secret", datetime.now(UTC))
+    forged = issue_token(ADMIN, "another-secret-also-thirty-two-bytes-long", datetime.now(UTC))
     assert (
         api.http.get("/v1/catalog", headers={"Authorization": f"Bearer {forged}"}).status_code
         == 401

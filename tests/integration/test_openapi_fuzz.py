@@ -20,7 +20,7 @@ from service.settings import Settings
 from tests.conftest import T0
 from tests.scenario import ADMIN, World
 
-SECRET = "fuzz-secret"
+SECRET = "fuzz-secret-at-least-thirty-two-bytes-long"
 
 
 @pytest.fixture(scope="module")

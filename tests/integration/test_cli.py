@@ -1,0 +1,80 @@
+"""The `rollcall` command line on a fresh install (SPEC §7, §8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+
+CLI = str(Path(sys.executable).with_name("rollcall"))
+
+
+def run(tmp: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
+    done = subprocess.run(
+        [CLI, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode == 0) == ok, done.stderr
+    return done
+
+
+def test_bootstrap_token_history_export_replay_and_schemas(tmp_path: Path) -> None:
+    added = json.loads(
+        run(
+            tmp_path,
+            "users",
+            "add",
+            "ada",
+            "--name",
+            "Ada",
+            "--email",
+            "ada@example.com",
+            "--admin",
+        ).stdout
+    )
+    assert added["roles"] == ["admin"]
+    run(
+        tmp_path,
+        "users",
+        "add",
+        "lena",
+        "--name",
+        "Lena",
+        "--email",
+        "lena@example.com",
+        "--supervisor",
+        "ada",
+    )
+    bad = run(tmp_path, "users", "add", "x", "--name", "X", "--email", "nope", ok=False)
+    assert "validation_error" in bad.stderr
+
+    token = run(tmp_path, "token", "lena").stdout.strip()
+    secret = (tmp_path / "var" / "jwt_secret").read_text().strip()
+    assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "lena"
+
+    exported = [json.loads(line) for line in run(tmp_path, "export").stdout.splitlines()]
+    assert [e["position"] for e in exported] == [1, 2]
+    assert exported[0]["type"] == "rollcall.user.UserRegistered.v1"
+    assert [
+        json.loads(x)["position"]
+        for x in run(tmp_path, "export", "--from", "2").stdout.splitlines()
+    ] == [2]
+
+    history = [
+        json.loads(line)
+        for line in run(tmp_path, "history", exported[1]["subject"]).stdout.splitlines()
+    ]
+    assert history[0]["data"]["user_id"] == "lena"
+    assert (
+        "not_found"
+        in run(tmp_path, "history", "00000000-0000-0000-0000-000000000009", ok=False).stderr
+    )
+
+    replayed = run(tmp_path, "replay")
+    assert "2 events applied" in replayed.stdout
+    run(tmp_path, "schemas", "--check")
+    assert "ROLLCALL_KAFKA_BOOTSTRAP" in run(tmp_path, "serve", "relay", ok=False).stderr

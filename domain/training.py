@@ -129,7 +129,10 @@ class Training(RollcallAggregate):
         capacity: int | None
 
         def apply(self, training: Training) -> None:
-            training.sessions[self.session_id] = Session(
+            training.sessions[self.session_id] = self.session()
+
+        def session(self) -> Session:
+            return Session(
                 self.session_id,
                 self.starts_at,
                 self.ends_at,
@@ -138,26 +141,13 @@ class Training(RollcallAggregate):
                 self.capacity,
             )
 
-    class SessionRescheduled(Event):
+    class SessionRescheduled(SessionAdded):
         """New time, place or capacity. Deadlines of the old time no longer apply."""
 
         TOPIC = topic("training", "SessionRescheduled")
-        session_id: UUID
-        starts_at: datetime
-        ends_at: datetime
-        timezone: str
-        location: str
-        capacity: int | None
 
         def apply(self, training: Training) -> None:
-            training.sessions[self.session_id] = Session(
-                self.session_id,
-                self.starts_at,
-                self.ends_at,
-                self.timezone,
-                self.location,
-                self.capacity,
-            )
+            training.sessions[self.session_id] = self.session()
             training.passed_deadlines = {
                 (kind, sid) for kind, sid in training.passed_deadlines if sid != self.session_id
             }

@@ -105,6 +105,10 @@ class Rollcall:
             return value, position
         raise RollcallError(Reason.CONFLICT)
 
+    def _result(self, command: Callable[[], tuple[Sequence[Aggregate], dict[str, Any]]]) -> Result:
+        value, position = self._run(command)
+        return Result(value, position)
+
     def _get(self, kind: type[T], aggregate_id: UUID, what: str) -> T:
         try:
             aggregate: Aggregate = self.store.repository.get(aggregate_id)
@@ -188,8 +192,7 @@ class Rollcall:
                 user.update(ctx, name, email, supervisor_id, roles, permissions)
             return [user], user_view(user)
 
-        value, position = self._run(command)
-        return Result(value, position)
+        return self._result(command)
 
     def get_user(self, actor_id: str, user_id: str) -> dict[str, Any]:
         actor = self._actor(actor_id)
@@ -235,8 +238,7 @@ class Rollcall:
             others = change(ctx, training)
             return [training, *others], training_view(training, ctx.now)
 
-        value, position = self._run(command)
-        return Result(value, position)
+        return self._result(command)
 
     def add_session(
         self,
@@ -361,8 +363,7 @@ class Rollcall:
             training.take_seat(ctx, user_id, enrollment.id, session.id)
             return [training, enrollment], enrollment_view(training, enrollment, ctx.now)
 
-        value, position = self._run(command)
-        return Result(value, position)
+        return self._result(command)
 
     def switch(
         self,
@@ -402,12 +403,9 @@ class Rollcall:
                 raise _confirmation_required(warnings, {"session": target_view})
             enrollment.switch(ctx, target.id, as_admin, decision.overrides)
             training.move_seat(ctx, user_id, target.id)
-            view = enrollment_view(training, enrollment, ctx.now)
-            view["warnings"] = [w.to_dict() for w in warnings]
-            return [training, enrollment], view
+            return _changed(training, enrollment, ctx.now, warnings)
 
-        value, position = self._run(command)
-        return Result(value, position)
+        return self._result(command)
 
     def unenroll(
         self,
@@ -439,12 +437,9 @@ class Rollcall:
                 ctx, reason, as_admin, reenrollment_possible(training, ctx.now), decision.overrides
             )
             training.release_seat(ctx, user_id)
-            view = enrollment_view(training, enrollment, ctx.now)
-            view["warnings"] = [w.to_dict() for w in warnings]
-            return [training, enrollment], view
+            return _changed(training, enrollment, ctx.now, warnings)
 
-        value, position = self._run(command)
-        return Result(value, position)
+        return self._result(command)
 
     def record_attendance(
         self,
@@ -470,8 +465,7 @@ class Rollcall:
             enrollment.record_attendance(ctx, training.session(session_id), attendance)
             return [enrollment], enrollment_view(training, enrollment, ctx.now)
 
-        value, position = self._run(command)
-        return Result(value, position)
+        return self._result(command)
 
     def enrollment(self, actor_id: str, training_id: UUID, user_id: str) -> dict[str, Any]:
         """One enrollment with its status and the actions the learner has now (R5, R10)."""
@@ -598,6 +592,15 @@ def _switch_target(
         return candidates[0]
     refusals = [] if as_admin else leave_refusals(training, enrollment, current, now)
     raise (refusals or [no_target_refusal(training, current, now)])[0].error()
+
+
+def _changed(
+    training: Training, enrollment: Enrollment, now: datetime, warnings: list[Any]
+) -> tuple[Sequence[Aggregate], dict[str, Any]]:
+    """What a switch or unenrollment saves and answers: the state and its warnings."""
+    view = enrollment_view(training, enrollment, now)
+    view["warnings"] = [w.to_dict() for w in warnings]
+    return [training, enrollment], view
 
 
 def _confirmation_required(warnings: list[Any], details: dict[str, Any]) -> RuleViolation:

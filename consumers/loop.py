@@ -31,10 +31,14 @@ class ConsumerLoop:
         self.consumer = consumer(bootstrap, group_id, max_poll_records=max_records)
         self.consumer.subscribe(list(topics))
         self.handled = 0
+        self.ready = threading.Event()
+        """Set once this member holds partitions (the group join is done)."""
 
     def poll_once(self, timeout_ms: int = 200) -> int:
         """Handle one batch; return how many records it held."""
         batches = self.consumer.poll(timeout_ms=timeout_ms)
+        if not self.ready.is_set() and self.consumer.assignment():
+            self.ready.set()
         records = [record for records in batches.values() for record in records]
         if not records:
             return 0

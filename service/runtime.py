@@ -111,10 +111,11 @@ class Runtime:
         for loop in loops:
             self._spawn(lambda loop=loop: loop(self.stop_event))  # type: ignore[misc]
         self._spawn(self._server.run)
-        deadline = time.monotonic() + 20
-        while not self._server.started:
+        deadline = time.monotonic() + 60
+        ready = [projector.ready, notifier.loop.ready]
+        while not (self._server.started and all(r.is_set() for r in ready)):
             if time.monotonic() > deadline:
-                raise TimeoutError("the API did not start")
+                raise TimeoutError("Rollcall did not become ready")
             time.sleep(0.02)
         return self
 

@@ -30,7 +30,7 @@ from tests.scenario import (
     World,
 )
 
-SECRET = "test-secret-for-http-suite-only"
+SECRET = "test-secret-for-the-http-suite-only-0123456789"
 
 
 class Api:

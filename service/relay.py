@@ -81,6 +81,3 @@ class Relay:
             if not published:
                 stop.wait(idle)
         self.publisher.close()
-
-    def lag(self) -> int:
-        return (self.store.recorder.max_notification_id() or 0) - self.position

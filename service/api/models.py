@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -81,7 +80,3 @@ class ErrorOut(BaseModel):
     error: str
     message: str
     details: dict[str, Any] = {}
-
-
-class Instant(BaseModel):
-    as_of: datetime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -79,17 +80,30 @@ def scheduler(rollcall: Rollcall) -> DeadlineScheduler:
     return DeadlineScheduler(rollcall)
 
 
-def run_until_signalled(loops: list[Callable[[threading.Event], None]]) -> None:
-    """Run each loop in a thread until SIGINT/SIGTERM, then stop them all cleanly."""
+def run_until_signalled(loops: list[Callable[[threading.Event], None]]) -> bool:
+    """Run each loop in a thread until SIGINT/SIGTERM, then stop them all.
+
+    Returns False when a part stopped on its own (a crash: the process should exit
+    non-zero so an orchestrator restarts it). A part that does not stop in time is
+    not waited for forever: the process exits without running interpreter shutdown,
+    where a still-running thread could abort it.
+    """
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     threads = [threading.Thread(target=loop, args=(stop,), daemon=True) for loop in loops]
     for thread in threads:
         thread.start()
+    crashed = False
     while not stop.wait(0.5):
         if not all(t.is_alive() for t in threads):
             log.error("a part stopped unexpectedly; shutting down")
+            crashed = True
             stop.set()
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(timeout=30)
+    if any(t.is_alive() for t in threads):
+        log.warning("a part did not stop within 30s; exiting anyway")
+        logging.shutdown()
+        os._exit(1 if crashed else 0)
+    return not crashed

@@ -115,7 +115,8 @@ def serve(
         }
         loops = parts[part]()
         typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
-        bootstrap.run_until_signalled(loops)
+        if not bootstrap.run_until_signalled(loops):
+            raise typer.Exit(1)
     except RollcallError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from None

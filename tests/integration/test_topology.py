@@ -75,8 +75,13 @@ def test_separate_processes_build_the_same_read_models_and_mails(
             for process in processes:
                 process.send_signal(signal.SIGTERM)
             for process in processes:
-                process.wait(timeout=30)
-        assert all(p.returncode == 0 for p in processes)
+                process.wait(timeout=60)
+        exits = {
+            path.name: (p.returncode, path.read_text()[-2000:])
+            for p, path in zip(processes, log_paths, strict=True)
+            if p.returncode != 0
+        }
+        assert not exits, exits
         assignments = [
             re.findall(r"Setting newly assigned partitions \{([^}]*)\}", path.read_text())
             for path in log_paths[1:3]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consumers.loop import ConsumerLoop
 from projections.catalog import on_training_event
@@ -56,7 +58,9 @@ def create_tables(engine: Engine, t: Tables = LIVE) -> None:
 
 def apply(uow: UnitOfWork, t: Tables, events: Sequence[Event]) -> int:
     """Apply what is new in ``events``; return how many were applied."""
-    uow.prefetch(t.applied, {e.subject for e in events})
+    # Locked: during a rebalance two members may briefly hold one partition; the second
+    # waits here for the first to commit, then sees its versions and skips.
+    uow.prefetch(t.applied, {e.subject for e in events}, lock=True)
     by_aggregate = {
         "training": (
             t.trainings,
@@ -91,12 +95,24 @@ def apply(uow: UnitOfWork, t: Tables, events: Sequence[Event]) -> int:
     return applied
 
 
-def apply_batch(engine: Engine, events: Sequence[Event], t: Tables = LIVE) -> int:
-    with engine.begin() as conn:
-        uow = UnitOfWork(conn)
-        count = apply(uow, t, events)
-        uow.flush()
-        return count
+def apply_batch(
+    engine: Engine, events: Sequence[Event], t: Tables = LIVE, attempts: int = 5
+) -> int:
+    """Apply a batch in one transaction; a conflict with another member (duplicate key,
+    SQLite's stale snapshot) re-runs it on fresh state, where what was done is skipped."""
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                uow = UnitOfWork(conn)
+                count = apply(uow, t, events)
+                uow.flush()
+                return count
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            log.warning("projection batch conflicted; retrying", exc_info=True)
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class Projector(ConsumerLoop):

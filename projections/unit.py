@@ -70,7 +70,9 @@ class UnitOfWork:
             self._dirty[table] = set()
         return self._rows[table]
 
-    def prefetch(self, table: Table, keys: Iterable[str]) -> None:
+    def prefetch(self, table: Table, keys: Iterable[str], lock: bool = False) -> None:
+        """Load rows once. ``lock``: hold them until commit (``FOR UPDATE`` where the
+        database has it), so a concurrent writer of the same rows waits for us."""
         cache = self._cache(table)
         missing = {k for k in keys if k not in cache}
         if not missing:
@@ -78,7 +80,10 @@ class UnitOfWork:
         if not self.fresh:
             pk = table.c[primary_key(table)]
             for chunk in _chunks(sorted(missing), 500):
-                for row in self.conn.execute(select(table).where(pk.in_(chunk))).mappings():
+                query = select(table).where(pk.in_(chunk))
+                if lock:
+                    query = query.with_for_update()
+                for row in self.conn.execute(query).mappings():
                     key = row[pk.name]
                     cache[key] = dict(row)
                     self._stored[table].add(key)

@@ -355,3 +355,37 @@ def test_fast_store_reading_equals_the_library_mapper(
         assert _read_fast(n, types[n.topic]) == _read_mapped(rollcall.store, n, types[n.topic])
     newer = dataclasses.replace(types[notifications[0].topic], version=2)
     assert _read_fast(notifications[0], newer) is None
+
+
+def test_members_applying_overlapping_batches_at_once_converge(
+    rollcall: Rollcall, clock: ManualClock, database_url: str
+) -> None:
+    """During a rebalance two group members can hold one partition for a moment: one
+    applies a longer run of events than the other, concurrently. Neither may fail, and
+    the shorter run must not overwrite the longer one's rows."""
+    scenario(World(rollcall, clock))
+    events = [e for batch in store_events(rollcall.store) for e in batch]
+    engine = engine_for(database_url)
+    replay(engine, [events])
+    expected = dump(engine)
+    for _ in range(4):
+        replay(engine, [[]])  # empty read models
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def member(run: list[Any]) -> None:
+            barrier.wait()
+            try:
+                apply_batch(engine, run)
+            except BaseException as error:  # collected and asserted below
+                errors.append(error)
+
+        runs = [events, events[: len(events) // 2]]
+        threads = [threading.Thread(target=member, args=(run,)) for run in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        apply_batch(engine, events)  # the rest, as redelivery would bring it
+        assert dump(engine) == expected

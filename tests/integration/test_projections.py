@@ -373,15 +373,10 @@ def test_members_applying_overlapping_batches_at_once_converge(
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
-        def member(run: list[Any]) -> None:
-            barrier.wait()
-            try:
-                apply_batch(engine, run)
-            except BaseException as error:  # collected and asserted below
-                errors.append(error)
-
         runs = [events, events[: len(events) // 2]]
-        threads = [threading.Thread(target=member, args=(run,)) for run in runs]
+        threads = [
+            threading.Thread(target=_member, args=(engine, run, barrier, errors)) for run in runs
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -389,3 +384,13 @@ def test_members_applying_overlapping_batches_at_once_converge(
         assert errors == []
         apply_batch(engine, events)  # the rest, as redelivery would bring it
         assert dump(engine) == expected
+
+
+def _member(
+    engine: Engine, run: list[Any], barrier: threading.Barrier, errors: list[BaseException]
+) -> None:
+    barrier.wait()
+    try:
+        apply_batch(engine, run)
+    except BaseException as error:  # collected and asserted by the test
+        errors.append(error)

@@ -6,7 +6,8 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -24,7 +25,7 @@ from projections.projector import replay as projector_replay
 from service import bootstrap
 from service.api.app import create_app
 from service.api.auth import issue_token
-from service.app import SYSTEM_ACTOR
+from service.app import SYSTEM_ACTOR, Rollcall
 from service.contract import envelope, generated_files
 from service.db import engine_for
 from service.demo import ADMIN as DEMO_ADMIN
@@ -34,6 +35,27 @@ from service.runtime import Runtime, jwt_secret
 from service.settings import Settings
 
 app = typer.Typer(help="Rollcall: enrollment in instructor-led training sessions.")
+
+
+@contextmanager
+def refusals_as_exit() -> Iterator[None]:
+    """A refusal (bad input, missing setting, not found) is a message and exit status 2."""
+    try:
+        yield
+    except RollcallError as error:
+        typer.echo(f"error: {error.reason.value}: {error.message}", err=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def opened(settings: Settings) -> Iterator[Rollcall]:
+    """The application service for one command, closed afterwards."""
+    with refusals_as_exit():
+        rollcall = bootstrap.open_rollcall(settings)
+        try:
+            yield rollcall
+        finally:
+            rollcall.close()
 
 
 @app.callback()
@@ -105,8 +127,7 @@ def serve(
     if part is Part.api:
         serve_api(settings, host, port)
         return
-    rollcall = bootstrap.open_rollcall(settings)
-    try:
+    with opened(settings) as rollcall:
         parts: dict[Part, Callable[[], list[Callable[[threading.Event], None]]]] = {
             Part.relay: lambda: [bootstrap.relay(settings, rollcall).run],
             Part.projector: lambda: [bootstrap.projector(settings).run],
@@ -117,36 +138,25 @@ def serve(
         typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
         if not bootstrap.run_until_signalled(loops):
             raise typer.Exit(1)
-    except RollcallError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        rollcall.close()
 
 
 def serve_api(settings: Settings, host: str, port: int) -> None:
     """The HTTP API alone (production: several replicas behind a load balancer)."""
-    rollcall = bootstrap.open_rollcall(settings)
-    try:
+    with opened(settings) as rollcall:
         app_ = create_app(
             rollcall, engine_for(settings.resolved_database_url), jwt_secret(settings)
         )
         uvicorn.run(app_, host=host, port=port, log_level="info")
-    finally:
-        rollcall.close()
 
 
 @app.command()
 def topics() -> None:
     """Create the Kafka topics (with ROLLCALL_KAFKA_PARTITIONS partitions) if missing."""
     settings = Settings()
-    try:
+    with refusals_as_exit():
         ensure_topics(
             bootstrap.require_kafka(settings), settings.topic_prefix, settings.kafka_partitions
         )
-    except RollcallError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"topics ready: {', '.join(topic_names(settings.topic_prefix).values())}")
 
 
@@ -189,18 +199,12 @@ def users_add(
 ) -> None:
     """Create or update a directory entry (works on a fresh install: no token needed)."""
     settings = Settings()
-    rollcall = bootstrap.open_rollcall(settings)
-    try:
+    with opened(settings) as rollcall:
         roles = ["admin"] if admin else []
         result = rollcall.put_user(
             SYSTEM_ACTOR, user_id, name, email, supervisor, roles, permission or []
         )
         typer.echo(json.dumps(result.value))
-    except RollcallError as error:
-        typer.echo(f"error: {error.reason.value}: {error.message}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        rollcall.close()
 
 
 @app.command()
@@ -219,15 +223,9 @@ def token(
 def history(aggregate_id: UUID) -> None:
     """Show an aggregate's full history, in order, as JSON lines."""
     settings = Settings()
-    rollcall = bootstrap.open_rollcall(settings)
-    try:
+    with opened(settings) as rollcall:
         for entry in rollcall.history(SYSTEM_ACTOR, aggregate_id):
             typer.echo(json.dumps(entry))
-    except RollcallError as error:
-        typer.echo(f"error: {error.reason.value}: {error.message}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        rollcall.close()
 
 
 @app.command()
@@ -236,16 +234,14 @@ def export(
 ) -> None:
     """Every stored event as a CloudEvent per line, ordered by store position."""
     settings = Settings()
-    rollcall = bootstrap.open_rollcall(settings)
-    store = rollcall.store
-    try:
+    with opened(settings) as rollcall:
+        store = rollcall.store
         start = max(1, from_position)
         while batch := store.recorder.select_notifications(start=start, limit=5000):
             for n in batch:
-                typer.echo(json.dumps(envelope(store.mapper.to_domain_event(n), n.id, n.topic)))  # type: ignore[arg-type]
+                event = store.mapper.to_domain_event(n)
+                typer.echo(json.dumps(envelope(event, n.id, n.topic)))  # type: ignore[arg-type]
             start = batch[-1].id + 1
-    finally:
-        rollcall.close()
 
 
 @app.command()
@@ -257,13 +253,10 @@ def demo(
     Uses this install's data dir: its token secret, and its mail catcher's inbox.
     """
     settings = Settings()
-    rollcall = bootstrap.open_rollcall(settings)
-    try:
+    with opened(settings) as rollcall:
         rollcall.put_user(
             SYSTEM_ACTOR, DEMO_ADMIN, "Demo Admin", "admin@example.com", None, ["admin"]
         )
-    finally:
-        rollcall.close()
     maildir = None if settings.smtp_host else settings.data_dir / "mail"
     try:
         Demo(url, jwt_secret(settings), typer.echo).run(maildir)
@@ -285,9 +278,8 @@ def replay(
 ) -> None:
     """Rebuild every read model from scratch into fresh tables, then swap them in."""
     settings = Settings()
-    rollcall = bootstrap.open_rollcall(settings)
-    engine = engine_for(settings.resolved_database_url)
-    try:
+    with opened(settings) as rollcall:
+        engine = engine_for(settings.resolved_database_url)
         if source is Source.store:
             total = rollcall.store.recorder.max_notification_id() or 0
             batches = store_events(rollcall.store)
@@ -300,11 +292,6 @@ def replay(
             task = progress.add_task("replay", total=total)
             applied = projector_replay(engine, batches, lambda n: progress.advance(task, n))
         typer.echo(f"{applied} events applied; read models swapped in")
-    except RollcallError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        rollcall.close()
 
 
 def main() -> None:

@@ -267,7 +267,7 @@ class Notifier:
                         recipient_id=recipient.user_id,
                         recipient_email=recipient.email,
                         subject=notice.subject,
-                        text=notice.text(recipient.name),
+                        text=body,
                         html=notice.html(recipient.name),
                         ics=notice.ics(event.time),
                         ics_method=notice.ics_method,

@@ -52,6 +52,7 @@ from projections.tables import LIVE, Instant
 from projections.unit import Event
 from service.clock import Clock, SystemClock
 from service.contract import by_ce_type
+from service.db import create_schema
 from service.kafka import DEAD_LETTER, topic_names
 from service.store import EventStore
 
@@ -104,8 +105,7 @@ class Notifier:
         self.engine = engine
         self.store = store
         self.clock: Clock = clock or SystemClock()
-        LIVE.metadata.create_all(engine)
-        outbox_metadata.create_all(engine)
+        create_schema(engine, LIVE.metadata, outbox_metadata)
         names = topic_names(prefix)
         self.dead_letter_topic = names[DEAD_LETTER]
         self._dead_letters = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -332,7 +332,7 @@ class Sender:
         self.lease = lease
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
-        outbox_metadata.create_all(engine)
+        create_schema(engine, outbox_metadata)
 
     def _claim_next(self) -> dict[str, Any] | None:
         """Lease the next due mail. One at a time: a crash strands at most the mail in

@@ -31,7 +31,7 @@ from projections.people import on_enrollment_event, on_user_event
 from projections.tables import LIVE, Tables, tables
 from projections.unit import Event, UnitOfWork
 from service.contract import EventType, by_ce_type, registry
-from service.db import advance_position, get_position
+from service.db import advance_position, create_schema, drop_schema, get_position
 from service.db import metadata as positions_metadata
 from service.kafka import consumer, topic_names
 from service.store import EventStore
@@ -52,8 +52,7 @@ class ProjectionGap(Exception):
 
 
 def create_tables(engine: Engine, t: Tables = LIVE) -> None:
-    t.metadata.create_all(engine)
-    positions_metadata.create_all(engine)
+    create_schema(engine, t.metadata, positions_metadata)
 
 
 def apply(uow: UnitOfWork, t: Tables, events: Sequence[Event]) -> int:
@@ -234,9 +233,9 @@ def replay(
 ) -> int:
     """Rebuild the read models into fresh tables, then swap them in atomically."""
     shadow = tables("_replay")
-    shadow.metadata.drop_all(engine)
-    shadow.metadata.create_all(engine)
+    drop_schema(engine, shadow.metadata)
     create_tables(engine)
+    create_schema(engine, shadow.metadata)
     total = 0
     with engine.begin() as conn:
         uow = UnitOfWork(conn, fresh=True)
@@ -249,7 +248,7 @@ def replay(
             live, fresh = getattr(LIVE, name), getattr(shadow, name)
             conn.execute(delete(live))
             conn.execute(insert(live).from_select(list(fresh.columns.keys()), select(fresh)))
-    shadow.metadata.drop_all(engine)
+    drop_schema(engine, shadow.metadata)
     return total
 
 

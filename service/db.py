@@ -8,10 +8,21 @@ its position can commit in one transaction.
 from __future__ import annotations
 
 import contextlib
+import time
 
-from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, create_engine, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 metadata = MetaData()
 
@@ -34,6 +45,46 @@ def engine_for(database_url: str) -> Engine:
         drivername="postgresql+psycopg"
     )
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+
+
+SCHEMA_LOCK = 0x526F6C6C63616C6C  # "Rollcall": the advisory lock key of schema changes
+"""Held while any process creates tables, types or functions in a PostgreSQL database."""
+
+
+def lock_schema(conn: Connection) -> None:
+    """Make this transaction the only one creating schema objects until it ends.
+
+    PostgreSQL's ``CREATE ... IF NOT EXISTS`` and ``CREATE OR REPLACE FUNCTION`` are not
+    safe to run concurrently (duplicate ``pg_type`` keys, "tuple concurrently updated"),
+    and every part of Rollcall creates what it needs when it starts: parts started
+    together would otherwise crash each other. SQLite needs nothing here.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+
+
+def create_schema(engine: Engine, *schemas: MetaData) -> None:
+    """Create the missing tables of ``schemas``; safe when several processes start at once."""
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                lock_schema(conn)
+                for schema in schemas:
+                    schema.create_all(conn)
+            return
+        except OperationalError as error:
+            # SQLite: another process created a table between the check and the CREATE;
+            # the next pass finds it there.
+            if "already exists" not in str(error) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def drop_schema(engine: Engine, *schemas: MetaData) -> None:
+    with engine.begin() as conn:
+        lock_schema(conn)
+        for schema in schemas:
+            schema.drop_all(conn)
 
 
 def get_position(conn: Connection, name: str) -> int:

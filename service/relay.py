@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from service.contract import Message, to_message
-from service.db import get_position, metadata, set_position
+from service.db import create_schema, get_position, metadata, set_position
 from service.kafka import PublishError
 from service.store import EventStore
 
@@ -43,7 +43,7 @@ class Relay:
         self.publisher = publisher
         self.name = name
         self.batch_size = batch_size
-        metadata.create_all(engine)
+        create_schema(engine, metadata)
         with engine.connect() as conn:
             self.position = get_position(conn, name)
 

@@ -7,13 +7,17 @@ position the relay and read models follow).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import Application
 from sqlalchemy.engine import make_url
 
 from domain.errors import ValidationFailed
+from service.db import SCHEMA_LOCK
 
 
 class EventStore(Application[UUID]):
@@ -56,4 +60,30 @@ def store_env(database_url: str) -> dict[str, str]:
 
 
 def open_store(database_url: str) -> EventStore:
-    return EventStore(env=store_env(database_url))
+    """Open the store, creating its tables, types and functions if they are missing."""
+    env = store_env(database_url)
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        return EventStore(env=env)
+    with schema_locked(env):
+        return EventStore(env=env)
+
+
+@contextmanager
+def schema_locked(env: dict[str, str]) -> Iterator[None]:
+    """Hold the schema lock (``service.db.lock_schema``) while the library creates the
+    store's schema on its own connections: its ``CREATE OR REPLACE FUNCTION`` fails
+    when two processes run it at once."""
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        autocommit=True,
+        connect_timeout=10,
+    ) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -4,25 +4,85 @@ broker build the same read models as a single-process replay, and send every mai
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, inspect
 
+from consumers.notifier import outbox_metadata as outbox
 from projections.projector import caught_up, create_tables, replay, store_events
 from service.app import Rollcall
 from service.clock import ManualClock
-from service.db import engine_for
+from service.db import create_schema, engine_for
+from service.db import metadata as relay_metadata
 from service.embedded import LocalBroker, MailCatcher
-from tests.infra import truncate_postgres, wait_for
+from service.store import open_store
+from tests.infra import fresh_postgres_database, truncate_postgres, wait_for
 from tests.integration.test_projections import dump, scenario
 from tests.scenario import ADMIN, SUPERVISOR, World
+
+
+def start_together(parts: int, start: Callable[[], None]) -> list[str]:
+    """Run ``start`` in ``parts`` threads released at once; return the errors raised."""
+    barrier = threading.Barrier(parts)
+    errors: list[str] = []
+
+    def part() -> None:
+        barrier.wait()
+        try:
+            start()
+        except Exception as error:
+            errors.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=part) for _ in range(parts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def start_a_part(url: str, engine: Engine) -> None:
+    """What the parts do to a database when they start: the store's schema, the read
+    models, the relay's positions, the notifier's outbox."""
+    open_store(url).close()
+    create_tables(engine)
+    create_schema(engine, relay_metadata, outbox)
+
+
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", POSTGRES])
+def test_parts_starting_together_on_an_empty_database_all_start(
+    backend: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL, concurrent CREATE ... IF NOT EXISTS and CREATE OR REPLACE FUNCTION
+    crash each other ("tuple concurrently updated") unless one process at a time runs
+    them; docker/compose.yaml starts every part at once."""
+    for attempt in range(3):
+        with contextlib.ExitStack() as stack:
+            if backend == "sqlite":
+                url = f"sqlite:///{tmp_path / f'events{attempt}.sqlite3'}"
+            else:
+                url = stack.enter_context(fresh_postgres_database())
+            engine = engine_for(url)
+            stack.callback(engine.dispose)
+            assert start_together(6, functools.partial(start_a_part, url, engine)) == []
+            names = set(inspect(engine).get_table_names())
+            assert {"rm_enrollments", "nf_outbox", "rollcall_positions"} <= names
+            assert names & {"stored_events", "rollcall_events"}  # SQLite's, PostgreSQL's
 
 
 @pytest.mark.postgres
@@ -59,6 +119,7 @@ def test_separate_processes_build_the_same_read_models_and_mails(
             )
             for part, path in zip(parts, log_paths, strict=True)
         ]
+        stalled = False
         try:
             last = rc.store.recorder.max_notification_id()
 
@@ -71,11 +132,18 @@ def test_separate_processes_build_the_same_read_models_and_mails(
             # the 12 members' enrollments; Otto has no supervisor.
             expected_mails = 5 + 12
             wait_for(lambda: len(catcher.received()) >= expected_mails, timeout=60)
+        except TimeoutError:
+            stalled = True
+            raise
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
             for process in processes:
                 process.wait(timeout=60)
+            if stalled:
+                print(f"mails received: {len(catcher.received())}")
+                for p, path in zip(processes, log_paths, strict=True):
+                    print(f"--- {path.name} exited {p.returncode}:\n{path.read_text()[-3000:]}")
         exits = {
             path.name: (p.returncode, path.read_text()[-2000:])
             for p, path in zip(processes, log_paths, strict=True)

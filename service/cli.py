@@ -15,9 +15,12 @@ from typing import Annotated
 from uuid import UUID
 
 import httpx
+import psycopg
 import typer
 import uvicorn
+from eventsourcing.persistence import OperationalError as PersistenceOperationalError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import make_url
 
 from domain.errors import RollcallError
 from projections.projector import kafka_events, store_events
@@ -51,7 +54,13 @@ def refusals_as_exit() -> Iterator[None]:
 def opened(settings: Settings) -> Iterator[Rollcall]:
     """The application service for one command, closed afterwards."""
     with refusals_as_exit():
-        rollcall = bootstrap.open_rollcall(settings)
+        try:
+            rollcall = bootstrap.open_rollcall(settings)
+        except (psycopg.OperationalError, PersistenceOperationalError) as error:
+            url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+            reason = str(error).strip().splitlines()[0]
+            typer.echo(f"error: cannot open the database {url}: {reason}", err=True)
+            raise typer.Exit(1) from None
         try:
             yield rollcall
         finally:

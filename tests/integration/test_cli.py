@@ -13,8 +13,11 @@ import jwt
 CLI = str(Path(sys.executable).with_name("rollcall"))
 
 
-def run(tmp: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    tmp: Path, *args: str, ok: bool = True, **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
+    env.update({f"ROLLCALL_{name.upper()}": value for name, value in settings.items()})
     done = subprocess.run(
         [CLI, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=120
     )
@@ -78,3 +81,16 @@ def test_bootstrap_token_history_export_replay_and_schemas(tmp_path: Path) -> No
     assert "2 events applied" in replayed.stdout
     run(tmp_path, "schemas", "--check")
     assert "ROLLCALL_KAFKA_BOOTSTRAP" in run(tmp_path, "serve", "relay", ok=False).stderr
+
+
+def test_an_unreachable_database_is_one_clear_line_without_the_password(tmp_path: Path) -> None:
+    done = run(
+        tmp_path,
+        "export",
+        ok=False,
+        database_url="postgresql://rollcall:s3cret@127.0.0.1:1/rollcall",
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot open the database postgresql://rollcall:***@")
+    assert "s3cret" not in done.stderr
+    assert "Traceback" not in done.stderr

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections import Counter
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from kafka import KafkaProducer
 from sqlalchemy import select
 
@@ -27,7 +31,7 @@ from projections.tables import LIVE
 from service.app import Rollcall
 from service.clock import ManualClock
 from service.db import engine_for
-from service.embedded import LocalBroker, MailCatcher
+from service.embedded import LocalBroker, MailCatcher, free_port
 from service.kafka import DEAD_LETTER, KafkaPublisher, topic_names
 from service.relay import Relay
 from tests.infra import read_topics, wait_for
@@ -202,6 +206,80 @@ def test_smtp_outage_delays_mail_but_loses_and_duplicates_nothing(
     pipeline.pump()
     ids = [m["Message-ID"] for m in catcher.received()]
     assert len(ids) == len(set(ids)) == 2
+
+
+class TlsInbox:
+    """An SMTP server that takes mail only over STARTTLS and after a login, as a real
+    relay does; it records how each message came in."""
+
+    def __init__(self, cert_dir: Path) -> None:
+        ca = trustme.CA()
+        self.ca_file = cert_dir / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(tls)
+        self.received: list[tuple[bool, bool, str]] = []
+        self.controller = Controller(
+            self,
+            hostname="127.0.0.1",
+            port=free_port(),
+            tls_context=tls,
+            require_starttls=True,
+            authenticator=self.authenticate,
+            auth_require_tls=True,
+        )
+
+    @staticmethod
+    def authenticate(
+        server: object, session: object, envelope: object, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        valid = auth_data == LoginPassword(b"rollcall", b"s3cret")
+        return AuthResult(success=valid, handled=False)
+
+    async def handle_DATA(self, server: object, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
+        self.received.append((session.ssl is not None, session.authenticated, envelope.mail_from))
+        return "250 OK"
+
+
+def test_mail_goes_over_starttls_with_a_login_and_a_refused_login_is_retried(
+    pipeline: Pipeline,
+    rollcall: Rollcall,
+    clock: ManualClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SPEC §8: ROLLCALL_SMTP_STARTTLS, _USERNAME, _PASSWORD against a server that
+    verifies them; the server's certificate is verified (here against a test CA)."""
+    inbox = TlsInbox(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(inbox.ca_file))
+    inbox.controller.start()
+    try:
+
+        def sender(password: str) -> Sender:
+            port = inbox.controller.port
+            smtp = SmtpConfig("127.0.0.1", port, "rollcall@example.com", "rollcall", password, True)
+            return Sender(pipeline.engine, smtp, clock)
+
+        def tried() -> list[Any]:
+            with pipeline.engine.connect() as conn:
+                return [r for r in conn.execute(select(outbox)).mappings() if r["attempts"]]
+
+        pipeline.sender = sender("wrong")
+        world = World(rollcall, clock)
+        world.enroll(world.training())
+        pipeline.until(tried)
+        (row,) = tried()
+        assert row["sent_at"] is None
+        assert "535" in row["last_error"]  # authentication failed; kept for a retry
+        assert inbox.received == []
+
+        pipeline.sender = sender("s3cret")
+        clock.advance(timedelta(seconds=2))
+        pipeline.until(lambda: inbox.received)
+        assert inbox.received == [(True, True, "rollcall@example.com")]  # over TLS, logged in
+        assert pipeline.sender.pending() == 0
+    finally:
+        inbox.controller.stop()
 
 
 def test_poison_message_goes_to_dead_letter_and_the_rest_still_flows(

@@ -51,16 +51,23 @@ def refusals_as_exit() -> Iterator[None]:
 
 
 @contextmanager
+def unreachable_database_as_exit(settings: Settings) -> Iterator[None]:
+    """A database that cannot be reached is one line naming it (password hidden), exit 1."""
+    try:
+        yield
+    except (psycopg.OperationalError, PersistenceOperationalError) as error:
+        url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        reason = str(error).strip().splitlines()[0]
+        typer.echo(f"error: cannot open the database {url}: {reason}", err=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
 def opened(settings: Settings) -> Iterator[Rollcall]:
     """The application service for one command, closed afterwards."""
     with refusals_as_exit():
-        try:
+        with unreachable_database_as_exit(settings):
             rollcall = bootstrap.open_rollcall(settings)
-        except (psycopg.OperationalError, PersistenceOperationalError) as error:
-            url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
-            reason = str(error).strip().splitlines()[0]
-            typer.echo(f"error: cannot open the database {url}: {reason}", err=True)
-            raise typer.Exit(1) from None
         try:
             yield rollcall
         finally:
@@ -173,7 +180,8 @@ def serve_everything(settings: Settings, host: str, port: int) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    runtime = Runtime(settings, host, port).start()
+    with refusals_as_exit(), unreachable_database_as_exit(settings):
+        runtime = Runtime(settings, host, port).start()
     typer.echo(f"Rollcall is running (data in {settings.data_dir.resolve()})")
     typer.echo(f"  API            {runtime.url}/v1")
     typer.echo(f"  API docs       {runtime.url}/docs  (OpenAPI: {runtime.url}/openapi.json)")

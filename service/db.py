@@ -65,7 +65,8 @@ def lock_schema(conn: Connection) -> None:
 
 def create_schema(engine: Engine, *schemas: MetaData) -> None:
     """Create the missing tables of ``schemas``; safe when several processes start at once."""
-    for attempt in range(5):
+    attempts = 5
+    for attempt in range(1, attempts + 1):
         try:
             with engine.begin() as conn:
                 lock_schema(conn)
@@ -75,9 +76,9 @@ def create_schema(engine: Engine, *schemas: MetaData) -> None:
         except OperationalError as error:
             # SQLite: another process created a table between the check and the CREATE;
             # the next pass finds it there.
-            if "already exists" not in str(error) or attempt == 4:
+            if "already exists" not in str(error) or attempt == attempts:
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(0.05 * attempt)
 
 
 def drop_schema(engine: Engine, *schemas: MetaData) -> None:

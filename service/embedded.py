@@ -64,9 +64,11 @@ class LocalBroker:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"broker exited with {self._process.returncode}")
             try:
+                # A plain connect first: the Kafka client logs every refused connection.
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000).close()
                 return
-            except KafkaError:
+            except (OSError, KafkaError):
                 time.sleep(0.1)
         raise TimeoutError(f"broker on {self.bootstrap} not ready after {timeout}s")
 

@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class Runtime:
         self.catcher: MailCatcher | None = None
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
+        self._resources = ExitStack()
 
     @property
     def url(self) -> str:
@@ -74,26 +76,43 @@ class Runtime:
         return self.settings.data_dir / "mail"
 
     def start(self) -> Runtime:
+        """Start every part; if one cannot start, stop what already runs (a local broker
+        must not outlive a failed start) and raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Runtime:
         settings = self.settings
+        resources = self._resources
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         bootstrap = settings.kafka_bootstrap
         if not bootstrap:
             self.broker = LocalBroker(log_path=settings.data_dir / "broker.log").start()
+            resources.callback(self.broker.stop)
             bootstrap = self.broker.bootstrap
         if settings.smtp_host:
             smtp = smtp_config(settings)
         else:
             self.catcher = MailCatcher(maildir=self.maildir).start()
+            resources.callback(self.catcher.stop)
             smtp = SmtpConfig("127.0.0.1", self.catcher.port, settings.mail_from)
         url = settings.resolved_database_url
         self.rollcall = Rollcall.open(url, self.clock)
+        resources.callback(self.rollcall.close)
         self.engine = engine_for(url)
+        resources.callback(self.engine.dispose)
         prefix, partitions = settings.topic_prefix, settings.kafka_partitions
         publisher = KafkaPublisher(bootstrap, prefix, partitions)
+        resources.callback(publisher.close)
         publisher.prepare()  # topics exist before any consumer subscribes
         relay = Relay(self.rollcall.store, self.engine, publisher)
         projector = Projector(self.engine, bootstrap, prefix)
+        resources.callback(projector.close)
         notifier = Notifier(self.engine, self.rollcall.store, bootstrap, prefix, self.clock)
+        resources.callback(notifier.close)
         lease = timedelta(seconds=settings.mail_lease_seconds)
         sender = Sender(self.engine, smtp, self.clock, lease=lease)
         scheduler = DeadlineScheduler(self.rollcall)
@@ -133,12 +152,7 @@ class Runtime:
             self._server.should_exit = True
         for thread in self._threads:
             thread.join(timeout=15)
-        self.rollcall.close()
-        self.engine.dispose()
-        if self.catcher is not None:
-            self.catcher.stop()
-        if self.broker is not None:
-            self.broker.stop()
+        self._resources.close()
 
     def __enter__(self) -> Runtime:
         return self.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import jwt
+import pytest
 
 CLI = str(Path(sys.executable).with_name("rollcall"))
 
@@ -83,14 +85,29 @@ def test_bootstrap_token_history_export_replay_and_schemas(tmp_path: Path) -> No
     assert "ROLLCALL_KAFKA_BOOTSTRAP" in run(tmp_path, "serve", "relay", ok=False).stderr
 
 
-def test_an_unreachable_database_is_one_clear_line_without_the_password(tmp_path: Path) -> None:
-    done = run(
-        tmp_path,
-        "export",
-        ok=False,
-        database_url="postgresql://rollcall:s3cret@127.0.0.1:1/rollcall",
-    )
+UNREACHABLE = "postgresql://rollcall:s3cret@127.0.0.1:1/rollcall"
+
+
+def holders(path: Path) -> list[str]:
+    """Processes that have ``path`` open (Linux /proc)."""
+    found = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if fd.readlink() == path:
+                found.append(fd.parts[2])
+    return found
+
+
+@pytest.mark.parametrize("command", [["export"], ["serve"]])
+def test_an_unreachable_database_is_one_clear_line_and_leaves_nothing_running(
+    tmp_path: Path, command: list[str]
+) -> None:
+    done = run(tmp_path, *command, ok=False, database_url=UNREACHABLE)
     assert done.returncode == 1
     assert done.stderr.startswith("error: cannot open the database postgresql://rollcall:***@")
     assert "s3cret" not in done.stderr
     assert "Traceback" not in done.stderr
+    broker_log = tmp_path / "var" / "broker.log"
+    if command == ["serve"]:  # the local broker had started; it must not outlive the failure
+        assert broker_log.exists()
+        assert holders(broker_log) == []

@@ -13,6 +13,8 @@ import jwt
 import pytest
 
 CLI = str(Path(sys.executable).with_name("rollcall"))
+ADD_ADMIN = ("users", "add", "ada", "--name", "Ada", "--email", "ada@example.com", "--admin")
+"""Bootstraps a fresh install: the first administrator."""
 
 
 def run(
@@ -28,19 +30,7 @@ def run(
 
 
 def test_bootstrap_token_history_export_replay_and_schemas(tmp_path: Path) -> None:
-    added = json.loads(
-        run(
-            tmp_path,
-            "users",
-            "add",
-            "ada",
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.com",
-            "--admin",
-        ).stdout
-    )
+    added = json.loads(run(tmp_path, *ADD_ADMIN).stdout)
     assert added["roles"] == ["admin"]
     run(
         tmp_path,

@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.integration.test_cli import ADD_ADMIN
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 
@@ -76,19 +78,7 @@ def test_a_wheel_built_from_the_image_sources_installs_and_runs(tmp_path: Path) 
         "sys.argv = ['rollcall', *sys.argv[1:]]; service.cli.main()"
     )
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            "users",
-            "add",
-            "ada",
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.com",
-            "--admin",
-        ],
+        [sys.executable, "-c", script, *ADD_ADMIN],
         cwd=tmp_path,
         env=env,
         capture_output=True,

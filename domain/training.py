@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
+from domain import inputs
 from domain.base import Context, RollcallAggregate, topic
 from domain.deadlines import Restriction, require_aware, zone_info
 from domain.errors import NotFound, Reason, RuleViolation, ValidationFailed
@@ -53,14 +54,14 @@ class Session:
         location: str = "",
         capacity: int | None = None,
     ) -> Session:
-        starts = require_aware("starts_at", starts_at)
-        ends = require_aware("ends_at", ends_at)
+        starts = require_aware("starts_at", inputs.instant("starts_at", starts_at))
+        ends = require_aware("ends_at", inputs.instant("ends_at", ends_at))
         if ends <= starts:
             raise ValidationFailed(
                 "ends_at must be after starts_at",
                 {"starts_at": starts.isoformat(), "ends_at": ends.isoformat()},
             )
-        zone_info(timezone)
+        zone_info(inputs.timezone("timezone", timezone))
         if capacity is not None and (
             isinstance(capacity, bool)
             or not isinstance(capacity, int)
@@ -69,8 +70,7 @@ class Session:
             raise ValidationFailed(
                 f"capacity must be null (unlimited) or 1..{MAX_CAPACITY}", {"capacity": capacity}
             )
-        if not isinstance(location, str) or len(location) > 500:
-            raise ValidationFailed("location must be at most 500 characters")
+        inputs.single_line("location", location, inputs.LOCATION_MAX)
         return cls(id, starts, ends, timezone, location, capacity)
 
     def fields(self) -> dict[str, Any]:
@@ -258,11 +258,8 @@ class Training(RollcallAggregate):
         notify_supervisors: bool = True,
         training_id: UUID | None = None,
     ) -> Training:
-        title = title.strip() if isinstance(title, str) else ""
-        if not title or len(title) > 300:
-            raise ValidationFailed("title must be 1-300 characters", {"title": title})
-        if not isinstance(description, str) or len(description) > 20_000:
-            raise ValidationFailed("description must be at most 20000 characters")
+        title = inputs.single_line("title", title, inputs.TITLE_MAX, required=True).strip()
+        description = inputs.multi_line("description", description, inputs.DESCRIPTION_MAX)
         try:
             selection = SessionSelection(session_selection)
         except ValueError:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from domain import inputs
 from domain.base import Context, RollcallAggregate, topic
 from domain.errors import ValidationFailed
 
@@ -38,11 +39,11 @@ def validate_user_id(user_id: str) -> str:
 
 
 def _identifiers(kind: str, values: Iterable[str]) -> list[str]:
-    cleaned = sorted(set(values))
-    for value in cleaned:
+    items = inputs.bounded_list(kind, values, inputs.IDENTIFIERS_MAX)
+    for value in items:
         if not isinstance(value, str) or not _IDENT.match(value):
-            raise ValidationFailed(f"invalid {kind} {value!r}", {kind: value})
-    return cleaned
+            raise ValidationFailed(f"invalid {kind}", {"field": kind})
+    return sorted(set(items))
 
 
 class User(RollcallAggregate):
@@ -165,11 +166,10 @@ class User(RollcallAggregate):
 
 
 def _details(name: str, email: str) -> dict[str, str]:
-    name = name.strip() if isinstance(name, str) else ""
-    if not name or len(name) > 200:
-        raise ValidationFailed("name must be 1-200 characters", {"name": name})
-    if not isinstance(email, str) or not _EMAIL.match(email) or len(email) > 254:
-        raise ValidationFailed("email is not a valid address", {"email": email})
+    name = inputs.single_line("name", name, inputs.NAME_MAX, required=True).strip()
+    email = inputs.single_line("email", email, inputs.EMAIL_MAX, required=True)
+    if not _EMAIL.match(email) or not email.isascii():
+        raise ValidationFailed("email is not a valid address", {"field": "email"})
     return {"name": name, "email": email}
 
 

@@ -1,4 +1,9 @@
-"""Bearer tokens: HS256 JWTs whose ``sub`` is the directory user id."""
+"""Bearer tokens: HS256 JWTs whose ``sub`` is the directory user id (SPEC §7, §9.7).
+
+Tokens name their issuer and audience, both checked, and live at most
+``ROLLCALL_TOKEN_MAX_HOURS``: a token minted for longer is refused even if its
+signature is good. The secret must be at least 32 bytes (HS256's key size).
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,53 @@ from datetime import datetime, timedelta
 
 import jwt
 
-from domain.errors import Reason, RollcallError
+from domain.errors import Reason, RollcallError, ValidationFailed
 from domain.user import validate_user_id
 
 ALGORITHM = "HS256"
+ISSUER = "rollcall"
+AUDIENCE = "rollcall-api"
+SECRET_MIN_BYTES = 32
+DEFAULT_MAX_HOURS = 24.0
+
+
+def check_secret(secret: str) -> str:
+    if len(secret.encode()) < SECRET_MIN_BYTES:
+        raise ValidationFailed(
+            f"ROLLCALL_JWT_SECRET must be at least {SECRET_MIN_BYTES} bytes "
+            f"(it has {len(secret.encode())})"
+        )
+    return secret
 
 
 def issue_token(
     user_id: str, secret: str, now: datetime, ttl: timedelta = timedelta(hours=12)
 ) -> str:
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl}, secret, algorithm=ALGORITHM)
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl, "iss": ISSUER, "aud": AUDIENCE}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, secret: str) -> str:
+def verify_token(token: str, secret: str, max_hours: float = DEFAULT_MAX_HOURS) -> str:
     """The user id of a valid, unexpired token; ``unauthorized`` otherwise."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            options={"require": ["sub", "exp", "iat", "iss", "aud"]},
         )
+        if claims["exp"] - claims["iat"] > max_hours * 3600:
+            raise RollcallError(
+                Reason.UNAUTHORIZED, f"The token lives longer than {max_hours:g} hours."
+            )
         return validate_user_id(claims["sub"])
     except jwt.ExpiredSignatureError:
         raise RollcallError(Reason.UNAUTHORIZED, "The token has expired.") from None
-    except (jwt.InvalidTokenError, RollcallError):
+    except RollcallError as error:
+        if error.reason is Reason.UNAUTHORIZED:
+            raise
+        raise RollcallError(Reason.UNAUTHORIZED, "The token is not valid.") from None
+    except jwt.InvalidTokenError:
         raise RollcallError(Reason.UNAUTHORIZED, "The token is not valid.") from None

@@ -24,13 +24,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from bench.common import fill
 from projections.projector import Projector, apply_batch, caught_up, create_tables, replay
-from projections.projector import store_events as stored
 from projections.unit import Event
 from service.db import engine_for
 from service.embedded import LocalBroker
 from service.kafka import KafkaPublisher, topic_names
 from service.relay import Relay
 from service.store import open_store
+from service.store_reader import StoreReader
 from tests.infra import fresh_postgres_database
 
 
@@ -44,7 +44,9 @@ def applied_rate(url: str, store_url: str, limit: int) -> float:
     engine = engine_for(url)
     create_tables(engine)
     store = open_store(store_url)
-    batches = list(rechunk(itertools.islice(stored(store), limit // 10_000 + 1), 5_000))
+    batches = list(
+        rechunk(itertools.islice(StoreReader(store, engine).batches(), limit // 10_000 + 1), 5_000)
+    )
     began = time.perf_counter()
     total = sum(apply_batch(engine, batch) for batch in batches)
     elapsed = time.perf_counter() - began
@@ -117,7 +119,7 @@ def main() -> None:
 
         engine = engine_for(store_url)
         began = time.perf_counter()
-        replayed = replay(engine, stored(store))
+        replayed = replay(engine, StoreReader(store, engine).batches())
         replay_rate = replayed / (time.perf_counter() - began)
         store.close()
 

@@ -24,7 +24,6 @@ from uuid import UUID, uuid5
 
 import aiosmtplib
 from eventsourcing.application import AggregateNotFoundError
-from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy import (
@@ -49,12 +48,15 @@ from domain.enrollment import Enrollment
 from domain.training import Session, Training
 from domain.user import User, user_aggregate_id
 from projections.tables import LIVE, Instant
-from projections.unit import Event
 from service.clock import Clock, SystemClock
-from service.contract import by_ce_type
-from service.db import create_schema
+from service.contract import Event, by_ce_type
+from service.contract import event_id as event_id_of
+from service.db import advance_position, create_schema, get_positions
+from service.db import metadata as positions_metadata
+from service.faults import Backoff, describe, is_transient
 from service.kafka import DEAD_LETTER, topic_names
 from service.store import EventStore
+from service.store_reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,10 @@ outbox = Table(
 )
 
 
+MAIL_ATTEMPTS = 12
+"""Tries of one mail before it is given up (about an hour and a half with the backoff)."""
+
+
 class Undeliverable(Exception):
     """This record can never be handled: it goes to the dead-letter topic."""
 
@@ -101,55 +107,72 @@ class Notifier:
         bootstrap: str,
         prefix: str,
         clock: Clock | None = None,
+        reader: StoreReader | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
+        self.reader = reader
         self.clock: Clock = clock or SystemClock()
-        create_schema(engine, LIVE.metadata, outbox_metadata)
+        create_schema(engine, LIVE.metadata, outbox_metadata, positions_metadata)
         names = topic_names(prefix)
-        self.dead_letter_topic = names[DEAD_LETTER]
-        self._dead_letters = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
         self.loop = ConsumerLoop(
             bootstrap,
             f"{prefix}-notifier",
             [names["enrollment"], names["training"]],
             self.handle,
+            dead_letter_topic=names[DEAD_LETTER],
+            part="notifier",
         )
-        self.dead_lettered = 0
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.loop.dead_lettered
 
     # -- the consumer ---------------------------------------------------------------------
 
     def handle(self, records: list[ConsumerRecord]) -> int:
-        """Resolve every record first (store reads, dead letters), then write them all in
-        one short transaction: no database write lock is held while reading the store."""
-        resolved: list[tuple[str, Event, list[tuple[Notice, User, User | None]]]] = []
-        for record in records:
-            try:
-                resolved.append(self._resolve(record))
-            except Undeliverable as error:
-                self._dead_letter(record, str(error))
+        """Resolve every event first (store reads), then write them all in one short
+        transaction with the versions seen: no database write lock is held while
+        reading the store. A failing record fails the batch; the loop isolates it."""
+        events = self._in_order([_parse(record) for record in records])
+        resolved = [(event, self._notices(event)) for event in events]
         with self.engine.begin() as conn:
-            return sum(
-                self._record(conn, event_id, event, *notice)
-                for event_id, event, notices in resolved
+            written = sum(
+                self._record(conn, event, *notice)
+                for event, notices in resolved
                 for notice in notices
             )
+            latest: dict[str, int] = {}
+            for event in events:
+                latest[event.subject] = max(latest.get(event.subject, 0), event.sequence)
+            for subject, version in latest.items():
+                advance_position(conn, SEEN + subject, version)
+        return written
 
-    def _resolve(
-        self, record: ConsumerRecord
-    ) -> tuple[str, Event, list[tuple[Notice, User, User | None]]]:
-        try:
-            envelope = json.loads(record.value)
-            event = Event.from_cloudevent(envelope)
-            event_type = by_ce_type()[event.type]
-            event_type.model.model_validate(event.data)
-            event_id = str(UUID(envelope["id"]))
-        except (ValueError, KeyError, TypeError, ValidationError) as error:
-            raise Undeliverable(f"{type(error).__name__}: {error}") from error
-        try:
-            return event_id, event, self._notices(event)
-        except (AggregateNotFoundError, KeyError) as error:
-            raise Undeliverable(f"unknown aggregate or session: {error}") from error
+    def _in_order(self, events: list[Event]) -> list[Event]:
+        """The events not handled yet, each aggregate's versions without a gap: what
+        Kafka lost of an aggregate (a broker restarted without its data) is read back
+        from the store (SPEC §9.1). Notices are keyed by event, so this is safe."""
+        with self.engine.connect() as conn:
+            seen = get_positions(conn, [SEEN + e.subject for e in events])
+        todo: list[Event] = []
+        for event in events:
+            last = seen.get(SEEN + event.subject, 0)
+            if event.sequence <= last:
+                continue  # redelivered
+            if event.sequence > last + 1 and self.reader is not None:
+                missing = self.reader.events_of(event.subject, last, event.sequence - 1)
+                log.warning(
+                    "notifier: %s arrived at version %d after %d; read %d missing from the store",
+                    event.subject,
+                    event.sequence,
+                    last,
+                    len(missing),
+                )
+                todo.extend(m for m in missing if m.type in by_ce_type())
+            todo.append(event)
+            seen[SEEN + event.subject] = event.sequence
+        return todo
 
     def _notices(self, event: Event) -> list[tuple[Notice, User, User | None]]:
         """(notice, learner, supervisor to mail or None) for each participant concerned."""
@@ -223,13 +246,13 @@ class Notifier:
     def _record(
         self,
         conn: Connection,
-        event_id: str,
         event: Event,
         notice: Notice,
         learner: User,
         supervisor: User | None,
     ) -> int:
         """Write the entries (and the supervisor's mail) unless this event already did."""
+        event_id = str(event_id_of(UUID(event.subject), event.sequence))
         written = 0
         entries = [(learner, notice.subject, notice.text(learner.name))]
         if supervisor is not None:
@@ -278,30 +301,26 @@ class Notifier:
                 )
         return written
 
-    def _dead_letter(self, record: ConsumerRecord, error: str) -> None:
-        log.error(
-            "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, error
-        )
-        headers = [
-            ("error", error.encode()[:1000]),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
-        self._dead_letters.send(
-            self.dead_letter_topic, key=record.key, value=record.value, headers=headers
-        ).get(timeout=30)
-        self.dead_lettered += 1
-
     def run(self, stop: threading.Event) -> None:
-        try:
-            self.loop.run(stop)
-        finally:
-            self._dead_letters.close(timeout=5)
+        self.loop.run(stop)
 
     def close(self) -> None:
         self.loop.close()
-        self._dead_letters.close(timeout=5)
+
+
+SEEN = "notified:"
+"""Prefix of the positions that remember the last version of each aggregate handled."""
+
+
+def _parse(record: ConsumerRecord) -> Event:
+    try:
+        envelope = json.loads(record.value)
+        event = Event.from_cloudevent(envelope)
+        event_type = by_ce_type()[event.type]
+        event_type.model.model_validate(event.data)
+    except (ValueError, KeyError, TypeError, ValidationError) as error:
+        raise Undeliverable(f"{type(error).__name__}: {error}") from error
+    return event
 
 
 @dataclass(frozen=True)
@@ -325,9 +344,11 @@ class Sender:
         lease: timedelta = timedelta(seconds=60),
         base_backoff: timedelta = timedelta(seconds=1),
         max_backoff: timedelta = timedelta(minutes=5),
+        max_attempts: int = MAIL_ATTEMPTS,
     ) -> None:
         self.engine = engine
         self.smtp = smtp
+        self.max_attempts = max_attempts
         self.clock: Clock = clock or SystemClock()
         self.lease = lease
         self.base_backoff = base_backoff
@@ -340,6 +361,7 @@ class Sender:
         now = self.clock.now()
         due = and_(
             outbox.c.sent_at.is_(None),
+            outbox.c.attempts < self.max_attempts,
             outbox.c.next_attempt_at <= now,
             or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
         )
@@ -363,17 +385,17 @@ class Sender:
             row = self._claim_next()
             if row is None:
                 break
-            message = email_message(
-                message_id=row["message_id"],
-                sender=self.smtp.sender,
-                recipient=row["recipient_email"],
-                subject=row["subject"],
-                text=row["text"],
-                html=row["html"],
-                ics=row["ics"],
-                ics_method=row["ics_method"],
-            )
             try:
+                message = email_message(
+                    message_id=row["message_id"],
+                    sender=self.smtp.sender,
+                    recipient=row["recipient_email"],
+                    subject=row["subject"],
+                    text=row["text"],
+                    html=row["html"],
+                    ics=row["ics"],
+                    ics_method=row["ics_method"],
+                )
                 await aiosmtplib.send(
                     message,
                     hostname=self.smtp.host,
@@ -383,28 +405,52 @@ class Sender:
                     start_tls=self.smtp.starttls,
                     timeout=self.lease.total_seconds() / 2,
                 )
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            except Exception as error:  # building or sending: recorded, retried, given up
                 self._failed(row, error)
                 continue
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.message_id == row["message_id"])
-                    .values(sent_at=self.clock.now(), claimed_until=None, last_error=None)
-                )
+            await self._mark_sent(row["message_id"])
             delivered += 1
         return delivered
 
+    async def _mark_sent(self, message_id: str, attempts: int = 8) -> None:
+        """Record a delivered mail as sent, retrying a database fault for a while: the
+        server has accepted it, so failing here would send it again after the lease."""
+        backoff = Backoff(first=0.2, cap=5.0)
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.message_id == message_id)
+                        .values(sent_at=self.clock.now(), claimed_until=None, last_error=None)
+                    )
+                return
+            except Exception as error:
+                if not is_transient(error) or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(backoff.next())
+
     def _failed(self, row: dict[str, Any], error: BaseException) -> None:
+        """Record the failure on the row; after ``max_attempts`` the mail is given up:
+        it stays in the outbox with its last error for an operator to see
+        (``given_up``), and is not tried again."""
         attempts = row["attempts"] + 1
         delay = min(self.max_backoff, self.base_backoff * (2 ** (attempts - 1)))
-        log.warning(
-            "mail %s failed (attempt %d), retrying in %s: %s",
-            row["message_id"],
-            attempts,
-            delay,
-            error,
-        )
+        if attempts >= self.max_attempts:
+            log.error(
+                "mail %s given up after %d attempts: %s",
+                row["message_id"],
+                attempts,
+                describe(error),
+            )
+        else:
+            log.warning(
+                "mail %s failed (attempt %d), retrying in %s: %s",
+                row["message_id"],
+                attempts,
+                delay,
+                describe(error),
+            )
         with self.engine.begin() as conn:
             conn.execute(
                 update(outbox)
@@ -418,18 +464,34 @@ class Sender:
             )
 
     def pending(self) -> int:
+        """Mails still to be sent (given-up ones excluded)."""
         with self.engine.connect() as conn:
-            return len(
-                conn.execute(select(outbox.c.message_id).where(outbox.c.sent_at.is_(None))).all()
-            )
+            waiting = and_(outbox.c.sent_at.is_(None), outbox.c.attempts < self.max_attempts)
+            return len(conn.execute(select(outbox.c.message_id).where(waiting)).all())
+
+    def given_up(self) -> list[dict[str, Any]]:
+        """Mails that will not be tried again, with their last error."""
+        with self.engine.connect() as conn:
+            dead = and_(outbox.c.sent_at.is_(None), outbox.c.attempts >= self.max_attempts)
+            query = select(outbox.c.message_id, outbox.c.attempts, outbox.c.last_error)
+            return [dict(row) for row in conn.execute(query.where(dead)).mappings()]
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
+        """Send what is due until ``stop``; a database fault is retried with backoff."""
+
         async def loop() -> None:
+            backoff = Backoff(first=interval, cap=10.0)
             while not stop.is_set():
                 try:
                     await self.send_due()
-                except Exception:
-                    log.exception("sender pass failed; retrying")
+                except Exception as error:
+                    if not is_transient(error):
+                        raise
+                    delay = backoff.next()
+                    log.warning("sender: %s; retrying in %.1fs", describe(error), delay)
+                    await asyncio.sleep(delay)
+                    continue
+                backoff.reset()
                 await asyncio.sleep(interval)
 
         asyncio.run(loop())

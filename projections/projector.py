@@ -14,11 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
-from typing import Any
 
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Notification
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy import Engine, delete, insert, select
@@ -30,11 +26,12 @@ from projections.catalog import on_training_event
 from projections.people import on_enrollment_event, on_user_event
 from projections.tables import LIVE, Tables, tables
 from projections.unit import Event, UnitOfWork
-from service.contract import EventType, by_ce_type, registry
+from service.contract import by_ce_type
 from service.db import advance_position, create_schema, drop_schema, get_position
 from service.db import metadata as positions_metadata
-from service.kafka import consumer, topic_names
+from service.kafka import DEAD_LETTER, consumer, topic_names
 from service.store import EventStore
+from service.store_reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +52,19 @@ def create_tables(engine: Engine, t: Tables = LIVE) -> None:
     create_schema(engine, t.metadata, positions_metadata)
 
 
-def apply(uow: UnitOfWork, t: Tables, events: Sequence[Event]) -> int:
-    """Apply what is new in ``events``; return how many were applied."""
+Backfill = Callable[[str, int, int], list[Event]]
+"""``(aggregate_id, after, upto)`` -> that aggregate's events ``after+1..upto`` from the store."""
+
+
+def apply(
+    uow: UnitOfWork, t: Tables, events: Sequence[Event], backfill: Backfill | None = None
+) -> int:
+    """Apply what is new in ``events``; return how many were applied.
+
+    A version gap (Kafka lost or skipped records of an aggregate) is filled from the
+    store through ``backfill`` when given; without it, or when the store cannot fill it
+    either, it raises ProjectionGap: applying on would corrupt the views.
+    """
     # Locked: during a rebalance two members may briefly hold one partition; the second
     # waits here for the first to commit, then sees its versions and skips.
     uow.prefetch(t.applied, {e.subject for e in events}, lock=True)
@@ -83,19 +91,39 @@ def apply(uow: UnitOfWork, t: Tables, events: Sequence[Event]) -> int:
         if event.sequence <= version:
             continue  # redelivered
         if event.sequence != version + 1:
-            raise ProjectionGap(f"{event.subject}: version {event.sequence} after {version}")
-        HANDLERS[event.type.split(".")[1]](uow, t, event)
-        uow.put(
-            t.applied,
-            event.subject,
-            {"aggregate_id": event.subject, "version": event.sequence, "position": event.position},
-        )
+            missing = backfill(event.subject, version, event.sequence - 1) if backfill else []
+            if [m.sequence for m in missing] != list(range(version + 1, event.sequence)):
+                raise ProjectionGap(f"{event.subject}: version {event.sequence} after {version}")
+            log.warning(
+                "projector: %s arrived at version %d after %d; read the %d missing from the store",
+                event.subject,
+                event.sequence,
+                version,
+                len(missing),
+            )
+            for earlier in missing:
+                _apply_one(uow, t, earlier)
+                applied += 1
+        _apply_one(uow, t, event)
         applied += 1
     return applied
 
 
+def _apply_one(uow: UnitOfWork, t: Tables, event: Event) -> None:
+    HANDLERS[event.type.split(".")[1]](uow, t, event)
+    uow.put(
+        t.applied,
+        event.subject,
+        {"aggregate_id": event.subject, "version": event.sequence, "position": event.position},
+    )
+
+
 def apply_batch(
-    engine: Engine, events: Sequence[Event], t: Tables = LIVE, attempts: int = 5
+    engine: Engine,
+    events: Sequence[Event],
+    t: Tables = LIVE,
+    attempts: int = 5,
+    backfill: Backfill | None = None,
 ) -> int:
     """Apply a batch in one transaction; a conflict with another member (duplicate key,
     SQLite's stale snapshot) re-runs it on fresh state, where what was done is skipped."""
@@ -103,7 +131,7 @@ def apply_batch(
         try:
             with engine.begin() as conn:
                 uow = UnitOfWork(conn)
-                count = apply(uow, t, events)
+                count = apply(uow, t, events, backfill)
                 uow.flush()
                 return count
         except (IntegrityError, OperationalError):
@@ -122,19 +150,24 @@ class Projector(ConsumerLoop):
         engine: Engine,
         bootstrap: str,
         prefix: str,
+        reader: StoreReader | None = None,
         group_id: str | None = None,
         max_records: int = 5000,
     ) -> None:
         group_id = group_id or f"{prefix}-projector"
         self.engine = engine
+        self.reader = reader
         create_tables(engine)
         names = topic_names(prefix)
         topics = [names["training"], names["enrollment"], names["user"]]
-        super().__init__(bootstrap, group_id, topics, self._apply, max_records)
+        super().__init__(
+            bootstrap, group_id, topics, self._apply, max_records, names[DEAD_LETTER], "projector"
+        )
 
     def _apply(self, records: list[ConsumerRecord]) -> int:
         events = [Event.from_cloudevent(json.loads(r.value)) for r in records]
-        return apply_batch(self.engine, events)
+        backfill = self.reader.events_of if self.reader else None
+        return apply_batch(self.engine, events, backfill=backfill)
 
     @property
     def applied(self) -> int:
@@ -144,70 +177,15 @@ class Projector(ConsumerLoop):
 # -- replay ---------------------------------------------------------------------------
 
 
-def store_events(store: EventStore, batch_size: int = 10_000) -> Iterable[list[Event]]:
-    """Every stored event as consumers see it, in store order, in batches.
-
-    Replay speed matters here, so stored JSON is read straight into consumer events
-    when that is exactly what the library's mapper would give (no upcasting due, no
-    compression or cipher); otherwise the mapper decodes it.
-    """
-    types = registry()
-    fast = store.mapper.cipher is None and store.mapper.compressor is None
-    start = 1
-    while notifications := store.recorder.select_notifications(start=start, limit=batch_size):
-        batch = []
-        for n in notifications:
-            event_type = types[n.topic]
-            event = _read_fast(n, event_type) if fast else None
-            batch.append(event or _read_mapped(store, n, event_type))
-        yield batch
-        start = notifications[-1].id + 1
+class IncompleteHistory(Exception):
+    """Kafka does not hold the whole history: replay from the store instead."""
 
 
-def _plain_value(obj: dict[str, Any]) -> Any:
-    kind = obj.get("_type_")
-    if kind == "uuid_hex":
-        h = obj["_data_"]
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-    if kind == "datetime_iso":
-        return obj["_data_"]
-    return obj
-
-
-_decoder = json.JSONDecoder(object_hook=_plain_value)
-
-
-def _read_fast(n: Notification, event_type: EventType) -> Event | None:
-    state = _decoder.decode(n.state.decode())
-    if state.get("class_version", 1) != event_type.version:
-        return None  # an upcast is due: leave it to the mapper
-    data = {"actor_id": state["actor_id"], "correlation_id": state["correlation_id"]}
-    data["occurred_at"] = state["timestamp"]
-    data.update((name, state[name]) for name in event_type.own_fields)
-    return Event(
-        event_type.ce_type,
-        str(n.originator_id),
-        n.originator_version,
-        n.id,
-        datetime.fromisoformat(state["timestamp"]),
-        data,
-    )
-
-
-def _read_mapped(store: EventStore, n: Notification, event_type: EventType) -> Event:
-    event: Aggregate.Event = store.mapper.to_domain_event(n)  # type: ignore[assignment]
-    return Event(
-        event_type.ce_type,
-        str(n.originator_id),
-        n.originator_version,
-        n.id,
-        event.timestamp,
-        event_type.data(event),
-    )
-
-
-def kafka_events(bootstrap: str, prefix: str, batch_size: int = 10_000) -> Iterable[list[Event]]:
-    """Every event on the topics from offset 0 up to their current end."""
+def kafka_events(
+    bootstrap: str, prefix: str, batch_size: int = 10_000, idle_timeout: float = 15.0
+) -> Iterable[list[Event]]:
+    """Every event on the topics from offset 0 up to their current end; raises
+    IncompleteHistory rather than wait for ever when the broker stops delivering."""
     names = topic_names(prefix)
     reader = consumer(bootstrap, None, max_poll_records=batch_size)
     try:
@@ -219,8 +197,16 @@ def kafka_events(bootstrap: str, prefix: str, batch_size: int = 10_000) -> Itera
         reader.assign(partitions)
         reader.seek_to_beginning(*partitions)
         end = reader.end_offsets(partitions)
+        last_progress = time.monotonic()
         while any(reader.position(tp) < end[tp] for tp in partitions):
             batch = reader.poll(timeout_ms=500)
+            if batch:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > idle_timeout:
+                raise IncompleteHistory(
+                    f"the broker delivered nothing for {idle_timeout:.0f}s before the end of "
+                    "the topics"
+                )
             yield [Event.from_cloudevent(json.loads(r.value)) for rs in batch.values() for r in rs]
     finally:
         reader.close()

@@ -8,45 +8,16 @@ statements per batch, not per event) and exactly-once in effect.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 
+from service.contract import Event
+
+__all__ = ["Event", "Row", "UnitOfWork"]
+
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Event:
-    """A published event as consumers see it: the CloudEvent's fields that matter."""
-
-    type: str
-    subject: str
-    sequence: int
-    position: int
-    time: datetime
-    data: dict[str, Any]
-
-    @classmethod
-    def from_cloudevent(cls, envelope: dict[str, Any]) -> Event:
-        return cls(
-            envelope["type"],
-            envelope["subject"],
-            envelope["sequence"],
-            envelope["position"],
-            datetime.fromisoformat(envelope["time"]),
-            envelope["data"],
-        )
-
-    @property
-    def name(self) -> str:
-        """``rollcall.enrollment.Enrolled.v1`` -> ``Enrolled``."""
-        return self.type.split(".")[2]
-
-    def instant(self, field: str) -> datetime:
-        return datetime.fromisoformat(self.data[field])
 
 
 def primary_key(table: Table) -> str:

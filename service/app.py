@@ -22,6 +22,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from domain import inputs
 from domain.base import Context
 from domain.deadlines import Restriction
 from domain.enrollment import Attendance, Enrollment
@@ -130,6 +131,14 @@ class Rollcall:
     def _enrollment_of(self, training: Training, user_id: str) -> Enrollment:
         seat = training.seat_of(user_id)
         return self._get(Enrollment, seat.enrollment_id, "enrollment")
+
+    def is_known_user(self, user_id: str) -> bool:
+        """Is ``user_id`` in the directory (tokens of unknown users are refused)?"""
+        try:
+            self._user(user_id)
+        except (NotFound, RollcallError):
+            return False
+        return True
 
     def _actor(self, actor_id: str) -> User | None:
         """The acting directory user; None for the system actor."""
@@ -420,8 +429,7 @@ class Rollcall:
         """Leave the training (R1-R5); a learner must confirm (R9) and is warned (R8)."""
         user_id = user_id or actor_id
         self._authorize_on(actor_id, user_id, as_admin)
-        if not isinstance(reason, str) or len(reason) > 1000:
-            raise RollcallError(Reason.VALIDATION_ERROR, "reason must be at most 1000 characters")
+        reason = inputs.multi_line("reason", reason, inputs.REASON_MAX)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(actor_id, correlation_id)

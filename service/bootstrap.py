@@ -1,4 +1,8 @@
-"""The one place where Settings become running parts (cosmicpython's bootstrap)."""
+"""The one place where Settings become running parts (cosmicpython's bootstrap).
+
+``rollcall serve`` (everything, in one process, see ``runtime``) and ``rollcall serve
+PART`` build their parts here, and run them under the one supervisor.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
+
+from sqlalchemy import Engine
 
 from consumers.notifier import Notifier, Sender, SmtpConfig
 from domain.errors import ValidationFailed
@@ -19,6 +27,8 @@ from service.kafka import KafkaPublisher
 from service.relay import Relay
 from service.scheduler import DeadlineScheduler
 from service.settings import Settings
+from service.store_reader import StoreReader
+from service.supervisor import Factory, Loop, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +44,6 @@ def require_kafka(settings: Settings) -> str:
             "(`rollcall serve` with no part starts a local one)"
         )
     return settings.kafka_bootstrap
-
-
-def relay(settings: Settings, rollcall: Rollcall) -> Relay:
-    publisher = KafkaPublisher(
-        require_kafka(settings), settings.topic_prefix, settings.kafka_partitions
-    )
-    return Relay(rollcall.store, engine_for(settings.resolved_database_url), publisher)
-
-
-def projector(settings: Settings) -> Projector:
-    return Projector(
-        engine_for(settings.resolved_database_url), require_kafka(settings), settings.topic_prefix
-    )
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:
@@ -66,44 +63,95 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     )
 
 
-def notifier_loops(
-    settings: Settings, rollcall: Rollcall
-) -> list[Callable[[threading.Event], None]]:
-    """The consumer that writes entries and outbox mails, and the sender that mails them."""
-    engine = engine_for(settings.resolved_database_url)
-    notifier = Notifier(engine, rollcall.store, require_kafka(settings), settings.topic_prefix)
-    lease = timedelta(seconds=settings.mail_lease_seconds)
-    return [notifier.run, Sender(engine, smtp_config(settings), lease=lease).run]
+@dataclass
+class Wiring:
+    """Real adapters for one process: each part is built afresh by its factory, so a
+    supervisor restarting a part gets new connections and Kafka clients."""
+
+    settings: Settings
+    rollcall: Rollcall
+    kafka: str | None = None
+    smtp: SmtpConfig | None = None
+    clock: Clock | None = None
+    scheduler_interval: float = 1.0
+
+    @cached_property
+    def engine(self) -> Engine:
+        return engine_for(self.settings.resolved_database_url)
+
+    @cached_property
+    def reader(self) -> StoreReader:
+        return StoreReader(self.rollcall.store, self.engine)
+
+    @property
+    def _kafka(self) -> str:
+        return self.kafka or require_kafka(self.settings)
+
+    def publisher(self) -> KafkaPublisher:
+        s = self.settings
+        return KafkaPublisher(self._kafka, s.topic_prefix, s.kafka_partitions, s.kafka_retention_ms)
+
+    def relay(self) -> Relay:
+        return Relay(self.rollcall.store, self.engine, self.publisher())
+
+    def projector(self) -> Projector:
+        return Projector(self.engine, self._kafka, self.settings.topic_prefix, self.reader)
+
+    def notifier(self) -> Notifier:
+        return Notifier(
+            self.engine,
+            self.rollcall.store,
+            self._kafka,
+            self.settings.topic_prefix,
+            self.clock,
+            self.reader,
+        )
+
+    def sender(self) -> Sender:
+        lease = timedelta(seconds=self.settings.mail_lease_seconds)
+        return Sender(self.engine, self.smtp or smtp_config(self.settings), self.clock, lease)
+
+    def scheduler(self) -> DeadlineScheduler:
+        return DeadlineScheduler(self.rollcall)
+
+    def factories(self, part: str) -> dict[str, Factory]:
+        """The loops of one part of ``rollcall serve PART`` (the notifier is two)."""
+        interval = self.scheduler_interval
+        parts: dict[str, dict[str, Factory]] = {
+            "relay": {"relay": lambda: self.relay().run},
+            "projector": {"projector": lambda: self.projector().run},
+            "notifier": {"notifier": lambda: self.notifier().run, "sender": self._sender},
+            "scheduler": {
+                "scheduler": lambda: _with_interval(self.scheduler().run, interval),
+            },
+        }
+        return parts[part]
+
+    def _sender(self) -> Loop:
+        return self.sender().run
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
 
 
-def scheduler(rollcall: Rollcall) -> DeadlineScheduler:
-    return DeadlineScheduler(rollcall)
+def _with_interval(run: Callable[[threading.Event, float], None], interval: float) -> Loop:
+    return lambda stop: run(stop, interval)
 
 
-def run_until_signalled(loops: list[Callable[[threading.Event], None]]) -> bool:
-    """Run each loop in a thread until SIGINT/SIGTERM, then stop them all.
-
-    Returns False when a part stopped on its own (a crash: the process should exit
-    non-zero so an orchestrator restarts it). A part that does not stop in time is
-    not waited for forever: the process exits without running interpreter shutdown,
-    where a still-running thread could abort it.
-    """
-    stop = threading.Event()
+def run_until_signalled(parts: dict[str, Factory]) -> bool:
+    """Run the parts until SIGINT/SIGTERM; False when one failed (the process should
+    exit non-zero so that an orchestrator restarts it). A part that does not stop in
+    time is not waited for forever: the process exits without interpreter shutdown,
+    where a still-running thread could abort it."""
+    supervisor = Supervisor(restart=False)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    threads = [threading.Thread(target=loop, args=(stop,), daemon=True) for loop in loops]
-    for thread in threads:
-        thread.start()
-    crashed = False
-    while not stop.wait(0.5):
-        if not all(t.is_alive() for t in threads):
-            log.error("a part stopped unexpectedly; shutting down")
-            crashed = True
-            stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
-    if any(t.is_alive() for t in threads):
+        signal.signal(sig, lambda *_: supervisor.stop.set())
+    for name, factory in parts.items():
+        supervisor.start(name, factory)
+    supervisor.stop.wait()
+    if not supervisor.shutdown(timeout=30):
         log.warning("a part did not stop within 30s; exiting anyway")
         logging.shutdown()
-        os._exit(1 if crashed else 0)
-    return not crashed
+        os._exit(1 if supervisor.failed else 0)
+    return not supervisor.failed

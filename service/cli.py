@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -16,18 +17,20 @@ from uuid import UUID
 
 import httpx
 import psycopg
+import sqlalchemy.exc
 import typer
 import uvicorn
 from eventsourcing.persistence import OperationalError as PersistenceOperationalError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
-from domain.errors import RollcallError
-from projections.projector import kafka_events, store_events
+from domain.errors import NotFound, RollcallError, ValidationFailed
+from projections.projector import IncompleteHistory, ProjectionGap, kafka_events
 from projections.projector import replay as projector_replay
 from service import bootstrap
 from service.api.app import create_app
 from service.api.auth import issue_token
+from service.api.limits import RateLimit
 from service.app import SYSTEM_ACTOR, Rollcall
 from service.contract import envelope, generated_files
 from service.db import engine_for
@@ -36,6 +39,7 @@ from service.demo import Demo
 from service.kafka import ensure_topics, topic_names
 from service.runtime import Runtime, jwt_secret
 from service.settings import Settings
+from service.store_reader import StoreReader
 
 app = typer.Typer(help="Rollcall: enrollment in instructor-led training sessions.")
 
@@ -55,7 +59,11 @@ def unreachable_database_as_exit(settings: Settings) -> Iterator[None]:
     """A database that cannot be reached is one line naming it (password hidden), exit 1."""
     try:
         yield
-    except (psycopg.OperationalError, PersistenceOperationalError) as error:
+    except (
+        psycopg.OperationalError,
+        PersistenceOperationalError,
+        sqlalchemy.exc.OperationalError,
+    ) as error:
         url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
         reason = str(error).strip().splitlines()[0]
         typer.echo(f"error: cannot open the database {url}: {reason}", err=True)
@@ -144,34 +152,51 @@ def serve(
         serve_api(settings, host, port)
         return
     with opened(settings) as rollcall:
-        parts: dict[Part, Callable[[], list[Callable[[threading.Event], None]]]] = {
-            Part.relay: lambda: [bootstrap.relay(settings, rollcall).run],
-            Part.projector: lambda: [bootstrap.projector(settings).run],
-            Part.notifier: lambda: bootstrap.notifier_loops(settings, rollcall),
-            Part.scheduler: lambda: [bootstrap.scheduler(rollcall).run],
-        }
-        loops = parts[part]()
-        typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
-        if not bootstrap.run_until_signalled(loops):
-            raise typer.Exit(1)
+        wiring = bootstrap.Wiring(settings, rollcall)
+        try:
+            with refusals_as_exit():  # the settings a part needs, checked before it starts
+                if part is Part.notifier:
+                    bootstrap.smtp_config(settings)
+                if part is not Part.scheduler:
+                    bootstrap.require_kafka(settings)
+            parts = wiring.factories(part.value)
+            typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
+            if not bootstrap.run_until_signalled(parts):
+                raise typer.Exit(1)
+        finally:
+            wiring.close()
 
 
 def serve_api(settings: Settings, host: str, port: int) -> None:
     """The HTTP API alone (production: several replicas behind a load balancer)."""
     with opened(settings) as rollcall:
-        app_ = create_app(
-            rollcall, engine_for(settings.resolved_database_url), jwt_secret(settings)
-        )
-        uvicorn.run(app_, host=host, port=port, log_level="info")
+        with refusals_as_exit():
+            app_ = create_app(
+                rollcall,
+                engine_for(settings.resolved_database_url),
+                jwt_secret(settings),
+                settings.token_max_hours,
+                docs=settings.docs,
+                rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            )
+        uvicorn.run(app_, host=host, port=port, log_level="info", server_header=False)
 
 
 @app.command()
 def topics() -> None:
-    """Create the Kafka topics (with ROLLCALL_KAFKA_PARTITIONS partitions) if missing."""
+    """Create the Kafka topics (ROLLCALL_KAFKA_PARTITIONS partitions, retention
+    ROLLCALL_KAFKA_RETENTION_MS) if missing; report existing ones that keep less."""
     settings = Settings()
     with refusals_as_exit():
-        ensure_topics(
-            bootstrap.require_kafka(settings), settings.topic_prefix, settings.kafka_partitions
+        short = ensure_topics(
+            bootstrap.require_kafka(settings),
+            settings.topic_prefix,
+            settings.kafka_partitions,
+            settings.kafka_retention_ms,
+        )
+    for topic in short:
+        typer.echo(
+            f"warning: {topic} keeps less history than ROLLCALL_KAFKA_RETENTION_MS", err=True
         )
     typer.echo(f"topics ready: {', '.join(topic_names(settings.topic_prefix).values())}")
 
@@ -184,21 +209,27 @@ def serve_everything(settings: Settings, host: str, port: int) -> None:
         runtime = Runtime(settings, host, port).start()
     typer.echo(f"Rollcall is running (data in {settings.data_dir.resolve()})")
     typer.echo(f"  API            {runtime.url}/v1")
-    typer.echo(f"  API docs       {runtime.url}/docs  (OpenAPI: {runtime.url}/openapi.json)")
+    typer.echo(f"  OpenAPI        {runtime.url}/openapi.json")
+    if settings.docs:
+        typer.echo(f"  API docs       {runtime.url}/docs")
     typer.echo(f"  database       {settings.resolved_database_url}")
     kafka = settings.kafka_bootstrap or f"{runtime.broker.bootstrap} (local broker)"  # type: ignore[union-attr]
     typer.echo(f"  Kafka          {kafka}")
     mail = settings.smtp_host or f"local catcher, messages in {runtime.maildir.resolve()}"
     typer.echo(f"  mail           {mail}")
     typer.echo("Press Ctrl-C to stop.")
+    failed = False
     try:
         while not stop.wait(0.5):
             if not runtime.healthy():
-                typer.echo("a part stopped unexpectedly; shutting down", err=True)
+                typer.echo("the API stopped unexpectedly; shutting down", err=True)
+                failed = True
                 break
     finally:
         runtime.stop()
         typer.echo("stopped")
+    if failed:
+        raise typer.Exit(1)
 
 
 users = typer.Typer(help="Manage the directory.")
@@ -229,11 +260,18 @@ def token(
     user_id: str,
     hours: Annotated[float, typer.Option(help="validity")] = 12.0,
 ) -> None:
-    """Print a bearer token for a user (development and bootstrap)."""
+    """Print a bearer token for a user of the directory (development and bootstrap)."""
     settings = Settings()
-    typer.echo(
-        issue_token(user_id, jwt_secret(settings), datetime.now(UTC), timedelta(hours=hours))
-    )
+    with opened(settings) as rollcall, refusals_as_exit():
+        if not 0 < hours <= settings.token_max_hours:
+            raise ValidationFailed(
+                f"--hours must be more than 0 and at most ROLLCALL_TOKEN_MAX_HOURS "
+                f"({settings.token_max_hours:g})"
+            )
+        if not rollcall.is_known_user(user_id):
+            raise NotFound("user", user_id)
+        secret = jwt_secret(settings)
+    typer.echo(issue_token(user_id, secret, datetime.now(UTC), timedelta(hours=hours)))
 
 
 @app.command()
@@ -299,7 +337,7 @@ def replay(
         engine = engine_for(settings.resolved_database_url)
         if source is Source.store:
             total = rollcall.store.recorder.max_notification_id() or 0
-            batches = store_events(rollcall.store)
+            batches = StoreReader(rollcall.store, engine).batches()
         else:
             total = None
             batches = kafka_events(bootstrap.require_kafka(settings), settings.topic_prefix)
@@ -307,9 +345,21 @@ def replay(
             TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
         ) as progress:
             task = progress.add_task("replay", total=total)
-            applied = projector_replay(engine, batches, lambda n: progress.advance(task, n))
+            try:
+                applied = projector_replay(engine, batches, lambda n: progress.advance(task, n))
+            except (ProjectionGap, IncompleteHistory) as error:
+                progress.stop()
+                typer.echo(
+                    f"error: Kafka does not hold the whole history ({error}); nothing was "
+                    "changed. Replay from the store: rollcall replay --source store",
+                    err=True,
+                )
+                raise typer.Exit(2) from None
         typer.echo(f"{applied} events applied; read models swapped in")
 
 
 def main() -> None:
+    # Everything Rollcall writes (the database with every name and email, mail, the
+    # token secret) is readable by its owner only: files 0600, directories 0700.
+    os.umask(0o077)
     app()

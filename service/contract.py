@@ -35,6 +35,7 @@ AGGREGATES: dict[str, type[RollcallAggregate]] = {
 }
 SOURCE = "/rollcall"
 DATACONTENTTYPE = "application/json"
+CONTENT_TYPE = "application/cloudevents+json"
 _STORE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 _EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "https://rollcall.invalid/events")
 
@@ -173,8 +174,45 @@ def to_message(event: Aggregate.Event, position: int, stored_topic: str) -> Mess
         document["type"].split(".")[1],
         document["subject"].encode(),
         json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(),
-        [("ce_type", document["type"].encode()), ("ce_id", document["id"].encode())],
+        [
+            # Structured mode, as the CloudEvents Kafka binding asks (SPEC §9.1).
+            ("content-type", CONTENT_TYPE.encode()),
+            ("ce_type", document["type"].encode()),
+            ("ce_id", document["id"].encode()),
+        ],
     )
+
+
+@dataclass(frozen=True)
+class Event:
+    """A published event as consumers see it: the CloudEvent's fields that matter
+    (read from a Kafka record, or from the store when a consumer backfills a gap)."""
+
+    type: str
+    subject: str
+    sequence: int
+    position: int
+    time: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def from_cloudevent(cls, envelope: dict[str, Any]) -> Event:
+        return cls(
+            envelope["type"],
+            envelope["subject"],
+            envelope["sequence"],
+            envelope["position"],
+            datetime.fromisoformat(envelope["time"]),
+            envelope["data"],
+        )
+
+    @property
+    def name(self) -> str:
+        """``rollcall.enrollment.Enrolled.v1`` -> ``Enrolled``."""
+        return self.type.split(".")[2]
+
+    def instant(self, field: str) -> datetime:
+        return datetime.fromisoformat(self.data[field])
 
 
 def cloudevent_schema(data_ref: str | None = None) -> dict[str, Any]:

@@ -8,7 +8,9 @@ its position can commit in one transaction.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
+from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -18,11 +20,14 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    inspect,
     select,
     text,
 )
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
+
+from domain.errors import ValidationFailed
 
 metadata = MetaData()
 
@@ -34,10 +39,40 @@ positions = Table(
 )
 
 
+SQLITE_BUSY_SECONDS = 30.0
+"""How long any SQLite connection of ours waits for another writer before giving up."""
+
+
+def prepare_sqlite(path: str, timeout: float = SQLITE_BUSY_SECONDS) -> None:
+    """Put a SQLite file in WAL mode (it stays so) before any part uses it.
+
+    Switching the journal mode needs the file to itself, and SQLite answers "database
+    is locked" at once rather than waiting on its busy timeout: parts starting together
+    would otherwise fail now and then. So the switch is retried here, once per file.
+    """
+    if path in ("", ":memory:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(path, timeout=timeout)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        finally:
+            conn.close()
+        time.sleep(0.02)
+
+
 def engine_for(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        return create_engine(url, connect_args={"timeout": 30})
+        prepare_sqlite(url.database or "")
+        return create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
     # psycopg 3 is the driver we ship; pool sizing is ours, not a libpq option.
     pool_size = int(url.query.get("pool_size", "5"))  # type: ignore[arg-type]
     max_overflow = int(url.query.get("max_overflow", "10"))  # type: ignore[arg-type]
@@ -45,6 +80,80 @@ def engine_for(database_url: str) -> Engine:
         drivername="postgresql+psycopg"
     )
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+
+
+SCHEMA_VERSION = 1
+"""The version of Rollcall's own tables this code writes; a newer database is refused."""
+OURS = {"stored_events", "rollcall_events", "rollcall_positions", "rollcall_schema"}
+"""Tables that only a Rollcall database has (the store's, under SQLite or PostgreSQL)."""
+
+marker_metadata = MetaData()
+schema_marker = Table(
+    "rollcall_schema",
+    marker_metadata,
+    Column("name", String(50), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+
+def check_database(database_url: str) -> None:
+    """Refuse, before writing anything, a database that holds tables but none of
+    Rollcall's (another application's), or one written by a newer Rollcall."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path in ("", ":memory:") or not Path(path).exists():
+            return
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            try:
+                rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+            except sqlite3.DatabaseError as error:
+                raise ValidationFailed(
+                    f"{path} is not a SQLite database ({error}); refusing to use it"
+                ) from None
+            tables = {row[0] for row in rows}
+            version = (
+                conn.execute("SELECT version FROM rollcall_schema").fetchone()
+                if "rollcall_schema" in tables
+                else None
+            )
+    else:
+        engine = engine_for(database_url)
+        try:
+            with engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+                version = (
+                    conn.execute(select(schema_marker.c.version)).first()
+                    if "rollcall_schema" in tables
+                    else None
+                )
+        finally:
+            engine.dispose()
+    _judge(url.render_as_string(hide_password=True), tables, version[0] if version else None)
+
+
+def _judge(where: str, tables: set[str], version: int | None) -> None:
+    if tables and not tables & OURS:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ValidationFailed(
+            f"{where} is not Rollcall's database (it holds other tables: {shown}); "
+            "refusing to write to it"
+        )
+    if version is not None and version > SCHEMA_VERSION:
+        raise ValidationFailed(
+            f"{where} was written by a newer Rollcall (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade Rollcall"
+        )
+
+
+def mark_database(engine: Engine) -> None:
+    """Record that this database is Rollcall's, at this schema version."""
+    create_schema(engine, marker_metadata)
+    with engine.begin() as conn:
+        found = conn.execute(select(schema_marker.c.version)).first()
+        if found is None:
+            with contextlib.suppress(IntegrityError), conn.begin_nested():
+                conn.execute(schema_marker.insert().values(name="rollcall", version=SCHEMA_VERSION))
 
 
 SCHEMA_LOCK = 0x526F6C6C63616C6C  # "Rollcall": the advisory lock key of schema changes
@@ -91,6 +200,30 @@ def drop_schema(engine: Engine, *schemas: MetaData) -> None:
 def get_position(conn: Connection, name: str) -> int:
     row = conn.execute(select(positions.c.position).where(positions.c.name == name)).first()
     return int(row[0]) if row else 0
+
+
+def get_positions(conn: Connection, names: list[str]) -> dict[str, int]:
+    """The positions of ``names`` that exist (read in chunks)."""
+    found: dict[str, int] = {}
+    unique = sorted(set(names))
+    for i in range(0, len(unique), 500):
+        rows = conn.execute(
+            select(positions.c.name, positions.c.position).where(
+                positions.c.name.in_(unique[i : i + 500])
+            )
+        )
+        found.update((row.name, int(row.position)) for row in rows)
+    return found
+
+
+def positions_named(conn: Connection, prefix: str) -> dict[str, int]:
+    """Every position whose name starts with ``prefix``."""
+    rows = conn.execute(
+        select(positions.c.name, positions.c.position).where(
+            positions.c.name.startswith(prefix, autoescape=True)
+        )
+    )
+    return {row.name: int(row.position) for row in rows}
 
 
 def set_position(conn: Connection, name: str, position: int) -> None:

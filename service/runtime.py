@@ -2,48 +2,53 @@
 
 Starts a local Kafka-compatible broker unless ``ROLLCALL_KAFKA_BOOTSTRAP`` is set and a
 local SMTP catcher (mail kept under the data dir) unless ``ROLLCALL_SMTP_HOST`` is set;
-then the relay, projector, notifier, mail sender and scheduler as threads, and the API.
+then the relay, projector, notifier, mail sender and scheduler under one supervisor
+that restarts a failed part with backoff, and the API. A local broker that dies is
+started again on the same port (empty: the relay notices and publishes again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
 
-from consumers.notifier import Notifier, Sender, SmtpConfig
+from consumers.notifier import Notifier, SmtpConfig
 from projections.projector import Projector
 from service.api.app import create_app
+from service.api.auth import check_secret
+from service.api.limits import RateLimit
 from service.app import Rollcall
-from service.bootstrap import smtp_config
+from service.bootstrap import Wiring, smtp_config
 from service.clock import Clock
-from service.db import engine_for
+from service.db import check_database
 from service.embedded import LocalBroker, MailCatcher, free_port
-from service.kafka import KafkaPublisher
-from service.relay import Relay
-from service.scheduler import DeadlineScheduler
 from service.settings import Settings
+from service.supervisor import Loop, Supervisor
 
 log = logging.getLogger(__name__)
 
 
 def jwt_secret(settings: Settings) -> str:
-    """The configured secret, or one generated once into the data dir."""
+    """The configured secret (at least 32 bytes), or one generated once into the data
+    dir, created readable by its owner only from the first byte."""
     if settings.jwt_secret:
-        return settings.jwt_secret.get_secret_value()
+        return check_secret(settings.jwt_secret.get_secret_value())
     path = settings.data_dir / "jwt_secret"
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+    return check_secret(path.read_text().strip())
 
 
 class Runtime:
@@ -60,11 +65,13 @@ class Runtime:
         self.port = port or free_port()
         self.clock = clock
         self.scheduler_interval = scheduler_interval
-        self.stop_event = threading.Event()
+        self.supervisor = Supervisor(restart=True)
         self.broker: LocalBroker | None = None
         self.catcher: MailCatcher | None = None
-        self._threads: list[threading.Thread] = []
+        self.projector: Projector | None = None
+        self.notifier: Notifier | None = None
         self._server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
         self._resources = ExitStack()
 
     @property
@@ -87,7 +94,9 @@ class Runtime:
     def _start(self) -> Runtime:
         settings = self.settings
         resources = self._resources
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        check_database(settings.resolved_database_url)  # before anything is written
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.data_dir.chmod(0o700)  # also one made by an earlier release, 0755
         bootstrap = settings.kafka_bootstrap
         if not bootstrap:
             self.broker = LocalBroker(log_path=settings.data_dir / "broker.log").start()
@@ -99,59 +108,79 @@ class Runtime:
             self.catcher = MailCatcher(maildir=self.maildir).start()
             resources.callback(self.catcher.stop)
             smtp = SmtpConfig("127.0.0.1", self.catcher.port, settings.mail_from)
-        url = settings.resolved_database_url
-        self.rollcall = Rollcall.open(url, self.clock)
+        self.rollcall = Rollcall.open(settings.resolved_database_url, self.clock)
         resources.callback(self.rollcall.close)
-        self.engine = engine_for(url)
-        resources.callback(self.engine.dispose)
-        prefix, partitions = settings.topic_prefix, settings.kafka_partitions
-        publisher = KafkaPublisher(bootstrap, prefix, partitions)
+        wiring = Wiring(
+            settings, self.rollcall, bootstrap, smtp, self.clock, self.scheduler_interval
+        )
+        resources.callback(wiring.close)
+        self.wiring = wiring
+        self.engine = wiring.engine
+        publisher = wiring.publisher()
         resources.callback(publisher.close)
         publisher.prepare()  # topics exist before any consumer subscribes
-        relay = Relay(self.rollcall.store, self.engine, publisher)
-        projector = Projector(self.engine, bootstrap, prefix)
-        resources.callback(projector.close)
-        notifier = Notifier(self.engine, self.rollcall.store, bootstrap, prefix, self.clock)
-        resources.callback(notifier.close)
-        lease = timedelta(seconds=settings.mail_lease_seconds)
-        sender = Sender(self.engine, smtp, self.clock, lease=lease)
-        scheduler = DeadlineScheduler(self.rollcall)
-        app = create_app(self.rollcall, self.engine, jwt_secret(settings))
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host=self.host, port=self.port, log_level="warning")
+
+        supervisor = self.supervisor
+        if self.broker is not None:
+            supervisor.start("broker", lambda: self.broker.watch)  # type: ignore[union-attr]
+        supervisor.start("relay", lambda: wiring.relay().run)
+        supervisor.start("projector", self._projector)
+        supervisor.start("notifier", self._notifier)
+        for name, factory in wiring.factories("notifier").items():
+            if name != "notifier":
+                supervisor.start(name, factory)
+        supervisor.start("scheduler", wiring.factories("scheduler")["scheduler"])
+
+        app = create_app(
+            self.rollcall,
+            self.engine,
+            jwt_secret(settings),
+            settings.token_max_hours,
+            docs=settings.docs,
+            rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
         )
-        loops: list[Callable[[threading.Event], None]] = [
-            relay.run,
-            projector.run,
-            notifier.run,
-            sender.run,
-            lambda stop: scheduler.run(stop, self.scheduler_interval),
-        ]
-        for loop in loops:
-            self._spawn(lambda loop=loop: loop(self.stop_event))  # type: ignore[misc]
-        self._spawn(self._server.run)
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=self.host, port=self.port, log_level="warning", server_header=False
+            )
+        )
+        self._server_thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server_thread.start()
         deadline = time.monotonic() + 60
-        ready = [projector.ready, notifier.loop.ready]
-        while not (self._server.started and all(r.is_set() for r in ready)):
+        while not (self._server.started and self._consumers_ready()):
             if time.monotonic() > deadline:
                 raise TimeoutError("Rollcall did not become ready")
+            if not self._server_thread.is_alive():
+                raise RuntimeError(f"the API could not start on {self.url}")
             time.sleep(0.02)
         return self
 
-    def _spawn(self, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+    def _projector(self) -> Loop:
+        self.projector = self.wiring.projector()
+        return self.projector.run
+
+    def _notifier(self) -> Loop:
+        self.notifier = self.wiring.notifier()
+        return self.notifier.run
+
+    def _consumers_ready(self) -> bool:
+        """The projector and notifier hold their partitions (the group join is done)."""
+        return all(
+            part is not None and part.ready.is_set()
+            for part in (self.projector, self.notifier.loop if self.notifier else None)
+        )
 
     def healthy(self) -> bool:
-        return all(t.is_alive() for t in self._threads)
+        """The API serves and the supervisor runs (it restarts any part that fails)."""
+        server_up = self._server_thread is not None and self._server_thread.is_alive()
+        return server_up and self.supervisor.alive()
 
     def stop(self) -> None:
-        self.stop_event.set()
         if self._server is not None:
             self._server.should_exit = True
-        for thread in self._threads:
-            thread.join(timeout=15)
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=15)
+        self.supervisor.shutdown(timeout=15)
         self._resources.close()
 
     def __enter__(self) -> Runtime:

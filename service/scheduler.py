@@ -19,6 +19,7 @@ from uuid import UUID
 from domain.training import DeadlineKind, Training
 from service.app import Rollcall
 from service.contract import registry
+from service.faults import Backoff, describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,18 @@ class DeadlineScheduler:
         return recorded
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Tick until ``stop``; a database fault is retried with backoff, anything else
+        propagates to the supervisor (which restarts the scheduler: it catches up)."""
+        backoff = Backoff(first=interval, cap=30.0)
         while not stop.is_set():
             try:
                 self.tick()
-            except Exception:
-                log.exception("scheduler tick failed; retrying")
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                delay = backoff.next()
+                log.warning("scheduler: %s; retrying in %.1fs", describe(error), delay)
+                stop.wait(delay)
+                continue
+            backoff.reset()
             stop.wait(interval)

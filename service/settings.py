@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     topic_prefix: str = "rollcall"
     kafka_partitions: int = 4
+    kafka_retention_ms: int = -1
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None
@@ -24,6 +25,10 @@ class Settings(BaseSettings):
     mail_from: str = "rollcall@localhost"
     mail_lease_seconds: float = 60.0
     jwt_secret: SecretStr | None = None
+    token_max_hours: float = 24.0
+    docs: bool = False
+    rate_limit_per_minute: float = 600.0
+    rate_limit_burst: int = 60
 
     @property
     def resolved_database_url(self) -> str:

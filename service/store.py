@@ -10,16 +10,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import Application, Repository
+from eventsourcing.persistence import Mapper, StoredEvent
 from sqlalchemy.engine import make_url
 
 from domain.errors import ValidationFailed
-from service.db import SCHEMA_LOCK
+from domain.inputs import EVENT_BYTES_MAX
+from service.db import SCHEMA_LOCK, check_database, engine_for, mark_database, prepare_sqlite
 
 
 class CopyLockedRepository(Repository[UUID]):
@@ -50,6 +51,25 @@ class EventStore(Application[UUID]):
     # Training is not replayed from its first event on each command.
     env = {"AGGREGATE_CACHE_MAXSIZE": "2000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        mapper = super().construct_mapper()
+        encode = mapper.to_stored_event
+
+        def bounded(domain_event: Any) -> StoredEvent:
+            """No event larger than ``EVENT_BYTES_MAX`` is ever stored (SPEC §9.7): the
+            input policy keeps requests far below it; this is the last guard."""
+            stored = encode(domain_event)
+            if len(stored.state) > EVENT_BYTES_MAX:
+                raise ValidationFailed(
+                    f"the change is too large to record ({len(stored.state)} bytes, at most "
+                    f"{EVENT_BYTES_MAX})",
+                    {"event": type(domain_event).__name__},
+                )
+            return stored
+
+        mapper.to_stored_event = bounded  # type: ignore[method-assign]
+        return mapper
+
     def construct_repository(self) -> Repository[UUID]:
         plain = super().construct_repository()
         return CopyLockedRepository(
@@ -72,8 +92,7 @@ def store_env(database_url: str) -> dict[str, str]:
     backend = url.get_backend_name()
     if backend == "sqlite":
         path = url.database or ":memory:"
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(path)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
@@ -90,17 +109,29 @@ def store_env(database_url: str) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": str(url.query.get("pool_size", "5")),
             "POSTGRES_MAX_OVERFLOW": str(url.query.get("max_overflow", "10")),
             "POSTGRES_LOCK_TIMEOUT": "10",
+            # A connection cut by the server (a restart, pg_terminate_backend) is found
+            # before use and replaced, rather than failing the next command.
+            "POSTGRES_PRE_PING": "y",
         }
     raise ValidationFailed(f"unsupported database URL scheme {backend!r}: use sqlite or postgresql")
 
 
 def open_store(database_url: str) -> EventStore:
-    """Open the store, creating its tables, types and functions if they are missing."""
+    """Open the store, creating its tables, types and functions if they are missing;
+    refuse, writing nothing, a database that is not Rollcall's."""
+    check_database(database_url)
     env = store_env(database_url)
     if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
-        return EventStore(env=env)
-    with schema_locked(env):
-        return EventStore(env=env)
+        store = EventStore(env=env)
+    else:
+        with schema_locked(env):
+            store = EventStore(env=env)
+    engine = engine_for(database_url)
+    try:
+        mark_database(engine)
+    finally:
+        engine.dispose()
+    return store
 
 
 @contextmanager

@@ -8,11 +8,9 @@ wait (boundedly) until they reflect the caller's own writes.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -21,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
 
 from domain.errors import MESSAGES, Reason, RollcallError
 from projections import catalog as catalog_view
@@ -28,7 +27,8 @@ from projections import notifications as center
 from projections import people
 from projections.projector import caught_up, create_tables
 from projections.tables import LIVE
-from service.api.auth import verify_token
+from service.api.auth import check_secret, verify_token
+from service.api.limits import Freshness, RateLimit, retry_after
 from service.api.models import (
     AttendanceIn,
     CommandOut,
@@ -63,6 +63,7 @@ STATUS = {
     Reason.UNAUTHORIZED: 401,
     Reason.FORBIDDEN: 403,
     Reason.NOT_FOUND: 404,
+    Reason.RATE_LIMITED: 429,
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
@@ -72,9 +73,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "not_found"),
         (409, "a rule refused the command, or conflict after retries"),
         (422, "validation_error"),
+        (429, "rate_limited: too many commands from this user (see Retry-After)"),
     ]
 }
+T = TypeVar("T")
 STALE_HEADER = "X-Rollcall-Stale"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",  # answers carry personal data
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
 log = logging.getLogger(__name__)
 
 
@@ -88,8 +99,11 @@ def actor(
     """The authenticated user id (``sub`` of a valid HS256 bearer token)."""
     if credentials is None:
         raise RollcallError(Reason.UNAUTHORIZED, "A bearer token is required.")
-    secret: str = request.app.state.jwt_secret
-    return verify_token(credentials.credentials, secret)
+    state = request.app.state
+    user_id = verify_token(credentials.credentials, state.jwt_secret, state.token_max_hours)
+    if not state.rollcall.is_known_user(user_id):
+        raise RollcallError(Reason.UNAUTHORIZED, "The token's user is not in the directory.")
+    return user_id
 
 
 Actor = Annotated[str, Depends(actor)]
@@ -99,19 +113,43 @@ MinPosition = Annotated[
 
 
 def error_response(error: RollcallError) -> JSONResponse:
-    return JSONResponse(
+    response = JSONResponse(
         {"error": error.reason.value, "message": error.message, "details": error.details},
         status_code=STATUS[error.reason],
     )
+    if error.reason is Reason.UNAUTHORIZED:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    if error.reason is Reason.RATE_LIMITED:
+        response.headers["Retry-After"] = retry_after(error.details.get("retry_after", 1))
+    return response
+
+
+def commander(request: Request, who: Annotated[str, Depends(actor)]) -> str:
+    """The authenticated user of a command, within their rate limit."""
+    wait = request.app.state.rate_limit.take(who)
+    if wait:
+        raise RollcallError(Reason.RATE_LIMITED, details={"retry_after": round(wait, 1)})
+    return who
+
+
+Commander = Annotated[str, Depends(commander)]
 
 
 def create_app(
     rollcall: Rollcall,
     engine: Engine,
     jwt_secret: str,
+    token_max_hours: float = 24.0,
     read_wait: float = 3.0,
+    docs: bool = False,
+    rate_limit: RateLimit | None = None,
 ) -> FastAPI:
+    """``docs``: serve the interactive docs at ``/docs`` (their page loads its scripts
+    from a public CDN, so they are off unless ``ROLLCALL_DOCS=1``)."""
+    check_secret(jwt_secret)
     app = FastAPI(
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
         title="Rollcall",
         version="1.0.0",
         description="Enrollment in instructor-led training sessions. Rule numbers (R1...) "
@@ -120,6 +158,17 @@ def create_app(
     )
     create_tables(engine)
     app.state.jwt_secret = jwt_secret
+    app.state.token_max_hours = token_max_hours
+    app.state.rollcall = rollcall
+    app.state.rate_limit = rate_limit or RateLimit(per_minute=600, burst=60)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if request.url.path != "/docs":  # the docs page runs the CDN's scripts
+            response.headers["Content-Security-Policy"] = API_CSP
+        return response
 
     @app.exception_handler(RollcallError)
     async def rollcall_error(request: Request, error: RollcallError) -> JSONResponse:
@@ -144,24 +193,29 @@ def create_app(
             status_code=500,
         )
 
-    def is_fresh(min_position: int | None) -> bool:
-        if min_position is None:
-            return True
+    def is_fresh(position: int) -> bool:
         with engine.begin() as conn:  # short: caught_up() remembers what it proved
-            return caught_up(conn, rollcall.store, min_position)
+            return caught_up(conn, rollcall.store, position)
 
-    @contextmanager
-    def read_models(min_position: int | None, response: Response) -> Iterator[Connection]:
-        """A connection to the read models, after waiting (boundedly) for ``min_position``."""
-        deadline = time.monotonic() + read_wait
-        fresh = is_fresh(min_position)
-        while not fresh and time.monotonic() < deadline:
-            time.sleep(0.02)
-            fresh = is_fresh(min_position)
-        if not fresh:
+    freshness = Freshness(is_fresh, wait=read_wait)
+    app.state.freshness = freshness
+
+    async def read_models(
+        min_position: int | None,
+        who: str,
+        response: Response,
+        query: Callable[[Connection], T],
+    ) -> T:
+        """``query`` on the read models, once they include ``min_position`` (a bounded
+        wait that holds no worker thread; past it the answer is marked stale)."""
+        if min_position is not None and not await freshness.reached(min_position, who):
             response.headers[STALE_HEADER] = "true"
-        with engine.connect() as conn:
-            yield conn
+
+        def run() -> T:
+            with engine.connect() as conn:
+                return query(conn)
+
+        return await run_in_threadpool(run)
 
     def command(result: Result, response: Response, created: bool = False) -> CommandOut:
         if created:
@@ -176,7 +230,7 @@ def create_app(
     # -- directory ---------------------------------------------------------------------
 
     @app.put("/v1/users/{user_id}", response_model=CommandOut, tags=["directory"])
-    def put_user(user_id: str, body: UserIn, who: Actor, response: Response) -> CommandOut:
+    def put_user(user_id: str, body: UserIn, who: Commander, response: Response) -> CommandOut:
         """Create or update a directory entry (administrators)."""
         result = rollcall.put_user(
             who, user_id, body.name, body.email, body.supervisor_id, body.roles, body.permissions
@@ -188,7 +242,7 @@ def create_app(
     # -- trainings ---------------------------------------------------------------------
 
     @app.post("/v1/trainings", response_model=CommandOut, status_code=201, tags=["trainings"])
-    def create_training(body: TrainingIn, who: Actor, response: Response) -> CommandOut:
+    def create_training(body: TrainingIn, who: Commander, response: Response) -> CommandOut:
         """Create a training with its sessions (administrators, R12 roles)."""
         result = rollcall.create_training(
             who,
@@ -207,7 +261,7 @@ def create_app(
         tags=["trainings"],
     )
     def add_session(
-        training_id: UUID, body: SessionIn, who: Actor, response: Response
+        training_id: UUID, body: SessionIn, who: Commander, response: Response
     ) -> CommandOut:
         return command(rollcall.add_session(who, training_id, session_input(body)), response, True)
 
@@ -215,7 +269,7 @@ def create_app(
         "/v1/trainings/{training_id}/restrictions", response_model=CommandOut, tags=["trainings"]
     )
     def set_restrictions(
-        training_id: UUID, body: RestrictionsIn, who: Actor, response: Response
+        training_id: UUID, body: RestrictionsIn, who: Commander, response: Response
     ) -> CommandOut:
         """Stop registration / stop cancellations (R12)."""
         result = rollcall.set_restrictions(
@@ -227,7 +281,7 @@ def create_app(
         return command(result, response)
 
     @app.put("/v1/trainings/{training_id}/lock", response_model=CommandOut, tags=["trainings"])
-    def set_lock(training_id: UUID, body: LockIn, who: Actor, response: Response) -> CommandOut:
+    def set_lock(training_id: UUID, body: LockIn, who: Commander, response: Response) -> CommandOut:
         """Lock or unlock the participant list (R4, R12)."""
         return command(rollcall.set_lock(who, training_id, body.locked), response)
 
@@ -237,16 +291,17 @@ def create_app(
         return rollcall.get_training(who, training_id)
 
     @app.get("/v1/catalog", tags=["trainings"])
-    def get_catalog(
+    async def get_catalog(
         who: Actor, response: Response, min_position: MinPosition = None
     ) -> list[dict[str, Any]]:
         """Trainings with a session open for registration (R11)."""
-        rollcall.get_user(who, who)
-        with read_models(min_position, response) as conn:
-            return catalog_view.catalog(conn, LIVE, rollcall.clock.now())
+        now = rollcall.clock.now()
+        return await read_models(
+            min_position, who, response, lambda conn: catalog_view.catalog(conn, LIVE, now)
+        )
 
     @app.get("/v1/trainings/{training_id}/sessions/{session_id}/roster", tags=["trainings"])
-    def get_roster(
+    async def get_roster(
         training_id: UUID,
         session_id: UUID,
         who: Actor,
@@ -254,12 +309,17 @@ def create_app(
         min_position: MinPosition = None,
     ) -> dict[str, Any]:
         """Participants and free seats of a session (administrators, R12 roles)."""
-        rollcall.require_manager(who)
-        with read_models(min_position, response) as conn:
-            found = people.roster(conn, LIVE, str(session_id), rollcall.clock.now())
-            if found is None or found["training_id"] != str(training_id):
-                raise RollcallError(Reason.NOT_FOUND, "session not found")
-            return found
+        await run_in_threadpool(rollcall.require_manager, who)
+        now = rollcall.clock.now()
+        found = await read_models(
+            min_position,
+            who,
+            response,
+            lambda conn: people.roster(conn, LIVE, str(session_id), now),
+        )
+        if found is None or found["training_id"] != str(training_id):
+            raise RollcallError(Reason.NOT_FOUND, "session not found")
+        return found
 
     # -- enrollments -----------------------------------------------------------------------
 
@@ -269,20 +329,21 @@ def create_app(
         status_code=201,
         tags=["enrollments"],
     )
-    def enroll(training_id: UUID, body: EnrollIn, who: Actor, response: Response) -> CommandOut:
+    def enroll(training_id: UUID, body: EnrollIn, who: Commander, response: Response) -> CommandOut:
         """Enroll yourself, or (administrators) anyone: R1, R4, R6, R7, R13."""
         as_admin = body.user_id is not None and body.user_id != who
         result = rollcall.enroll(who, training_id, body.session_id, body.user_id, as_admin)
         return command(result, response, created=True)
 
     @app.get("/v1/me/trainings", tags=["me"])
-    def my_trainings(
+    async def my_trainings(
         who: Actor, response: Response, min_position: MinPosition = None
     ) -> list[dict[str, Any]]:
         """My enrollments with status and the actions available now (with reasons)."""
-        rollcall.get_user(who, who)
-        with read_models(min_position, response) as conn:
-            return people.enrollments_of(conn, LIVE, [who], rollcall.clock.now())
+        now = rollcall.clock.now()
+        return await read_models(
+            min_position, who, response, lambda conn: people.enrollments_of(conn, LIVE, [who], now)
+        )
 
     @app.get("/v1/me/trainings/{training_id}/options", tags=["me"])
     def options(training_id: UUID, who: Actor) -> dict[str, Any]:
@@ -290,13 +351,15 @@ def create_app(
         return rollcall.options(who, training_id)
 
     @app.post("/v1/me/trainings/{training_id}/switch", response_model=CommandOut, tags=["me"])
-    def switch(training_id: UUID, body: SwitchIn, who: Actor, response: Response) -> CommandOut:
+    def switch(training_id: UUID, body: SwitchIn, who: Commander, response: Response) -> CommandOut:
         """Select another training time (R1-R6, R8-R10); needs confirm=true (R9)."""
         result = rollcall.switch(who, training_id, who, body.session_id, body.confirm)
         return command(result, response)
 
     @app.post("/v1/me/trainings/{training_id}/unenroll", response_model=CommandOut, tags=["me"])
-    def unenroll(training_id: UUID, body: UnenrollIn, who: Actor, response: Response) -> CommandOut:
+    def unenroll(
+        training_id: UUID, body: UnenrollIn, who: Commander, response: Response
+    ) -> CommandOut:
         """Unenroll from the training (R1-R5, R8); needs confirm=true (R9)."""
         result = rollcall.unenroll(who, training_id, who, body.confirm, body.reason)
         return command(result, response)
@@ -307,7 +370,7 @@ def create_app(
         tags=["enrollments"],
     )
     def admin_switch(
-        training_id: UUID, user_id: str, body: SwitchIn, who: Actor, response: Response
+        training_id: UUID, user_id: str, body: SwitchIn, who: Commander, response: Response
     ) -> CommandOut:
         """Administrator override (R13): past deadlines and locks, never past capacity."""
         result = rollcall.switch(who, training_id, user_id, body.session_id, True, as_admin=True)
@@ -319,7 +382,7 @@ def create_app(
         tags=["enrollments"],
     )
     def admin_unenroll(
-        training_id: UUID, user_id: str, body: UnenrollIn, who: Actor, response: Response
+        training_id: UUID, user_id: str, body: UnenrollIn, who: Commander, response: Response
     ) -> CommandOut:
         """Administrator override (R13)."""
         result = rollcall.unenroll(who, training_id, user_id, True, body.reason, as_admin=True)
@@ -331,33 +394,34 @@ def create_app(
         tags=["enrollments"],
     )
     def attendance(
-        training_id: UUID, session_id: UUID, body: AttendanceIn, who: Actor, response: Response
+        training_id: UUID, session_id: UUID, body: AttendanceIn, who: Commander, response: Response
     ) -> CommandOut:
         result = rollcall.record_attendance(who, training_id, session_id, body.user_id, body.status)
         return command(result, response)
 
     @app.get("/v1/me/team", tags=["me"])
-    def my_team(
+    async def my_team(
         who: Actor, response: Response, min_position: MinPosition = None
     ) -> list[dict[str, Any]]:
         """My direct reports and their enrollments (R13)."""
-        rollcall.get_user(who, who)
-        with read_models(min_position, response) as conn:
-            return people.team(conn, LIVE, who, rollcall.clock.now())
+        now = rollcall.clock.now()
+        return await read_models(
+            min_position, who, response, lambda conn: people.team(conn, LIVE, who, now)
+        )
 
     # -- notification center -------------------------------------------------------------
 
     @app.get("/v1/me/notifications", tags=["me"])
-    def my_notifications(
+    async def my_notifications(
         who: Actor, response: Response, min_position: MinPosition = None
     ) -> list[dict[str, Any]]:
         """My notification-center entries, unread first."""
-        rollcall.get_user(who, who)
-        with read_models(min_position, response) as conn:
-            return center.entries(conn, LIVE, who)
+        return await read_models(
+            min_position, who, response, lambda conn: center.entries(conn, LIVE, who)
+        )
 
     @app.post("/v1/me/notifications/{notification_id}/read", tags=["me"])
-    def read_notification(notification_id: UUID, who: Actor) -> dict[str, Any]:
+    def read_notification(notification_id: UUID, who: Commander) -> dict[str, Any]:
         with engine.begin() as conn:
             center.mark_read(conn, LIVE, who, str(notification_id), rollcall.clock.now())
         return {"id": str(notification_id), "read": True}

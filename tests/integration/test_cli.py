@@ -49,7 +49,9 @@ def test_bootstrap_token_history_export_replay_and_schemas(tmp_path: Path) -> No
 
     token = run(tmp_path, "token", "lena").stdout.strip()
     secret = (tmp_path / "var" / "jwt_secret").read_text().strip()
-    assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "lena"
+    claims = jwt.decode(token, secret, algorithms=["HS256"], audience="rollcall-api")
+    assert claims["sub"] == "lena"
+    assert claims["iss"] == "rollcall"
 
     exported = [json.loads(line) for line in run(tmp_path, "export").stdout.splitlines()]
     assert [e["position"] for e in exported] == [1, 2]
@@ -97,7 +99,47 @@ def test_an_unreachable_database_is_one_clear_line_and_leaves_nothing_running(
     assert done.stderr.startswith("error: cannot open the database postgresql://rollcall:***@")
     assert "s3cret" not in done.stderr
     assert "Traceback" not in done.stderr
+    # The database is checked before anything starts: no local broker was left behind
+    # (none was even started).
     broker_log = tmp_path / "var" / "broker.log"
-    if command == ["serve"]:  # the local broker had started; it must not outlive the failure
-        assert broker_log.exists()
-        assert holders(broker_log) == []
+    assert not broker_log.exists() or holders(broker_log) == []
+
+
+def test_a_database_that_is_not_rollcalls_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    """SPEC §9.7: start-up refuses a foreign database with one line, writing nothing."""
+    import hashlib
+    import sqlite3
+
+    (tmp_path / "var").mkdir()
+    foreign = tmp_path / "var" / "rollcall.sqlite3"
+    with contextlib.closing(sqlite3.connect(foreign)) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('Acme')")
+        conn.commit()
+    before = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    for args in (ADD_ADMIN, ("serve",)):
+        refused = run(tmp_path, *args, ok=False)
+        assert refused.returncode == 2
+        assert "not Rollcall's database" in refused.stderr
+        assert "customers" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert hashlib.sha256(foreign.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in (tmp_path / "var").iterdir()) == ["rollcall.sqlite3"]
+
+
+def test_what_rollcall_writes_is_private_to_its_owner(tmp_path: Path) -> None:
+    run(tmp_path, *ADD_ADMIN)
+    run(tmp_path, "token", "ada")
+    var = tmp_path / "var"
+    assert var.stat().st_mode & 0o777 == 0o700
+    for path in var.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_token_refuses_unknown_users_and_lifetimes_past_the_maximum(tmp_path: Path) -> None:
+    run(tmp_path, *ADD_ADMIN)
+    ghost = run(tmp_path, "token", "ghost", ok=False)
+    assert "not_found" in ghost.stderr
+    too_long = run(tmp_path, "token", "ada", "--hours", "48", ok=False)
+    assert "ROLLCALL_TOKEN_MAX_HOURS" in too_long.stderr
+    assert run(tmp_path, "token", "ada", "--hours", "48", token_max_hours="72").stdout

@@ -46,7 +46,7 @@ def test_serve_with_no_configuration_runs_the_seed_story(tmp_path: Path) -> None
         server.send_signal(signal.SIGINT)
         out, _ = server.communicate(timeout=60)
     assert server.returncode == 0
-    assert "/docs" in out
+    assert "/openapi.json" in out
     assert "stopped" in out
     assert (tmp_path / "var" / "rollcall.sqlite3").exists()
     mails = [

@@ -351,7 +351,7 @@ def test_authentication_errors(api: Api) -> None:
         api.http.get("/v1/catalog", headers={"Authorization": f"Bearer {impostor}"}).status_code
         == 401
     )
-    api.refused("GET", "/v1/catalog", "ghost", "forbidden")
+    api.refused("GET", "/v1/catalog", "ghost", "unauthorized")  # not in the directory (§9.7)
 
 
 def test_not_found_and_validation_errors(api: Api) -> None:

@@ -26,7 +26,6 @@ from projections.projector import (
     create_tables,
     kafka_events,
     replay,
-    store_events,
 )
 from projections.tables import LIVE
 from service.app import Rollcall
@@ -35,6 +34,7 @@ from service.db import engine_for
 from service.embedded import LocalBroker
 from service.kafka import KafkaPublisher
 from service.relay import Relay
+from service.store_reader import StoreReader
 from tests.infra import wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World, days_before
 
@@ -159,7 +159,7 @@ def test_replay_from_store_and_from_kafka_give_identical_rows(
     engine = built["engine"]
     before = dump(engine)
     assert all(before[name] for name in ("trainings", "sessions", "enrollments", "users"))
-    replay(engine, store_events(rollcall.store, batch_size=7))
+    replay(engine, StoreReader(rollcall.store, engine).batches(batch_size=7))
     assert dump(engine) == before
     replay(engine, kafka_events(broker.bootstrap, topic_prefix))
     assert dump(engine) == before
@@ -170,7 +170,7 @@ def test_redelivered_duplicated_and_reordered_events_change_nothing(
 ) -> None:
     engine = built["engine"]
     before = dump(engine)
-    everything = [e for batch in store_events(rollcall.store) for e in batch]
+    everything = [e for batch in StoreReader(rollcall.store, engine).batches() for e in batch]
     assert apply_batch(engine, everything) == 0
     assert apply_batch(engine, everything[::-1] + everything) == 0
     assert dump(engine) == before
@@ -228,7 +228,7 @@ def test_two_projectors_in_one_group_build_the_same_read_model(
     assert not set.intersection(*map(set, assignments))
     assert all(p.applied for p in projectors)
     together = dump(engine)
-    replay(engine, store_events(rollcall.store))
+    replay(engine, StoreReader(rollcall.store, engine).batches())
     assert dump(engine) == together
 
 
@@ -278,7 +278,7 @@ def test_projector_killed_mid_stream_converges_to_the_replay(
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=20)
     converged = dump(engine)
-    replay(engine, store_events(rc.store))
+    replay(engine, StoreReader(rc.store, engine).batches())
     assert dump(engine) == converged
     rc.close()
 
@@ -312,7 +312,7 @@ def test_caught_up_waits_for_every_event_up_to_the_position(
     training = world.training()
     engine = engine_for(database_url)
     create_tables(engine)
-    events = [e for batch in store_events(rollcall.store) for e in batch]
+    events = [e for batch in StoreReader(rollcall.store, engine).batches() for e in batch]
     position = world.rc.enroll(LEARNER, training.id, training.sessions[0]).position
     assert position is not None
     with engine.connect() as conn:
@@ -321,21 +321,25 @@ def test_caught_up_waits_for_every_event_up_to_the_position(
     with engine.connect() as conn:
         assert caught_up(conn, rollcall.store, position - 2)
         assert not caught_up(conn, rollcall.store, position)  # the enrollment is missing
-    apply_batch(engine, [e for batch in store_events(rollcall.store) for e in batch])
+    apply_batch(
+        engine, [e for batch in StoreReader(rollcall.store, engine).batches() for e in batch]
+    )
     with engine.begin() as conn:
         assert caught_up(conn, rollcall.store, position)
         assert not caught_up(conn, rollcall.store, position + 1)  # not stored yet
 
 
 def test_fast_store_reading_equals_the_library_mapper(
-    rollcall: Rollcall, clock: ManualClock
+    rollcall: Rollcall, clock: ManualClock, database_url: str
 ) -> None:
     """Replay reads stored JSON directly; it must give exactly the mapper's events, and
     defer to the mapper when an event class has moved on to a new version."""
     import dataclasses
 
-    from projections.projector import _read_fast, _read_mapped
     from service.contract import registry
+    from service.store_reader import read_fast
+
+    reader = StoreReader(rollcall.store, engine_for(database_url))
 
     refs = scenario(World(rollcall, clock))
     clock.advance(timedelta(days=4))
@@ -352,9 +356,9 @@ def test_fast_store_reading_equals_the_library_mapper(
         "UserRegistered",
     }
     for n in notifications:
-        assert _read_fast(n, types[n.topic]) == _read_mapped(rollcall.store, n, types[n.topic])
+        assert read_fast(n, types[n.topic]) == reader._read_mapped(n, types[n.topic])
     newer = dataclasses.replace(types[notifications[0].topic], version=2)
-    assert _read_fast(notifications[0], newer) is None
+    assert read_fast(notifications[0], newer) is None
 
 
 def test_members_applying_overlapping_batches_at_once_converge(
@@ -364,8 +368,8 @@ def test_members_applying_overlapping_batches_at_once_converge(
     applies a longer run of events than the other, concurrently. Neither may fail, and
     the shorter run must not overwrite the longer one's rows."""
     scenario(World(rollcall, clock))
-    events = [e for batch in store_events(rollcall.store) for e in batch]
     engine = engine_for(database_url)
+    events = [e for batch in StoreReader(rollcall.store, engine).batches() for e in batch]
     replay(engine, [events])
     expected = dump(engine)
     for _ in range(4):

@@ -21,13 +21,14 @@ import pytest
 from sqlalchemy import Engine, inspect
 
 from consumers.notifier import outbox_metadata as outbox
-from projections.projector import caught_up, create_tables, replay, store_events
+from projections.projector import caught_up, create_tables, replay
 from service.app import Rollcall
 from service.clock import ManualClock
 from service.db import create_schema, engine_for
 from service.db import metadata as relay_metadata
 from service.embedded import LocalBroker, MailCatcher
 from service.store import open_store
+from service.store_reader import StoreReader
 from tests.infra import fresh_postgres_database, truncate_postgres, wait_for
 from tests.integration.test_projections import dump, scenario
 from tests.scenario import ADMIN, SUPERVISOR, World
@@ -159,6 +160,7 @@ def test_separate_processes_build_the_same_read_models_and_mails(
         assert len(ids) == expected_mails
         assert set(ids.values()) == {1}
     together = dump(engine)
-    replay(engine, store_events(rc.store))  # the single-process build of the same history
+    # the single-process build of the same history
+    replay(engine, StoreReader(rc.store, engine).batches())
     assert dump(engine) == together
     rc.close()

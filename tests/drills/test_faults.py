@@ -1,0 +1,436 @@
+"""Fault drills (SPEC §9.1, R15): kill processes and the broker, cut database
+connections, feed poison, under traffic; then count what arrived.
+
+Each drill prints one line of figures (``DRILL ...``) that docs/drills.md collects.
+What may repeat: a mail whose sender died between the SMTP server's acceptance and
+recording it as sent, resent once with the same Message-ID. Nothing may be lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from kafka import KafkaProducer
+
+from projections.projector import caught_up, create_tables, replay
+from service.app import Rollcall
+from service.clock import SystemClock
+from service.db import engine_for
+from service.embedded import LocalBroker, MailCatcher, free_port
+from service.kafka import topic_names
+from service.store_reader import StoreReader
+from tests.infra import truncate_postgres, wait_for
+from tests.integration.test_projections import dump
+from tests.scenario import ADMIN, SUPERVISOR, World
+
+pytestmark = pytest.mark.drill
+CLI = str(Path(sys.executable).with_name("rollcall"))
+
+
+def report(drill: str, **figures: Any) -> None:
+    print("DRILL", drill, " ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+
+
+# -- the embedded server, killed with SIGKILL -------------------------------------------------
+
+
+class Server:
+    """``rollcall serve`` in a directory of its own, driven over HTTP."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home, self.port = home, port
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
+        self.process: subprocess.Popen[str] | None = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [CLI, "serve", "--port", str(self.port)],
+            cwd=self.home,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.home / "serve.log").open("a"),
+            text=True,
+        )
+
+        def up() -> bool:
+            assert self.process is not None
+            assert self.process.poll() is None, self.log()
+            with contextlib.suppress(httpx.TransportError):
+                return self.http.get("/openapi.json").status_code == 200
+            return False
+
+        wait_for(up, timeout=90, interval=0.2)
+
+    def log(self) -> str:
+        return (self.home / "serve.log").read_text()[-4000:]
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [CLI, *args], cwd=self.home, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def call(self, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
+        token = self.cli("token", user)
+        return self.http.request(
+            method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs
+        )
+
+    def kill_everything(self) -> None:
+        """SIGKILL the server and its local broker, as a crashed machine would."""
+        assert self.process is not None
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
+
+    def mails(self) -> list[Any]:
+        return [
+            BytesParser(policy=policy.default).parsebytes(p.read_bytes())
+            for p in sorted((self.home / "var" / "mail").glob("*.eml"))
+        ]
+
+
+def test_embedded_serve_killed_right_after_commands_loses_no_notice(tmp_path: Path) -> None:
+    server = Server(tmp_path, free_port())
+    server.start()
+    try:
+        server.cli("users", "add", ADMIN, "--name", "Ada", "--email", "ada@example.com", "--admin")
+        learners = [f"learner{i}" for i in range(10)]
+        for user, supervisor in [(SUPERVISOR, None), *((u, SUPERVISOR) for u in learners)]:
+            body = {"name": user.title(), "email": f"{user}@example.com"}
+            if supervisor:
+                body["supervisor_id"] = supervisor
+            assert server.call("PUT", f"/v1/users/{user}", ADMIN, json=body).status_code == 201
+        start = time.time() + 30 * 86400
+        session = {
+            "starts_at": time.strftime("%Y-%m-%dT10:00:00+00:00", time.gmtime(start)),
+            "ends_at": time.strftime("%Y-%m-%dT12:00:00+00:00", time.gmtime(start)),
+            "timezone": "Europe/Berlin",
+            "capacity": 50,
+        }
+        created = server.call(
+            "POST", "/v1/trainings", ADMIN, json={"title": "Fire safety", "sessions": [session]}
+        ).json()["data"]
+        tid, sid = created["id"], created["sessions"][0]["id"]
+        for learner in learners:
+            answer = server.call(
+                "POST", f"/v1/trainings/{tid}/enrollments", learner, json={"session_id": sid}
+            )
+            assert answer.status_code == 201, answer.text
+        server.kill_everything()  # right after the commands: nothing downstream has run
+        sent_before = len(server.mails())
+
+        server.start()
+        # The next commands on the same training work, and the server stays up.
+        for late in ("late0", "late1"):
+            body = {"name": late, "email": f"{late}@example.com", "supervisor_id": SUPERVISOR}
+            assert server.call("PUT", f"/v1/users/{late}", ADMIN, json=body).status_code == 201
+            answer = server.call(
+                "POST", f"/v1/trainings/{tid}/enrollments", late, json={"session_id": sid}
+            )
+            assert answer.status_code == 201, answer.text
+        expected = len(learners) + 2
+
+        def all_mailed() -> bool:
+            return len({m["Message-ID"] for m in server.mails()}) >= expected
+
+        wait_for(all_mailed, timeout=90, interval=0.5)
+        time.sleep(2)  # anything that would repeat has had time to
+        ids = Counter(m["Message-ID"] for m in server.mails())
+        assert len(ids) == expected, server.log()
+        resent = sum(ids.values()) - len(ids)
+        assert resent == 0  # the sender was not mid-mail when killed: nothing may repeat
+        entries = server.call("GET", "/v1/me/notifications", SUPERVISOR).json()
+        assert len(entries) == expected
+        roster = server.call("GET", f"/v1/trainings/{tid}/sessions/{sid}/roster", ADMIN)
+        assert roster.status_code == 200, roster.text
+        assert len(roster.json()["participants"]) == expected
+        assert server.process is not None
+        assert server.process.poll() is None, server.log()
+        report(
+            "embedded-sigkill",
+            commands=expected,
+            mailed_before_kill=sent_before,
+            mails=len(ids),
+            lost=expected - len(ids),
+            duplicated=resent,
+        )
+    finally:
+        if server.process and server.process.poll() is None:
+            server.process.send_signal(signal.SIGINT)
+            server.process.wait(timeout=60)
+    assert server.process.returncode == 0, server.log()
+    # The read models equal a replay from the store.
+    engine = engine_for(f"sqlite:///{tmp_path / 'var' / 'rollcall.sqlite3'}")
+    before = dump(engine)
+    server.cli("replay")
+    assert dump(engine) == before
+    assert "Traceback" not in server.log()
+
+
+# -- separate processes on PostgreSQL, under faults -------------------------------------------
+
+
+class Parts:
+    """relay, two projectors and the notifier as separate ``rollcall serve PART``."""
+
+    NAMES = ("relay", "projector", "projector", "notifier")
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.logs = logs
+        self.processes = []
+        for i, part in enumerate(self.NAMES):
+            part_env = {**env, "PGAPPNAME": f"rollcall-drill-{part}"}
+            path = logs / f"{i}-{part}.log"
+            self.processes.append(
+                (
+                    path,
+                    subprocess.Popen(
+                        [CLI, "serve", part],
+                        env=part_env,
+                        stderr=path.open("w"),
+                        stdout=subprocess.DEVNULL,
+                    ),
+                )
+            )
+
+    def dead(self) -> dict[str, str]:
+        return {
+            path.name: path.read_text()[-3000:]
+            for path, process in self.processes
+            if process.poll() is not None
+        }
+
+    def stop(self) -> dict[str, int]:
+        for _, process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        return {path.name: process.wait(timeout=60) for path, process in self.processes}
+
+    def logs_text(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p, _ in self.processes)
+
+
+def terminate_backends(admin_url: str, database: str) -> int:
+    """``pg_terminate_backend`` on every connection of every part."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name LIKE 'rollcall-drill-%%'",
+            (database,),
+        ).fetchall()
+    return len(rows)
+
+
+@pytest.fixture
+def drill_broker() -> Iterator[LocalBroker]:
+    with LocalBroker(port=free_port()) as running:
+        yield running
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault", ["broker-restarted-empty", "connections-terminated"])
+def test_separate_parts_on_postgres_lose_nothing_under_faults(
+    fault: str, postgres_url: str, drill_broker: LocalBroker, tmp_path: Path
+) -> None:
+    truncate_postgres(postgres_url)
+    prefix = f"drill{int(time.time() * 1000) % 10**8}"
+    rc = Rollcall.open(postgres_url, SystemClock())
+    world = World(rc, SystemClock())  # type: ignore[arg-type]
+    learners = [f"member{i:03d}" for i in range(60)]
+    for learner in learners:
+        rc.put_user(ADMIN, learner, learner.title(), f"{learner}@example.com", SUPERVISOR)
+    training = world.training(days=(30, 40), capacity=None)
+    engine = engine_for(postgres_url)
+    create_tables(engine)
+    with MailCatcher() as catcher:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")},
+            "ROLLCALL_DATABASE_URL": f"{postgres_url}?pool_size=2&max_overflow=4",
+            "ROLLCALL_KAFKA_BOOTSTRAP": drill_broker.bootstrap,
+            "ROLLCALL_TOPIC_PREFIX": prefix,
+            "ROLLCALL_KAFKA_PARTITIONS": "4",
+            "ROLLCALL_SMTP_HOST": "127.0.0.1",
+            "ROLLCALL_SMTP_PORT": str(catcher.port),
+            "ROLLCALL_MAIL_LEASE_SECONDS": "5",
+        }
+        parts = Parts(env, tmp_path)
+        faults = 0
+        try:
+            # Traffic: each learner enrolls; faults strike while it flows.
+            done = threading.Event()
+
+            def traffic() -> None:
+                for i, learner in enumerate(learners):
+                    rc.enroll(learner, training.id, training.sessions[i % 2])
+                    time.sleep(0.05)
+                done.set()
+
+            flowing = threading.Thread(target=traffic)
+            flowing.start()
+            # The parts are up and following the traffic before the faults strike.
+            started = rc.store.recorder.max_notification_id() or 0
+
+            def following() -> bool:
+                assert not parts.dead(), parts.dead()
+                with engine.begin() as conn:
+                    return caught_up(conn, rc.store, started)
+
+            wait_for(following, timeout=60, interval=0.2)
+            if fault == "broker-restarted-empty":
+                time.sleep(2.0)  # consumers have read part of the stream
+                os.kill(drill_broker._process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+                drill_broker._process.wait()  # type: ignore[union-attr]
+                time.sleep(4.0)  # longer than a poll, consumers lagging behind
+                drill_broker.start()  # same port, nothing in it
+                faults = 1
+            else:
+                database = postgres_url.rsplit("/", 1)[1]
+                admin = postgres_url.rsplit("/", 1)[0] + "/postgres"
+                for _ in range(5):
+                    faults += terminate_backends(admin, database)
+                    time.sleep(0.7)
+            poison = KafkaProducer(bootstrap_servers=drill_broker.bootstrap)
+            poison.send(topic_names(prefix)["enrollment"], key=b"x", value=b"\x00poison")
+            poison.flush()
+            poison.close()
+            flowing.join()
+            last = rc.store.recorder.max_notification_id() or 0
+
+            def converged() -> bool:
+                assert not parts.dead(), parts.dead()
+                with engine.begin() as conn:
+                    return caught_up(conn, rc.store, last)
+
+            wait_for(converged, timeout=120, interval=0.5)
+            wait_for(lambda: len({m["Message-ID"] for m in catcher.received()}) >= 60, 120)
+            time.sleep(2)
+            assert not parts.dead(), parts.dead()
+        except BaseException:
+            print(parts.logs_text())
+            raise
+        finally:
+            exits = parts.stop()
+        assert set(exits.values()) == {0}, parts.logs_text()
+        ids = Counter(m["Message-ID"] for m in catcher.received())
+        assert len(ids) == len(learners)
+        resent = sum(ids.values()) - len(ids)
+        assert resent == 0, ids.most_common(3)
+        report(
+            f"postgres-{fault}",
+            commands=len(learners),
+            faults=faults,
+            mails=len(ids),
+            lost=len(learners) - len(ids),
+            duplicated=resent,
+        )
+    together = dump(engine)
+    replay(engine, StoreReader(rc.store, engine).batches())
+    assert dump(engine) == together
+    rc.close()
+
+
+# -- the mail sender, killed again and again --------------------------------------------------
+
+
+def test_sender_killed_repeatedly_resends_at_most_one_mail_per_kill(
+    tmp_path: Path, drill_broker: LocalBroker
+) -> None:
+    """R15's one allowed repetition, measured: a notifier process SIGKILLed while mail
+    flows may resend the mail it was sending (same Message-ID); nothing else repeats,
+    nothing is lost. A slow SMTP server widens the window on purpose."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    from service.kafka import KafkaPublisher
+    from service.relay import Relay
+
+    received: list[Any] = []
+
+    class SlowServer:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            await asyncio.sleep(0.05)
+            received.append(BytesParser(policy=policy.default).parsebytes(envelope.content))
+            return "250 OK"
+
+    url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    clock = SystemClock()
+    rc = Rollcall.open(url, clock)
+    world = World(rc, clock)  # type: ignore[arg-type]
+    training = world.training(days=(10, 20), capacity=None)
+    learners = [f"learner{i:02d}" for i in range(40)]
+    for learner in learners:
+        rc.put_user(ADMIN, learner, learner.title(), f"{learner}@example.com", SUPERVISOR)
+        rc.enroll(learner, training.id, training.sessions[0])
+    relay = Relay(rc.store, engine_for(url), KafkaPublisher(drill_broker.bootstrap, "kill", 2))
+    while relay.run_once():
+        pass
+    port = free_port()
+    controller = Controller(SlowServer(), hostname="127.0.0.1", port=port)
+    controller.start()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")},
+        "ROLLCALL_DATABASE_URL": url,
+        "ROLLCALL_KAFKA_BOOTSTRAP": drill_broker.bootstrap,
+        "ROLLCALL_TOPIC_PREFIX": "kill",
+        "ROLLCALL_SMTP_HOST": "127.0.0.1",
+        "ROLLCALL_SMTP_PORT": str(port),
+        "ROLLCALL_MAIL_LEASE_SECONDS": "2",
+    }
+    kills = 0
+    try:
+        while len({m["Message-ID"] for m in received}) < len(learners):
+            process = subprocess.Popen(
+                [CLI, "serve", "notifier"], env=env, stderr=subprocess.DEVNULL
+            )
+            if kills < 5:
+                start = len(received)
+                deadline = time.monotonic() + 60
+                while len(received) < start + 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+                continue
+            wait_for(lambda: len({m["Message-ID"] for m in received}) >= len(learners), 90)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+    finally:
+        controller.stop()
+        rc.close()
+    ids = Counter(m["Message-ID"] for m in received)
+    resent = sum(ids.values()) - len(ids)
+    report(
+        "sender-sigkill",
+        mails=len(learners),
+        kills=kills,
+        lost=len(learners) - len(ids),
+        resent=resent,
+        resent_per_kill=f"{resent / kills:.2f}",
+    )
+    assert len(ids) == len(learners)
+    # At most one resend per kill: a mail in flight at two kills may come three times.
+    assert resent <= kills

@@ -1,0 +1,244 @@
+"""SPEC §9.1: the store is the truth, Kafka a copy that can always be rebuilt from it.
+
+A broker that lost what the relay had published is noticed and filled again; a
+consumer that meets a version gap reads the missing events from the store; a record
+that cannot be handled goes to the dead-letter topic and the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
+from kafka import KafkaAdminClient, KafkaProducer
+
+from consumers.notifier import Notifier, Sender, SmtpConfig
+from projections.projector import (
+    ProjectionGap,
+    Projector,
+    apply_batch,
+    create_tables,
+    replay,
+)
+from service.app import Rollcall
+from service.clock import ManualClock
+from service.contract import CONTENT_TYPE
+from service.db import engine_for
+from service.embedded import LocalBroker, MailCatcher, free_port
+from service.kafka import DEAD_LETTER, KafkaPublisher, topic_names
+from service.relay import Relay
+from service.store_reader import StoreReader
+from tests.infra import read_topics, wait_for
+from tests.integration.test_projections import dump
+from tests.integration.test_relay import story
+from tests.scenario import LEARNER, SUPERVISOR, World
+
+TOPICS = ("enrollment", "training", "user")
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalBroker]:
+    """A broker of this test's own, which it may kill and start again empty."""
+    with LocalBroker(port=free_port()) as running:
+        yield running
+
+
+def all_records(bootstrap: str, prefix: str, expected: int) -> list[dict[str, object]]:
+    names = topic_names(prefix)
+    records = read_topics(bootstrap, [names[a] for a in TOPICS], expected, timeout=30)
+    return [json.loads(r.value) for r in records]
+
+
+def test_a_broker_restarted_without_its_data_is_filled_again_with_the_same_ids(
+    rollcall: Rollcall, clock: ManualClock, database_url: str, own_broker: LocalBroker
+) -> None:
+    story(World(rollcall, clock))
+    stored = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
+    relay = Relay(
+        rollcall.store, engine_for(database_url), KafkaPublisher(own_broker.bootstrap, "p", 3)
+    )
+    assert relay.run_once() == len(stored)
+    before = Counter(e["id"] for e in all_records(own_broker.bootstrap, "p", len(stored)))
+    assert len(before) == len(stored)
+
+    own_broker.stop()
+    own_broker.start()  # memory storage: everything is gone
+    relay.publisher.close()
+    assert relay.check_broker() is False  # noticed: the relay starts over from the store
+    assert relay.position == 0
+    assert relay.run_once() == len(stored)
+    after = Counter(e["id"] for e in all_records(own_broker.bootstrap, "p", len(stored)))
+    assert after == before  # every event again, each once, with the same CloudEvent id
+    assert relay.check_broker() is True
+    assert relay.run_once() == 0
+
+
+def test_a_deleted_topic_is_noticed_when_the_next_event_is_published(
+    rollcall: Rollcall, clock: ManualClock, database_url: str, own_broker: LocalBroker
+) -> None:
+    """Even between checks: a new record acknowledged below the relay's mark gives the
+    loss away, and the relay starts over rather than move its position on."""
+    world = World(rollcall, clock)
+    story(world)
+    stored = len(rollcall.store.recorder.select_notifications(start=1, limit=10_000))
+    relay = Relay(
+        rollcall.store,
+        engine_for(database_url),
+        KafkaPublisher(own_broker.bootstrap, "d", 1),
+        check_interval=3600,
+    )
+    assert relay.run_once() == stored
+    admin = KafkaAdminClient(bootstrap_servers=own_broker.bootstrap)
+    admin.delete_topics([topic_names("d")[a] for a in TOPICS])
+    admin.close()
+    world.user("late-comer")
+    assert relay.run_once() == 0  # published below the mark: start over, not move on
+    assert relay.position == 0
+    while relay.run_once():
+        pass
+    ids = {e["id"] for e in all_records(own_broker.bootstrap, "d", stored + 1)}
+    assert len(ids) == stored + 1
+
+
+def test_records_carry_the_structured_mode_content_type_a_cloudevents_sdk_reads(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    story(World(rollcall, clock))
+    relay = Relay(
+        rollcall.store, engine_for(database_url), KafkaPublisher(broker.bootstrap, topic_prefix, 2)
+    )
+    count = relay.run_once()
+    names = topic_names(topic_prefix)
+    records = read_topics(broker.bootstrap, [names[a] for a in TOPICS], count)
+    for record in records:
+        headers = dict(record.headers)
+        assert headers["content-type"] == CONTENT_TYPE.encode()
+        message = KafkaMessage(headers=headers, key=record.key, value=record.value)
+        event = from_structured_event(message)
+        assert event.get_id() == headers["ce_id"].decode()
+        assert event.get_type() == headers["ce_type"].decode()
+        assert isinstance(event.get_data(), dict)
+
+
+def test_the_projector_fills_a_version_gap_from_the_store(
+    rollcall: Rollcall, clock: ManualClock, database_url: str
+) -> None:
+    story(World(rollcall, clock))
+    engine = engine_for(database_url)
+    reader = StoreReader(rollcall.store, engine)
+    events = [e for batch in reader.batches() for e in batch]
+    replay(engine, [events])
+    expected = dump(engine)
+
+    fresh = engine_for(database_url)
+    replay(fresh, [])  # empty read models
+    enrollment = next(e for e in events if e.type.startswith("rollcall.enrollment."))
+    holed = [e for e in events if not (e.subject == enrollment.subject and e.sequence == 1)]
+    with pytest.raises(ProjectionGap):
+        apply_batch(fresh, holed)
+    assert apply_batch(fresh, holed, backfill=reader.events_of) == len(events)
+    assert dump(fresh) == expected
+
+
+def test_the_notifier_fills_a_version_gap_from_the_store(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    """Kafka lost a learner's Enrolled; their SessionSwitched arrives: the supervisor
+    still gets both notices, each once."""
+    world = World(rollcall, clock)
+    training = world.training(days=(10, 20))
+    world.enroll(training)
+    rollcall.switch(LEARNER, training.id, confirm=True)
+    engine = engine_for(database_url)
+    reader = StoreReader(rollcall.store, engine)
+    events = [e for batch in reader.batches() for e in batch]
+    enrollment_events = [e for e in events if e.type.startswith("rollcall.enrollment.")]
+    assert [e.name for e in enrollment_events] == ["Enrolled", "SessionSwitched"]
+    names = topic_names(topic_prefix)
+    KafkaPublisher(broker.bootstrap, topic_prefix, 1).prepare()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    lost, arrives = enrollment_events
+    notifications = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
+    from service.contract import to_message
+
+    stored = {n.id: n for n in notifications}[arrives.position]
+    message = to_message(rollcall.store.mapper.to_domain_event(stored), stored.id, stored.topic)  # type: ignore[arg-type]
+    producer.send(names["enrollment"], key=message.key, value=message.value).get(timeout=10)
+    producer.close()
+
+    with MailCatcher() as catcher:
+        notifier = Notifier(engine, rollcall.store, broker.bootstrap, topic_prefix, clock, reader)
+        sender = Sender(engine, SmtpConfig("127.0.0.1", catcher.port, "r@example.com"), clock)
+
+        def mailed() -> bool:
+            notifier.loop.poll_once(timeout_ms=300)
+            asyncio.run(sender.send_due())
+            return len(catcher.received()) >= 2
+
+        wait_for(mailed, timeout=30, interval=0)
+        notifier.close()
+        subjects = sorted(str(m["Subject"]) for m in catcher.received())
+        assert len(subjects) == 2
+        assert "enrolled in" in subjects[0]
+        assert "switched" in subjects[1]
+        assert {m["To"] for m in catcher.received()} == {f"{SUPERVISOR}@example.com"}
+    assert lost.name == "Enrolled"
+
+
+def test_a_record_that_breaks_the_projector_is_dead_lettered_and_the_rest_applied(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    story(World(rollcall, clock))
+    engine = engine_for(database_url)
+    create_tables(engine)
+    relay = Relay(rollcall.store, engine, KafkaPublisher(broker.bootstrap, topic_prefix, 1))
+    names = topic_names(topic_prefix)
+    relay.publisher.prepare()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for poison in (b"not json", json.dumps({"type": "rollcall.training.Nope.v1"}).encode()):
+        producer.send(names["training"], key=b"poison", value=poison).get(timeout=10)
+    producer.close()
+    stored = relay.run_once()
+    projector = Projector(
+        engine, broker.bootstrap, topic_prefix, StoreReader(rollcall.store, engine), group_id="g1"
+    )
+    wait_for(lambda: projector.poll_once(timeout_ms=300) or projector.applied >= stored, 30)
+    projector.close()
+    assert projector.dead_lettered == 2
+    assert projector.applied == stored
+    dead = read_topics(broker.bootstrap, [names[DEAD_LETTER]], 2)
+    assert b"not json" in {r.value for r in dead}
+    assert all(dict(r.headers)["consumer"] == b"projector" for r in dead)
+    assert all(dict(r.headers)["error"] for r in dead)
+    before = dump(engine)
+    replay(engine, StoreReader(rollcall.store, engine).batches())
+    assert dump(engine) == before
+
+
+def test_the_mail_catcher_never_overwrites_a_message(tmp_path: Path) -> None:
+    """Issue: the catcher numbered files from 000001.eml after each restart."""
+    import smtplib
+
+    for _ in range(2):  # a restart of the catcher between two mails
+        with MailCatcher(maildir=tmp_path) as catcher, smtplib.SMTP("127.0.0.1", catcher.port) as s:
+            s.sendmail("a@example.com", ["b@example.com"], b"Subject: hello\r\n\r\nbody\r\n")
+    files = list(tmp_path.glob("*.eml"))
+    assert len(files) == 2
+    assert all(f.stat().st_mode & 0o077 == 0 for f in files)  # private: 0600

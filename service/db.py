@@ -84,16 +84,10 @@ def engine_for(database_url: str) -> Engine:
 
 SCHEMA_VERSION = 1
 """The version of Rollcall's own tables this code writes; a newer database is refused."""
-OURS = {"stored_events", "rollcall_events", "rollcall_positions", "rollcall_schema"}
+SCHEMA = "rollcall:schema"
+"""The position that records the schema version (the positions table is Rollcall's)."""
+OURS = {"stored_events", "rollcall_events", "rollcall_positions"}
 """Tables that only a Rollcall database has (the store's, under SQLite or PostgreSQL)."""
-
-marker_metadata = MetaData()
-schema_marker = Table(
-    "rollcall_schema",
-    marker_metadata,
-    Column("name", String(50), primary_key=True),
-    Column("version", BigInteger, nullable=False),
-)
 
 
 def check_database(database_url: str) -> None:
@@ -113,8 +107,10 @@ def check_database(database_url: str) -> None:
                 ) from None
             tables = {row[0] for row in rows}
             version = (
-                conn.execute("SELECT version FROM rollcall_schema").fetchone()
-                if "rollcall_schema" in tables
+                conn.execute(
+                    "SELECT position FROM rollcall_positions WHERE name = ?", (SCHEMA,)
+                ).fetchone()
+                if "rollcall_positions" in tables
                 else None
             )
     else:
@@ -123,8 +119,10 @@ def check_database(database_url: str) -> None:
             with engine.connect() as conn:
                 tables = set(inspect(conn).get_table_names())
                 version = (
-                    conn.execute(select(schema_marker.c.version)).first()
-                    if "rollcall_schema" in tables
+                    conn.execute(
+                        select(positions.c.position).where(positions.c.name == SCHEMA)
+                    ).first()
+                    if "rollcall_positions" in tables
                     else None
                 )
         finally:
@@ -148,12 +146,9 @@ def _judge(where: str, tables: set[str], version: int | None) -> None:
 
 def mark_database(engine: Engine) -> None:
     """Record that this database is Rollcall's, at this schema version."""
-    create_schema(engine, marker_metadata)
+    create_schema(engine, metadata)
     with engine.begin() as conn:
-        found = conn.execute(select(schema_marker.c.version)).first()
-        if found is None:
-            with contextlib.suppress(IntegrityError), conn.begin_nested():
-                conn.execute(schema_marker.insert().values(name="rollcall", version=SCHEMA_VERSION))
+        advance_position(conn, SCHEMA, SCHEMA_VERSION)
 
 
 SCHEMA_LOCK = 0x526F6C6C63616C6C  # "Rollcall": the advisory lock key of schema changes

@@ -11,10 +11,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+
+from service.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("ROLLCALL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -81,3 +85,25 @@ def wait_for(condition: Callable[[], object], timeout: float = 20, interval: flo
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(interval)
+
+
+def runtime_settings(
+    data_dir: Path,
+    database_url: str,
+    bootstrap: str,
+    prefix: str,
+    smtp_port: int,
+    secret: str,
+    **extra: Any,
+) -> Settings:
+    """Settings of a Runtime under test: the real parts of the suite, a test secret."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        jwt_secret=secret,
+        **extra,
+    )

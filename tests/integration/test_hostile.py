@@ -26,7 +26,7 @@ from service.runtime import Runtime, jwt_secret
 from service.settings import Settings
 from service.store_reader import StoreReader
 from tests.conftest import T0
-from tests.infra import wait_for
+from tests.infra import runtime_settings, wait_for
 from tests.integration.test_projections import dump
 from tests.scenario import ADMIN, LEARNER, SUPERVISOR, World
 
@@ -65,14 +65,13 @@ def stack(
 ) -> Iterator[Stack]:
     clock = ManualClock(T0)
     with MailCatcher() as catcher:
-        settings = Settings(
-            data_dir=tmp_path,
-            database_url=database_url,
-            kafka_bootstrap=broker.bootstrap,
-            topic_prefix=topic_prefix,
-            smtp_host="127.0.0.1",
-            smtp_port=catcher.port,
-            jwt_secret=SECRET,  # type: ignore[arg-type]
+        settings = runtime_settings(
+            tmp_path,
+            database_url,
+            broker.bootstrap,
+            topic_prefix,
+            catcher.port,
+            SECRET,
             rate_limit_burst=10_000,
         )
         with Runtime(settings, clock=clock) as runtime:
@@ -300,14 +299,13 @@ def test_commands_past_the_rate_limit_answer_429_with_retry_after(
     database_url: str, broker: LocalBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
     clock = ManualClock(T0)
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=database_url,
-        kafka_bootstrap=broker.bootstrap,
-        topic_prefix=topic_prefix,
-        smtp_host="127.0.0.1",
-        smtp_port=1,
-        jwt_secret=SECRET,  # type: ignore[arg-type]
+    settings = runtime_settings(
+        tmp_path,
+        database_url,
+        broker.bootstrap,
+        topic_prefix,
+        1,  # no mail in this test
+        SECRET,
         rate_limit_per_minute=6,
         rate_limit_burst=3,
     )

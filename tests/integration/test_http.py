@@ -16,9 +16,8 @@ from service.app import SYSTEM_ACTOR
 from service.clock import ManualClock
 from service.embedded import LocalBroker, MailCatcher
 from service.runtime import Runtime
-from service.settings import Settings
 from tests.conftest import T0
-from tests.infra import wait_for
+from tests.infra import runtime_settings, wait_for
 from tests.scenario import (
     ADMIN,
     ENROLLER,
@@ -84,14 +83,8 @@ class Api:
 def api(database_url: str, broker: LocalBroker, topic_prefix: str, tmp_path: Path) -> Iterator[Api]:
     clock = ManualClock(T0)
     with MailCatcher() as catcher:
-        settings = Settings(
-            data_dir=tmp_path,
-            database_url=database_url,
-            kafka_bootstrap=broker.bootstrap,
-            topic_prefix=topic_prefix,
-            smtp_host="127.0.0.1",
-            smtp_port=catcher.port,
-            jwt_secret=SECRET,  # type: ignore[arg-type]
+        settings = runtime_settings(
+            tmp_path, database_url, broker.bootstrap, topic_prefix, catcher.port, SECRET
         )
         with Runtime(settings, clock=clock) as runtime:
             World(runtime.rollcall, clock)  # the directory of tests/scenario.py

@@ -19,8 +19,8 @@ from service.api.auth import issue_token
 from service.clock import ManualClock
 from service.embedded import LocalBroker
 from service.runtime import Runtime
-from service.settings import Settings
 from tests.conftest import T0
+from tests.infra import runtime_settings
 from tests.scenario import ADMIN, World
 
 SECRET = "fuzz-secret-at-least-thirty-two-bytes-long"
@@ -29,14 +29,13 @@ SECRET = "fuzz-secret-at-least-thirty-two-bytes-long"
 @pytest.fixture(scope="module")
 def running(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     data = tmp_path_factory.mktemp("fuzz")
-    settings = Settings(
-        data_dir=data,
-        database_url=f"sqlite:///{Path(data) / 'events.sqlite3'}",
-        kafka_bootstrap=broker.bootstrap,
-        topic_prefix="fuzz",
-        smtp_host="127.0.0.1",
-        smtp_port=1,  # unreachable: mail stays in the outbox, which is fine here
-        jwt_secret=SECRET,  # type: ignore[arg-type]
+    settings = runtime_settings(
+        data,
+        f"sqlite:///{Path(data) / 'events.sqlite3'}",
+        broker.bootstrap,
+        "fuzz",
+        1,  # unreachable: mail stays in the outbox, which is fine here
+        SECRET,
         rate_limit_burst=100_000,  # the fuzzer is one very busy user
     )
     clock = ManualClock(T0)

@@ -35,7 +35,7 @@ from service.relay import Relay
 from service.store_reader import StoreReader
 from tests.infra import read_topics, wait_for
 from tests.integration.test_projections import dump
-from tests.integration.test_relay import story
+from tests.integration.test_relay import relay_for, story
 from tests.scenario import LEARNER, SUPERVISOR, World
 
 TOPICS = ("enrollment", "training", "user")
@@ -59,9 +59,7 @@ def test_a_broker_restarted_without_its_data_is_filled_again_with_the_same_ids(
 ) -> None:
     story(World(rollcall, clock))
     stored = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
-    relay = Relay(
-        rollcall.store, engine_for(database_url), KafkaPublisher(own_broker.bootstrap, "p", 3)
-    )
+    relay = relay_for(rollcall, database_url, own_broker.bootstrap, "p")
     assert relay.run_once() == len(stored)
     before = Counter(e["id"] for e in all_records(own_broker.bootstrap, "p", len(stored)))
     assert len(before) == len(stored)
@@ -113,9 +111,7 @@ def test_records_carry_the_structured_mode_content_type_a_cloudevents_sdk_reads(
     topic_prefix: str,
 ) -> None:
     story(World(rollcall, clock))
-    relay = Relay(
-        rollcall.store, engine_for(database_url), KafkaPublisher(broker.bootstrap, topic_prefix, 2)
-    )
+    relay = relay_for(rollcall, database_url, broker.bootstrap, topic_prefix)
     count = relay.run_once()
     names = topic_names(topic_prefix)
     records = read_topics(broker.bootstrap, [names[a] for a in TOPICS], count)
@@ -208,7 +204,7 @@ def test_a_record_that_breaks_the_projector_is_dead_lettered_and_the_rest_applie
     story(World(rollcall, clock))
     engine = engine_for(database_url)
     create_tables(engine)
-    relay = Relay(rollcall.store, engine, KafkaPublisher(broker.bootstrap, topic_prefix, 1))
+    relay = relay_for(rollcall, database_url, broker.bootstrap, topic_prefix)
     names = topic_names(topic_prefix)
     relay.publisher.prepare()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)

@@ -143,3 +143,18 @@ def test_token_refuses_unknown_users_and_lifetimes_past_the_maximum(tmp_path: Pa
     too_long = run(tmp_path, "token", "ada", "--hours", "48", ok=False)
     assert "ROLLCALL_TOKEN_MAX_HOURS" in too_long.stderr
     assert run(tmp_path, "token", "ada", "--hours", "48", token_max_hours="72").stdout
+
+
+def test_a_database_written_by_a_newer_rollcall_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    run(tmp_path, *ADD_ADMIN)
+    database = tmp_path / "var" / "rollcall.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.execute("UPDATE rollcall_positions SET position = 99 WHERE name = 'rollcall:schema'")
+        conn.commit()
+    refused = run(
+        tmp_path, "users", "add", "x", "--name", "X", "--email", "x@example.com", ok=False
+    )
+    assert refused.returncode == 2
+    assert "newer Rollcall (schema 99" in refused.stderr

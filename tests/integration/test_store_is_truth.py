@@ -27,7 +27,7 @@ from projections.projector import (
 )
 from service.app import Rollcall
 from service.clock import ManualClock
-from service.contract import CONTENT_TYPE
+from service.contract import CONTENT_TYPE, to_message
 from service.db import engine_for
 from service.embedded import LocalBroker, MailCatcher, free_port
 from service.kafka import DEAD_LETTER, KafkaPublisher, topic_names
@@ -168,8 +168,6 @@ def test_the_notifier_fills_a_version_gap_from_the_store(
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     lost, arrives = enrollment_events
     notifications = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
-    from service.contract import to_message
-
     stored = {n.id: n for n in notifications}[arrives.position]
     message = to_message(rollcall.store.mapper.to_domain_event(stored), stored.id, stored.topic)  # type: ignore[arg-type]
     producer.send(names["enrollment"], key=message.key, value=message.value).get(timeout=10)
@@ -238,3 +236,31 @@ def test_the_mail_catcher_never_overwrites_a_message(tmp_path: Path) -> None:
     files = list(tmp_path.glob("*.eml"))
     assert len(files) == 2
     assert all(f.stat().st_mode & 0o077 == 0 for f in files)  # private: 0600
+
+
+def test_an_event_the_broker_refuses_for_size_is_dead_lettered_and_the_relay_goes_on(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    """The input policy keeps events far below a broker's limit; should one exceed it
+    anyway, it must not block every later event (it used to retry for ever)."""
+    world = World(rollcall, clock)
+    story(world)
+    stored = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
+    mapper = rollcall.store.mapper
+    sizes = [len(to_message(mapper.to_domain_event(n), n.id, n.topic).value) for n in stored]  # type: ignore[arg-type]
+    limit = max(sizes) - 1  # the largest record(s) alone are refused
+    too_large = sum(size > limit for size in sizes)
+    publisher = KafkaPublisher(broker.bootstrap, topic_prefix, 1, max_message_bytes=limit)
+    relay = Relay(rollcall.store, engine_for(database_url), publisher)
+    assert relay.run_once() == len(stored)  # moved on past it
+    names = topic_names(topic_prefix)
+    published = read_topics(broker.bootstrap, [names[a] for a in TOPICS], len(stored) - too_large)
+    dead = read_topics(broker.bootstrap, [names[DEAD_LETTER]], too_large)
+    assert len(dead) == too_large >= 1
+    assert len({json.loads(r.value)["position"] for r in published}) == len(stored) - too_large
+    assert all(dict(r.headers)["consumer"] == b"relay" for r in dead)
+    assert all(b"broker" in dict(r.headers)["error"] for r in dead)

@@ -42,6 +42,7 @@ from domain.rules import (
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User, user_aggregate_id, validate_user_id
 from service.clock import Clock, SystemClock
+from service.metrics import measured
 from service.store import EventStore, open_store
 from service.views import enrollment_view, jsonable, session_view, training_view, user_view
 
@@ -174,6 +175,7 @@ class Rollcall:
 
     # -- directory ---------------------------------------------------------------------
 
+    @measured("put_user")
     def put_user(
         self,
         actor_id: str,
@@ -214,6 +216,7 @@ class Rollcall:
 
     # -- trainings ---------------------------------------------------------------------
 
+    @measured("create_training")
     def create_training(
         self,
         actor_id: str,
@@ -249,6 +252,7 @@ class Rollcall:
 
         return self._result(command)
 
+    @measured("add_session")
     def add_session(
         self,
         actor_id: str,
@@ -266,6 +270,7 @@ class Rollcall:
         result.value["session_id"] = str(session_id)
         return result
 
+    @measured("reschedule_session")
     def reschedule_session(
         self,
         actor_id: str,
@@ -280,6 +285,7 @@ class Rollcall:
 
         return self._change_training(actor_id, training_id, change, correlation_id)
 
+    @measured("cancel_session")
     def cancel_session(
         self,
         actor_id: str,
@@ -310,6 +316,7 @@ class Rollcall:
 
         return self._change_training(actor_id, training_id, change, correlation_id)
 
+    @measured("set_restrictions")
     def set_restrictions(
         self,
         actor_id: str,
@@ -327,6 +334,7 @@ class Rollcall:
 
         return self._change_training(actor_id, training_id, change, correlation_id)
 
+    @measured("set_lock")
     def set_lock(
         self, actor_id: str, training_id: UUID, locked: bool, correlation_id: str | None = None
     ) -> Result:
@@ -342,6 +350,7 @@ class Rollcall:
 
     # -- enrollments ---------------------------------------------------------------------
 
+    @measured("enroll")
     def enroll(
         self,
         actor_id: str,
@@ -374,6 +383,7 @@ class Rollcall:
 
         return self._result(command)
 
+    @measured("switch")
     def switch(
         self,
         actor_id: str,
@@ -416,6 +426,7 @@ class Rollcall:
 
         return self._result(command)
 
+    @measured("unenroll")
     def unenroll(
         self,
         actor_id: str,
@@ -449,6 +460,7 @@ class Rollcall:
 
         return self._result(command)
 
+    @measured("record_attendance")
     def record_attendance(
         self,
         actor_id: str,
@@ -514,6 +526,7 @@ class Rollcall:
 
     # -- time-driven -------------------------------------------------------------------
 
+    @measured("record_passed_deadlines")
     def record_passed_deadlines(self, training_id: UUID) -> int:
         """Record each passed deadline once, on the training and on each enrollment then
         in the session; safe to run concurrently and repeatedly. Returns events recorded."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from uuid import UUID
 
 import httpx
 import psycopg
+import pydantic
 import sqlalchemy.exc
 import typer
 import uvicorn
@@ -37,6 +39,7 @@ from service.db import engine_for
 from service.demo import ADMIN as DEMO_ADMIN
 from service.demo import Demo
 from service.kafka import ensure_topics, topic_names
+from service.observability import problems, registry_for, serve_health
 from service.runtime import Runtime, jwt_secret
 from service.settings import Settings
 from service.store_reader import StoreReader
@@ -82,8 +85,36 @@ def opened(settings: Settings) -> Iterator[Rollcall]:
             rollcall.close()
 
 
+def load_settings() -> Settings:
+    """The settings, or one line naming the variable that is wrong and exit 2; a
+    ``ROLLCALL_*`` variable that means nothing is warned about (a typo would otherwise
+    silently leave a default in place)."""
+    known = {f"ROLLCALL_{name.upper()}" for name in Settings.model_fields}
+    for name in sorted(os.environ):
+        if name.startswith("ROLLCALL_") and name not in known:
+            typer.echo(f"warning: {name} is not a Rollcall setting; ignored", err=True)
+    try:
+        return Settings()
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        variable = "ROLLCALL_" + "_".join(str(part) for part in first["loc"]).upper()
+        typer.echo(f"error: {variable}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"rollcall {importlib.metadata.version('rollcall')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def cli() -> None:
+def cli(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
     """Rollcall: enrollment in instructor-led training sessions."""
 
 
@@ -136,6 +167,10 @@ def serve(
     part: Annotated[Part | None, typer.Argument(help="one part only; default: everything")] = None,
     host: Annotated[str, typer.Option(help="API address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port")] = 8000,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="a part run alone: serve /healthz, /readyz, /metrics on this port"),
+    ] = None,
 ) -> None:
     """Run Rollcall until interrupted (configured by ROLLCALL_* variables).
 
@@ -143,7 +178,7 @@ def serve(
     and a local SMTP catcher unless ROLLCALL_KAFKA_BOOTSTRAP / ROLLCALL_SMTP_HOST are set.
     """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings()
+    settings = load_settings()
     if part is None:
         serve_everything(settings, host, port)
         return
@@ -160,6 +195,14 @@ def serve(
                 if part is not Part.scheduler:
                     bootstrap.require_kafka(settings)
             parts = wiring.factories(part.value)
+            if metrics_port is not None:
+                store = rollcall.store
+                serve_health(
+                    metrics_port,
+                    registry_for(wiring.engine, store),
+                    lambda: problems(wiring.engine, store, settings.kafka_bootstrap),
+                    host,
+                )
             typer.echo(f"rollcall {part.value}: running on {settings.resolved_database_url}")
             if not bootstrap.run_until_signalled(parts):
                 raise typer.Exit(1)
@@ -178,6 +221,7 @@ def serve_api(settings: Settings, host: str, port: int) -> None:
                 settings.token_max_hours,
                 docs=settings.docs,
                 rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
+                kafka=settings.kafka_bootstrap,
             )
         uvicorn.run(app_, host=host, port=port, log_level="info", server_header=False)
 
@@ -186,7 +230,7 @@ def serve_api(settings: Settings, host: str, port: int) -> None:
 def topics() -> None:
     """Create the Kafka topics (ROLLCALL_KAFKA_PARTITIONS partitions, retention
     ROLLCALL_KAFKA_RETENTION_MS) if missing; report existing ones that keep less."""
-    settings = Settings()
+    settings = load_settings()
     with refusals_as_exit():
         short = ensure_topics(
             bootstrap.require_kafka(settings),
@@ -246,7 +290,7 @@ def users_add(
     permission: Annotated[list[str] | None, typer.Option(help="a permission (repeat)")] = None,
 ) -> None:
     """Create or update a directory entry (works on a fresh install: no token needed)."""
-    settings = Settings()
+    settings = load_settings()
     with opened(settings) as rollcall:
         roles = ["admin"] if admin else []
         result = rollcall.put_user(
@@ -261,7 +305,7 @@ def token(
     hours: Annotated[float, typer.Option(help="validity")] = 12.0,
 ) -> None:
     """Print a bearer token for a user of the directory (development and bootstrap)."""
-    settings = Settings()
+    settings = load_settings()
     with opened(settings) as rollcall, refusals_as_exit():
         if not 0 < hours <= settings.token_max_hours:
             raise ValidationFailed(
@@ -277,7 +321,7 @@ def token(
 @app.command()
 def history(aggregate_id: UUID) -> None:
     """Show an aggregate's full history, in order, as JSON lines."""
-    settings = Settings()
+    settings = load_settings()
     with opened(settings) as rollcall:
         for entry in rollcall.history(SYSTEM_ACTOR, aggregate_id):
             typer.echo(json.dumps(entry))
@@ -288,7 +332,7 @@ def export(
     from_position: Annotated[int, typer.Option("--from", help="first store position")] = 1,
 ) -> None:
     """Every stored event as a CloudEvent per line, ordered by store position."""
-    settings = Settings()
+    settings = load_settings()
     with opened(settings) as rollcall:
         store = rollcall.store
         start = max(1, from_position)
@@ -307,7 +351,7 @@ def demo(
 
     Uses this install's data dir: its token secret, and its mail catcher's inbox.
     """
-    settings = Settings()
+    settings = load_settings()
     with opened(settings) as rollcall:
         rollcall.put_user(
             SYSTEM_ACTOR, DEMO_ADMIN, "Demo Admin", "admin@example.com", None, ["admin"]
@@ -332,7 +376,7 @@ def replay(
     ),
 ) -> None:
     """Rebuild every read model from scratch into fresh tables, then swap them in."""
-    settings = Settings()
+    settings = load_settings()
     with opened(settings) as rollcall:
         engine = engine_for(settings.resolved_database_url)
         if source is Source.store:

@@ -138,6 +138,7 @@ class Runtime:
             settings.token_max_hours,
             docs=settings.docs,
             rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            kafka=bootstrap,
         )
         self._server = uvicorn.Server(
             uvicorn.Config(

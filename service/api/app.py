@@ -7,6 +7,7 @@ wait (boundedly) until they reflect the caller's own writes.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -15,11 +16,13 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import MESSAGES, Reason, RollcallError
 from projections import catalog as catalog_view
@@ -43,6 +46,7 @@ from service.api.models import (
     UserIn,
 )
 from service.app import Result, Rollcall, SessionInput
+from service.observability import problems, readiness_body, registry_for
 
 RULE_REFUSALS = {
     Reason.REGISTRATION_CLOSED,
@@ -143,6 +147,7 @@ def create_app(
     read_wait: float = 3.0,
     docs: bool = False,
     rate_limit: RateLimit | None = None,
+    kafka: str | None = None,
 ) -> FastAPI:
     """``docs``: serve the interactive docs at ``/docs`` (their page loads its scripts
     from a public CDN, so they are off unless ``ROLLCALL_DOCS=1``)."""
@@ -185,6 +190,21 @@ def create_app(
             )
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def framework_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes, unknown methods: the same error shape as everything else."""
+        reason = {401: Reason.UNAUTHORIZED, 403: Reason.FORBIDDEN, 404: Reason.NOT_FOUND}.get(
+            error.status_code
+        )
+        if reason is not None:
+            return error_response(RollcallError(reason, str(error.detail)))
+        code = "method_not_allowed" if error.status_code == 405 else "http_error"
+        return JSONResponse(
+            {"error": code, "message": str(error.detail), "details": {}},
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -217,15 +237,38 @@ def create_app(
 
         return await run_in_threadpool(run)
 
-    def command(result: Result, response: Response, created: bool = False) -> CommandOut:
+    def command(result: Result, response: Response, created: str | None = None) -> CommandOut:
+        """The answer to a command; ``created``: the path of what a 201 created."""
         if created:
             response.status_code = 201
+            response.headers["Location"] = created
         return CommandOut(data=result.value, position=result.position)
 
     def session_input(body: SessionIn) -> SessionInput:
         return SessionInput(
             body.starts_at, body.ends_at, body.timezone, body.location, body.capacity
         )
+
+    # -- operations (SPEC §9.5) ------------------------------------------------------------
+
+    registry = registry_for(engine, rollcall.store)
+
+    @app.get("/healthz", tags=["operations"], include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """200 while the process runs."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """200 when the store, the read models and the broker answer; else 503 naming
+        what is down."""
+        down = problems(engine, rollcall.store, kafka)
+        return JSONResponse(json.loads(readiness_body(down)), status_code=503 if down else 200)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text: lag, backlog, dead letters, commands."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- directory ---------------------------------------------------------------------
 
@@ -235,9 +278,8 @@ def create_app(
         result = rollcall.put_user(
             who, user_id, body.name, body.email, body.supervisor_id, body.roles, body.permissions
         )
-        return command(
-            result, response, created=result.value["version"] == 1 and bool(result.position)
-        )
+        new = result.value["version"] == 1 and bool(result.position)
+        return command(result, response, created=f"/v1/users/{user_id}" if new else None)
 
     # -- trainings ---------------------------------------------------------------------
 
@@ -252,7 +294,7 @@ def create_app(
             body.notify_supervisors,
             [session_input(s) for s in body.sessions],
         )
-        return command(result, response, created=True)
+        return command(result, response, created=f"/v1/trainings/{result.value['id']}")
 
     @app.post(
         "/v1/trainings/{training_id}/sessions",
@@ -263,7 +305,8 @@ def create_app(
     def add_session(
         training_id: UUID, body: SessionIn, who: Commander, response: Response
     ) -> CommandOut:
-        return command(rollcall.add_session(who, training_id, session_input(body)), response, True)
+        result = rollcall.add_session(who, training_id, session_input(body))
+        return command(result, response, created=f"/v1/trainings/{training_id}")
 
     @app.put(
         "/v1/trainings/{training_id}/restrictions", response_model=CommandOut, tags=["trainings"]
@@ -333,7 +376,7 @@ def create_app(
         """Enroll yourself, or (administrators) anyone: R1, R4, R6, R7, R13."""
         as_admin = body.user_id is not None and body.user_id != who
         result = rollcall.enroll(who, training_id, body.session_id, body.user_id, as_admin)
-        return command(result, response, created=True)
+        return command(result, response, created=f"/v1/trainings/{training_id}")
 
     @app.get("/v1/me/trainings", tags=["me"])
     async def my_trainings(

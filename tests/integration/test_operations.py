@@ -1,0 +1,163 @@
+"""SPEC §9.5: health, readiness, metrics that match the database, settings errors in one
+line, the version, and HTTP conventions (Location, WWW-Authenticate, error shape)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from consumers.notifier import outbox
+from service.api.auth import issue_token
+from service.clock import ManualClock
+from service.db import get_position
+from service.embedded import LocalBroker, free_port
+from service.runtime import Runtime
+from tests.conftest import T0
+from tests.infra import runtime_settings, wait_for
+from tests.scenario import ADMIN, OTHER, World
+
+SECRET = "operations-suite-secret-of-32-bytes-or-more"
+CLI = str(Path(sys.executable).with_name("rollcall"))
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalBroker]:
+    with LocalBroker(port=free_port()) as running:
+        yield running
+
+
+def metric(text: str, name: str, default: float | None = None, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = rf"^{name}{{{wanted}}} (\S+)$" if labels else rf"^{name} (\S+)$"
+    found = re.search(pattern, text, re.MULTILINE)
+    if found is None and default is not None:
+        return default
+    assert found, f"{name} {labels} not in metrics"
+    return float(found.group(1))
+
+
+def test_readiness_follows_the_broker_and_metrics_match_the_database(
+    database_url: str, own_broker: LocalBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    clock = ManualClock(T0)
+    settings = runtime_settings(
+        tmp_path,
+        database_url,
+        own_broker.bootstrap,
+        topic_prefix,
+        1,
+        SECRET,  # mail stays queued
+    )
+    with (
+        Runtime(settings, clock=clock) as runtime,
+        httpx.Client(base_url=runtime.url, timeout=30) as http,
+    ):
+        world = World(runtime.rollcall, clock)
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/readyz").status_code == 200
+
+        counted = http.get("/metrics").text  # counters are per process: compare deltas
+        refusals = metric(
+            counted, "rollcall_commands_total", 0, command="enroll", outcome="session_full"
+        )
+        training = world.training(days=(10,), capacity=1)
+        world.enroll(training)  # Lena: her supervisor's mail waits in the outbox
+        token = issue_token(OTHER, SECRET, datetime.now(UTC))
+        full = http.post(
+            f"/v1/trainings/{training.id}/enrollments",
+            json={"session_id": str(training.sessions[0])},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert full.json()["error"] == "session_full"
+        last = runtime.rollcall.store.recorder.max_notification_id() or 0
+        engine = runtime.engine
+
+        def settled() -> bool:
+            with engine.connect() as conn:
+                queued = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+                return get_position(conn, "relay") == last and queued == 1
+
+        wait_for(settled, timeout=30)
+        text = http.get("/metrics").text
+        with engine.connect() as conn:
+            relay_lag = last - get_position(conn, "relay")
+            pending = conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            ).scalar_one()
+        assert metric(text, "rollcall_relay_lag_events") == relay_lag == 0
+        assert metric(text, "rollcall_mail_outbox_pending") == pending == 1
+        assert metric(text, "rollcall_projector_lag_events") >= 0
+        assert metric(text, "rollcall_commands_total", command="enroll", outcome="ok") >= 1
+        refused = metric(text, "rollcall_commands_total", command="enroll", outcome="session_full")
+        assert refused == refusals + 1
+        assert metric(text, "rollcall_command_seconds_count", command="enroll") >= 2
+
+        own_broker.stop()
+        down = http.get("/readyz")
+        assert down.status_code == 503
+        assert set(down.json()["down"]) == {"broker"}
+        own_broker.start()
+        wait_for(lambda: http.get("/readyz").status_code == 200, timeout=30)
+
+
+def test_http_conventions_location_www_authenticate_and_the_error_shape(
+    database_url: str, broker: LocalBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    clock = ManualClock(T0)
+    settings = runtime_settings(tmp_path, database_url, broker.bootstrap, topic_prefix, 1, SECRET)
+    with (
+        Runtime(settings, clock=clock) as runtime,
+        httpx.Client(base_url=runtime.url, timeout=30) as http,
+    ):
+        World(runtime.rollcall, clock)
+        admin = {"Authorization": f"Bearer {issue_token(ADMIN, SECRET, datetime.now(UTC))}"}
+        created = http.post("/v1/trainings", json={"title": "T"}, headers=admin)
+        assert created.status_code == 201
+        assert created.headers["Location"] == f"/v1/trainings/{created.json()['data']['id']}"
+        assert http.get(created.headers["Location"], headers=admin).status_code == 200
+        new_user = http.put(
+            "/v1/users/newbie", json={"name": "N", "email": "n@example.com"}, headers=admin
+        )
+        assert new_user.headers["Location"] == "/v1/users/newbie"
+        unauthorized = http.get("/v1/catalog")
+        assert unauthorized.status_code == 401
+        assert unauthorized.headers["WWW-Authenticate"] == "Bearer"
+        missing = http.get("/v1/nothing/here", headers=admin)
+        assert missing.status_code == 404
+        assert set(missing.json()) == {"error", "message", "details"}
+        assert missing.json()["error"] == "not_found"
+        wrong_method = http.delete("/v1/catalog", headers=admin)
+        assert wrong_method.status_code == 405
+        assert wrong_method.json()["error"] == "method_not_allowed"
+        assert "GET" in wrong_method.headers["Allow"]
+
+
+def cli(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
+    env.update(variables)
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_bad_setting_is_one_line_naming_it_and_unknown_ones_are_warned_about(
+    tmp_path: Path,
+) -> None:
+    bad = cli("topics", ROLLCALL_KAFKA_PARTITIONS="abc", ROLLCALL_DATA_DIR=str(tmp_path))
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ROLLCALL_KAFKA_PARTITIONS:")
+    assert len(bad.stderr.strip().splitlines()) == 1
+    typo = cli("--help", ROLLCALL_KAFKA_PARTITONS="3")
+    assert typo.returncode == 0
+    version = cli("--version")
+    assert version.returncode == 0
+    assert re.fullmatch(r"rollcall \d+\.\d+\.\d+\s*", version.stdout)
+    warned = cli("token", "nobody", ROLLCALL_KAFKA_PARTITONS="3", ROLLCALL_DATA_DIR=str(tmp_path))
+    assert "warning: ROLLCALL_KAFKA_PARTITONS is not a Rollcall setting" in warned.stderr

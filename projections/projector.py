@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -210,6 +210,19 @@ def kafka_events(
             yield [Event.from_cloudevent(json.loads(r.value)) for rs in batch.values() for r in rs]
     finally:
         reader.close()
+
+
+def covering(batches: Iterable[list[Event]], stored: int) -> Iterator[list[Event]]:
+    """``batches``, checked at their end to have held every store position up to
+    ``stored``: a broker that lost records (or had them age out) would otherwise give
+    read models with some of the history silently missing. Raises IncompleteHistory
+    before anything is swapped in."""
+    seen: set[int] = set()
+    for batch in batches:
+        seen.update(e.position for e in batch if e.position <= stored)
+        yield batch
+    if len(seen) < stored:
+        raise IncompleteHistory(f"it holds {len(seen)} of the {stored} stored events")
 
 
 def replay(

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import make_url
 
 from domain.errors import NotFound, RollcallError, ValidationFailed
-from projections.projector import IncompleteHistory, ProjectionGap, kafka_events
+from projections.projector import IncompleteHistory, ProjectionGap, covering, kafka_events
 from projections.projector import replay as projector_replay
 from service import bootstrap
 from service.api.app import create_app
@@ -384,7 +384,10 @@ def replay(
             batches = StoreReader(rollcall.store, engine).batches()
         else:
             total = None
-            batches = kafka_events(bootstrap.require_kafka(settings), settings.topic_prefix)
+            stored = rollcall.store.recorder.max_notification_id() or 0
+            with refusals_as_exit():
+                kafka = bootstrap.require_kafka(settings)
+            batches = covering(kafka_events(kafka, settings.topic_prefix), stored)
         with Progress(
             TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
         ) as progress:

@@ -180,16 +180,19 @@ class KafkaPublisher:
             self.close()
             raise PublishError(str(error)) from error
 
-    def publish(self, messages: Sequence[Message]) -> tuple[list[Receipt], list[Refused]]:
+    def publish(
+        self, messages: Sequence[Message], unreadable: Sequence[Refused] = ()
+    ) -> tuple[list[Receipt], list[Refused]]:
         """Deliver every message or raise PublishError (then the caller retries all).
 
-        A message the broker can never take (larger than it accepts) does not block the
-        rest: it goes to the dead-letter topic with its error, and is returned refused.
+        A message the broker can never take (larger than it accepts), and a stored event
+        the relay could not read (``unreadable``), do not block the rest: they go to the
+        dead-letter topic with their error, and are returned refused.
         """
         try:
             producer = self._connect()
             sent: list[tuple[Message, Any]] = []
-            refused: list[Refused] = []
+            refused: list[Refused] = list(unreadable)
             for m in messages:
                 if len(m.value) > self.max_message_bytes:
                     refused.append(Refused(m, f"{len(m.value)} bytes, more than the broker takes"))
@@ -221,16 +224,12 @@ class KafkaPublisher:
         value = json.dumps(
             {"key": refused.message.key.decode(), "ce_id": headers.get("ce_id", b"").decode()}
         ).encode()
+        extra = [(k, v) for k, v in refused.message.headers if k not in {"content-type"}]
         producer.send(
             self.topics[DEAD_LETTER],
             key=refused.message.key,
             value=value,
-            headers=[
-                ("error", refused.error.encode()[:1000]),
-                ("consumer", b"relay"),
-                ("ce_type", headers.get("ce_type", b"")),
-                ("ce_id", headers.get("ce_id", b"")),
-            ],
+            headers=[("error", refused.error.encode()[:1000]), ("consumer", b"relay"), *extra],
         )
 
     def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:

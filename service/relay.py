@@ -24,10 +24,12 @@ import logging
 import threading
 import time
 from typing import Protocol
+from uuid import UUID
 
+from eventsourcing.persistence import Notification
 from sqlalchemy import Engine
 
-from service.contract import Message, to_message
+from service.contract import Message, event_id, to_message
 from service.db import create_schema, get_position, metadata, positions_named, set_position
 from service.faults import Backoff, describe, is_transient
 from service.kafka import PublishError, Receipt, Refused
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    def publish(self, messages: list[Message]) -> tuple[list[Receipt], list[Refused]]: ...
+    def publish(
+        self, messages: list[Message], unreadable: list[Refused]
+    ) -> tuple[list[Receipt], list[Refused]]: ...
 
     def end_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 
@@ -87,12 +91,15 @@ class Relay:
         )
         if not notifications:
             return 0
-        mapper = self.store.mapper
-        messages = [
-            to_message(mapper.to_domain_event(n), n.id, n.topic)  # type: ignore[arg-type]
-            for n in notifications
-        ]
-        receipts, _refused = self.publisher.publish(messages)
+        messages: list[Message] = []
+        unreadable: list[Refused] = []
+        for n in notifications:
+            try:
+                event = self.store.mapper.to_domain_event(n)
+                messages.append(to_message(event, n.id, n.topic))  # type: ignore[arg-type]
+            except Exception as error:  # a stored event no code of ours can read
+                unreadable.append(Refused(unreadable_message(n), describe(error)))
+        receipts, _refused = self.publisher.publish(messages, unreadable)
         lost = [r for r in receipts if r.offset < self.marks.get((r.topic, r.partition), 0)]
         if lost:
             self._start_over(
@@ -169,6 +176,22 @@ class Relay:
                     stop.wait(idle)
         finally:
             self.publisher.close()
+
+
+def unreadable_message(n: Notification) -> Message:
+    """What the dead-letter topic gets for a stored event that cannot be mapped: where it
+    is in the store, so that an operator can look at it."""
+    aggregate = str(n.originator_id)
+    return Message(
+        "deadletter",
+        aggregate.encode(),
+        b"",
+        [
+            ("ce_id", str(event_id(UUID(str(n.originator_id)), n.originator_version)).encode()),
+            ("stored_topic", n.topic.encode()),
+            ("position", str(n.id).encode()),
+        ],
+    )
 
 
 def _partition(name: str) -> tuple[str, int]:

@@ -264,3 +264,114 @@ def test_an_event_the_broker_refuses_for_size_is_dead_lettered_and_the_relay_goe
     assert len({json.loads(r.value)["position"] for r in published}) == len(stored) - too_large
     assert all(dict(r.headers)["consumer"] == b"relay" for r in dead)
     assert all(b"broker" in dict(r.headers)["error"] for r in dead)
+
+
+def test_a_stored_event_the_relay_cannot_read_is_dead_lettered_and_the_relay_goes_on(
+    rollcall: Rollcall,
+    clock: ManualClock,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    """An event written by something else, or whose class has since gone: it must not
+    stop every later event from being published."""
+    from uuid import uuid4
+
+    from sqlalchemy import text
+
+    engine = engine_for(database_url)
+    table = rollcall.store.recorder.events_table_name  # type: ignore[attr-defined]
+    stranger = uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+                "VALUES (:id, 1, 'nowhere:Nothing', :state)"
+            ),
+            {
+                "id": stranger.hex if engine.dialect.name == "sqlite" else stranger,
+                "state": b"{}",
+            },
+        )
+    story(World(rollcall, clock))
+    stored = len(rollcall.store.recorder.select_notifications(start=1, limit=10_000))
+    relay = relay_for(rollcall, database_url, broker.bootstrap, topic_prefix)
+    assert relay.run_once() == stored
+    names = topic_names(topic_prefix)
+    (dead,) = read_topics(broker.bootstrap, [names[DEAD_LETTER]], 1)
+    headers = dict(dead.headers)
+    assert dead.key == str(stranger).encode()
+    assert headers["stored_topic"] == b"nowhere:Nothing"
+    assert headers["position"] == b"1"
+    assert headers["error"]
+    published = read_topics(broker.bootstrap, [names[a] for a in TOPICS], stored - 1)
+    assert len(published) == stored - 1
+
+
+def test_no_event_larger_than_the_stated_maximum_is_ever_stored(
+    rollcall: Rollcall, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The input policy keeps requests far below EVENT_BYTES_MAX; the store itself is
+    the last guard, whatever path a command took."""
+    from domain.errors import ValidationFailed
+    from service import store
+
+    World(rollcall, clock)
+    before = rollcall.store.recorder.max_notification_id()
+    monkeypatch.setattr(store, "EVENT_BYTES_MAX", 200)
+    with pytest.raises(ValidationFailed, match="too large"):
+        rollcall.put_user(
+            "ada", "wordy", "W" * 150, "wordy@example.com", permissions=["enroll_users"]
+        )
+    assert rollcall.store.recorder.max_notification_id() == before
+
+
+def test_replay_from_a_kafka_that_lost_history_refuses_at_once_and_changes_nothing(
+    rollcall: Rollcall, clock: ManualClock, tmp_path: Path, own_broker: LocalBroker
+) -> None:
+    """`rollcall replay --source kafka` used to raise ProjectionGap and then hang."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'replayed.sqlite3'}"
+    rc = Rollcall.open(url, clock)
+    story(World(rc, clock))
+    relay = relay_for(rc, url, own_broker.bootstrap, "lost")
+    while relay.run_once():
+        pass
+    engine = engine_for(url)
+    replay(engine, StoreReader(rc.store, engine).batches())
+    before = dump(engine)
+    own_broker.stop()
+    own_broker.start()  # empty
+    world = World(rc, clock)
+    world.user("after-the-loss")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
+    env |= {
+        "ROLLCALL_DATABASE_URL": url,
+        "ROLLCALL_KAFKA_BOOTSTRAP": own_broker.bootstrap,
+        "ROLLCALL_TOPIC_PREFIX": "lost",
+    }
+    KafkaPublisher(own_broker.bootstrap, "lost", 3).prepare()
+    producer = KafkaProducer(bootstrap_servers=own_broker.bootstrap, enable_idempotence=False)
+    newest = rc.store.recorder.select_notifications(start=1, limit=10_000)[-1]
+    message = to_message(rc.store.mapper.to_domain_event(newest), newest.id, newest.topic)  # type: ignore[arg-type]
+    producer.send(topic_names("lost")["user"], key=message.key, value=message.value).get(10)
+    producer.close()
+    began = time.monotonic()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("rollcall")), "replay", "--source", "kafka"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Kafka does not hold the whole history" in done.stderr
+    assert "--source store" in done.stderr
+    assert time.monotonic() - began < 60
+    assert dump(engine) == before  # the read models were left as they were
+    rc.close()

@@ -113,4 +113,10 @@ def test_dockerfile_is_pinned_and_non_root() -> None:
     dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
     bases = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM")]
     assert all(":" in base and "latest" not in base for base in bases)
-    assert "\nUSER rollcall\n" in dockerfile
+    # A numeric user, so that Kubernetes' runAsNonRoot can verify it is not root.
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users
+    assert all(u.split(":")[0].isdigit() and u.split(":")[0] != "0" for u in users)
+    assert "\nHEALTHCHECK " in dockerfile
+    ignored = (COMPOSE.parent.parent / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "var", ".env"} <= set(ignored)

@@ -167,6 +167,9 @@ class Relay:
                 except (PublishError, Exception) as error:
                     if not (isinstance(error, PublishError) or is_transient(error)):
                         raise
+                    # The broker may come back empty (restarted without its data):
+                    # look before publishing into it again.
+                    self._checked_at = float("-inf")
                     delay = backoff.next()
                     log.warning("relay: %s; retrying in %.1fs", describe(error), delay)
                     stop.wait(delay)

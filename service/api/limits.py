@@ -1,10 +1,11 @@
 """What keeps one client from slowing everyone (SPEC §9.7).
 
 ``Freshness``: reads with ``?min_position=`` wait until the read models include that
-store position. Waiting never holds a worker thread: waiters are asyncio futures, and
-one poller per process checks the projections for all of them (one or two queries per
-tick, whatever the number of waiters). Their number is capped per user and overall;
-past the cap a read answers at once, marked stale.
+store position. Waiting never holds a worker thread and never queries the database per
+waiter: waiters are asyncio futures, and one poller per process checks the projections
+for all of them (a query or two per tick, whatever the number of waiters), remembering
+the highest position it proved. Their number is capped per user and overall; past the
+cap a read answers at once, marked stale.
 
 ``RateLimit``: a token bucket per user on commands; past it, 429 with ``Retry-After``.
 """
@@ -38,6 +39,8 @@ class Freshness:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._by_user: defaultdict[str, int] = defaultdict(int)
         self._poller: asyncio.Task[None] | None = None
+        self._proven = 0
+        """The read models include every position up to this one."""
 
     @property
     def waiting(self) -> int:
@@ -46,7 +49,7 @@ class Freshness:
     async def reached(self, position: int, user: str) -> bool:
         """True once the read models include ``position`` (within the wait); False
         when it timed out or the caps were full (the answer is then marked stale)."""
-        if await run_in_threadpool(self.is_fresh, position):
+        if position <= self._proven:
             return True
         if len(self._waiters) >= self.overall or self._by_user[user] >= self.per_user:
             return False
@@ -69,15 +72,18 @@ class Freshness:
                 self._waiters.remove(entry)
 
     async def _poll(self) -> None:
-        """Wake every waiter whose position the projections have reached."""
+        """Wake every waiter whose position the projections have reached: checked at
+        once for a new waiter, then every tick while any waits."""
         while self._waiters:
-            await asyncio.sleep(self.tick)
             for position in sorted({p for p, _ in self._waiters}):
-                if not await run_in_threadpool(self.is_fresh, position):
-                    break  # later positions cannot be there either
+                if position > self._proven:
+                    if not await run_in_threadpool(self.is_fresh, position):
+                        break  # later positions cannot be there either
+                    self._proven = position
                 for p, future in self._waiters:
-                    if p <= position and not future.done():
+                    if p <= self._proven and not future.done():
                         future.set_result(None)
+            await asyncio.sleep(self.tick)
 
 
 class RateLimit:

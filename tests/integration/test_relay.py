@@ -141,9 +141,9 @@ def test_kafka_outage_loses_nothing(tmp_path: Path, clock: ManualClock, topic_pr
         assert relay.position == published_before
         outage_broker.start()  # a new, empty broker on the same address
         last = rollcall.store.recorder.max_notification_id()
+        # It lost what had been published before the outage too: the relay notices
+        # before publishing again, and publishes everything from the store (SPEC §9.1).
         wait_for(lambda: relay.position == last, timeout=30)
-        # It lost what had been published before the outage too: the relay noticed and
-        # published everything again, from the store (SPEC §9.1).
         assert relay.republished == 1
     finally:
         stop.set()

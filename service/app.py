@@ -81,6 +81,7 @@ class Rollcall:
     def __init__(self, store: EventStore, clock: Clock | None = None) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
+        self._known_users: set[str] = set()
 
     @classmethod
     def open(cls, database_url: str, clock: Clock | None = None) -> Rollcall:
@@ -134,11 +135,19 @@ class Rollcall:
         return self._get(Enrollment, seat.enrollment_id, "enrollment")
 
     def is_known_user(self, user_id: str) -> bool:
-        """Is ``user_id`` in the directory (tokens of unknown users are refused)?"""
+        """Is ``user_id`` in the directory (tokens of unknown users are refused)?
+
+        Asked on every request, so a yes is remembered: the directory has no deletion,
+        so once in it a user stays. A no is always asked again."""
+        if user_id in self._known_users:
+            return True
         try:
             self._user(user_id)
         except (NotFound, RollcallError):
             return False
+        if len(self._known_users) >= 100_000:
+            self._known_users.clear()
+        self._known_users.add(user_id)
         return True
 
     def _actor(self, actor_id: str) -> User | None:

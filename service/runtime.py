@@ -140,6 +140,7 @@ class Runtime:
             rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
             kafka=bootstrap,
         )
+        self.app = app
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app, host=self.host, port=self.port, log_level="warning", server_header=False

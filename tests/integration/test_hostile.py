@@ -273,8 +273,11 @@ def test_far_ahead_readers_hold_no_worker_and_do_not_slow_others(stack: Stack) -
                 )
 
             waiting = [asyncio.create_task(wait_far(r)) for r in readers for _ in range(4)]
-            await asyncio.sleep(0.5)  # all of them are waiting now
-            assert stack.runtime._server is not None
+            freshness = stack.runtime.app.state.freshness
+            registered_by = time.monotonic() + 2.0  # their wait is 3 s
+            while freshness.waiting < len(waiting):  # all of them are waiting now
+                assert time.monotonic() < registered_by, freshness.waiting
+                await asyncio.sleep(0.01)
             over_cap = await wait_far(readers[0])  # a fifth for one user: answered at once
             timings = []
             headers = {"Authorization": f"Bearer {tokens[LEARNER]}"}

@@ -52,15 +52,15 @@ from service.clock import Clock, SystemClock
 from service.contract import Event, by_ce_type
 from service.contract import event_id as event_id_of
 from service.db import advance_position, create_schema, get_positions
-from service.db import metadata as positions_metadata
 from service.faults import Backoff, describe, is_transient
 from service.kafka import DEAD_LETTER, topic_names
+from service.migrations import migrate
 from service.store import EventStore
 from service.store_reader import StoreReader
 
 log = logging.getLogger(__name__)
 
-outbox_metadata = MetaData()
+outbox_metadata = MetaData()  # the table is made by service/migrations, never by create_all
 outbox = Table(
     "nf_outbox",
     outbox_metadata,
@@ -113,7 +113,8 @@ class Notifier:
         self.store = store
         self.reader = reader
         self.clock: Clock = clock or SystemClock()
-        create_schema(engine, LIVE.metadata, outbox_metadata, positions_metadata)
+        migrate(engine)
+        create_schema(engine, LIVE.metadata)
         names = topic_names(prefix)
         self.loop = ConsumerLoop(
             bootstrap,
@@ -353,7 +354,7 @@ class Sender:
         self.lease = lease
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
-        create_schema(engine, outbox_metadata)
+        migrate(engine)
 
     def _claim_next(self) -> dict[str, Any] | None:
         """Lease the next due mail. One at a time: a crash strands at most the mail in

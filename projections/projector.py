@@ -28,8 +28,8 @@ from projections.tables import LIVE, Tables, tables
 from projections.unit import Event, UnitOfWork
 from service.contract import by_ce_type
 from service.db import advance_position, create_schema, drop_schema, get_position
-from service.db import metadata as positions_metadata
 from service.kafka import DEAD_LETTER, consumer, topic_names
+from service.migrations import migrate
 from service.store import EventStore
 from service.store_reader import StoreReader
 
@@ -49,7 +49,10 @@ class ProjectionGap(Exception):
 
 
 def create_tables(engine: Engine, t: Tables = LIVE) -> None:
-    create_schema(engine, t.metadata, positions_metadata)
+    """The operational tables (migrated), then the read models (rebuildable, so created
+    as they are defined now)."""
+    migrate(engine)
+    create_schema(engine, t.metadata)
 
 
 Backfill = Callable[[str, int, int], list[Event]]

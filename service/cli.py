@@ -29,13 +29,13 @@ from sqlalchemy.engine import make_url
 from domain.errors import NotFound, RollcallError, ValidationFailed
 from projections.projector import IncompleteHistory, ProjectionGap, covering, kafka_events
 from projections.projector import replay as projector_replay
-from service import bootstrap
+from service import bootstrap, migrations
 from service.api.app import create_app
 from service.api.auth import issue_token
 from service.api.limits import RateLimit
 from service.app import SYSTEM_ACTOR, Rollcall
 from service.contract import envelope, generated_files
-from service.db import engine_for
+from service.db import check_database, engine_for
 from service.demo import ADMIN as DEMO_ADMIN
 from service.demo import Demo
 from service.kafka import ensure_topics, topic_names
@@ -224,6 +224,27 @@ def serve_api(settings: Settings, host: str, port: int) -> None:
                 kafka=settings.kafka_bootstrap,
             )
         uvicorn.run(app_, host=host, port=port, log_level="info", server_header=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring Rollcall's operational tables (positions, mail outbox, notification read
+    marks, idempotency keys) to this version's schema. Every part also does it when it
+    starts; run it first to upgrade before rolling out."""
+    settings = load_settings()
+    url = settings.resolved_database_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    with refusals_as_exit(), unreachable_database_as_exit(settings):
+        check_database(url)
+        engine = engine_for(url)
+        try:
+            before, after = migrations.migrate(engine)
+        finally:
+            engine.dispose()
+    if before == after:
+        typer.echo(f"{shown}: already at {after}")
+    else:
+        typer.echo(f"{shown}: migrated from {before or 'no revision'} to {after}")
 
 
 @app.command()

@@ -82,8 +82,9 @@ def engine_for(database_url: str) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
 
 
-SCHEMA_VERSION = 1
-"""The version of Rollcall's own tables this code writes; a newer database is refused."""
+SCHEMA_VERSION = 2
+"""The version of Rollcall's own tables this code writes (the number of its newest
+migration, ``service/migrations``); a database at a newer one is refused."""
 SCHEMA = "rollcall:schema"
 """The position that records the schema version (the positions table is Rollcall's)."""
 OURS = {"stored_events", "rollcall_events", "rollcall_positions"}
@@ -142,13 +143,6 @@ def _judge(where: str, tables: set[str], version: int | None) -> None:
             f"{where} was written by a newer Rollcall (schema {version}, this one knows "
             f"{SCHEMA_VERSION}); upgrade Rollcall"
         )
-
-
-def mark_database(engine: Engine) -> None:
-    """Record that this database is Rollcall's, at this schema version."""
-    create_schema(engine, metadata)
-    with engine.begin() as conn:
-        advance_position(conn, SCHEMA, SCHEMA_VERSION)
 
 
 SCHEMA_LOCK = 0x526F6C6C63616C6C  # "Rollcall": the advisory lock key of schema changes

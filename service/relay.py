@@ -30,9 +30,10 @@ from eventsourcing.persistence import Notification
 from sqlalchemy import Engine
 
 from service.contract import Message, event_id, to_message
-from service.db import create_schema, get_position, metadata, positions_named, set_position
+from service.db import get_position, positions_named, set_position
 from service.faults import Backoff, describe, is_transient
 from service.kafka import PublishError, Receipt, Refused
+from service.migrations import migrate
 from service.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Relay:
         self.republished = 0
         """How many times the relay found the broker had lost records and started over."""
         self._checked_at = float("-inf")
-        create_schema(engine, metadata)
+        migrate(engine)
         with engine.connect() as conn:
             self.position = get_position(conn, name)
             self.marks = {

@@ -20,7 +20,8 @@ from sqlalchemy.engine import make_url
 
 from domain.errors import ValidationFailed
 from domain.inputs import EVENT_BYTES_MAX
-from service.db import SCHEMA_LOCK, check_database, engine_for, mark_database, prepare_sqlite
+from service.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
+from service.migrations import migrate
 
 
 class CopyLockedRepository(Repository[UUID]):
@@ -128,7 +129,7 @@ def open_store(database_url: str) -> EventStore:
             store = EventStore(env=env)
     engine = engine_for(database_url)
     try:
-        mark_database(engine)
+        migrate(engine)
     finally:
         engine.dispose()
     return store

@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect
 
-from consumers.notifier import outbox_metadata as outbox
 from projections.projector import caught_up, create_tables, replay
 from service.app import Rollcall
 from service.clock import ManualClock
-from service.db import create_schema, engine_for
-from service.db import metadata as relay_metadata
+from service.db import engine_for
 from service.embedded import LocalBroker, MailCatcher
+from service.migrations import migrate
 from service.store import open_store
 from service.store_reader import StoreReader
 from tests.infra import fresh_postgres_database, truncate_postgres, wait_for
@@ -56,10 +55,10 @@ def start_together(parts: int, start: Callable[[], None]) -> list[str]:
 
 def start_a_part(url: str, engine: Engine) -> None:
     """What the parts do to a database when they start: the store's schema, the read
-    models, the relay's positions, the notifier's outbox."""
+    models, the migrated operational tables (positions, outbox)."""
     open_store(url).close()
     create_tables(engine)
-    create_schema(engine, relay_metadata, outbox)
+    migrate(engine)
 
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)

@@ -1,0 +1,158 @@
+"""SPEC §9.5: the operational tables (positions, mail outbox, notification read marks)
+have no other copy, so their schema changes only by migrations, and a database from
+the first release, which predates them, is upgraded in place by ``rollcall migrate``
+with everything it holds kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, inspect, select, text
+
+from consumers.notifier import outbox
+from projections.tables import LIVE
+from service import migrations
+from service.db import SCHEMA, SCHEMA_VERSION, engine_for, get_position, positions
+from service.store import EventStore, store_env
+from tests.infra import fresh_postgres_database
+
+CLI = str(Path(sys.executable).with_name("rollcall"))
+T = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'release1.sqlite3'}"
+        return
+    with fresh_postgres_database("rollcall_migrate") as url:
+        yield url
+
+
+def first_release_database(url: str) -> Engine:
+    """A database as the first release left it: the store's tables, the operational
+    tables of revision r0001 (the first release's, unchanged) and no revision table,
+    since the first release had no migrations."""
+    EventStore(env=store_env(url)).close()
+    engine = engine_for(url)
+    config = migrations._config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "r0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+    with engine.begin() as conn:
+        conn.execute(positions.insert().values(name="relay", position=41))
+        conn.execute(
+            outbox.insert(),
+            [
+                mail(
+                    "m-sent",
+                    sent_at=T,
+                ),
+                mail("m-pending", attempts=3, last_error="421 try later"),
+            ],
+        )
+        conn.execute(
+            LIVE.notifications.insert(),
+            [entry("n-read", read_at=T), entry("n-unread", read_at=None)],
+        )
+    return engine
+
+
+def mail(message_id: str, **overrides: object) -> dict[str, object]:
+    return {
+        "message_id": message_id,
+        "event_id": "e1",
+        "position": 7,
+        "recipient_id": "sam",
+        "recipient_email": "sam@example.com",
+        "subject": "Alex enrolled",
+        "text": "Alex enrolled in First aid.",
+        "html": "<p>Alex enrolled in First aid.</p>",
+        "ics": None,
+        "ics_method": "REQUEST",
+        "created_at": T,
+        "attempts": 1,
+        "next_attempt_at": T,
+        "claimed_until": None,
+        "sent_at": None,
+        "last_error": None,
+        **overrides,
+    }
+
+
+def entry(notification_id: str, read_at: datetime | None) -> dict[str, object]:
+    return {
+        "notification_id": notification_id,
+        "recipient_id": "sam",
+        "event_id": "e1",
+        "kind": "enrolled",
+        "title": "Alex enrolled",
+        "body": "Alex enrolled in First aid.",
+        "data": {"training_id": "t1"},
+        "position": 7,
+        "created_at": T,
+        "read_at": read_at,
+    }
+
+
+def kept(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], int]:
+    with engine.connect() as conn:
+        mails = conn.execute(
+            select(
+                outbox.c.message_id, outbox.c.attempts, outbox.c.sent_at, outbox.c.last_error
+            ).order_by(outbox.c.message_id)
+        ).all()
+        marks = conn.execute(
+            select(LIVE.notifications.c.notification_id, LIVE.notifications.c.read_at).order_by(
+                LIVE.notifications.c.notification_id
+            )
+        ).all()
+        return [tuple(r) for r in mails], [tuple(r) for r in marks], get_position(conn, "relay")
+
+
+def rollcall_migrate(url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ROLLCALL_DATABASE_URL": url, "ROLLCALL_DATA_DIR": str(tmp_path)}
+    return subprocess.run(
+        [CLI, "migrate"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_first_release_database_is_upgraded_and_keeps_its_outbox_and_read_marks(
+    empty_database: str, tmp_path: Path
+) -> None:
+    engine = first_release_database(empty_database)
+    try:
+        before = kept(engine)
+        assert migrations.current(engine) is None
+
+        done = rollcall_migrate(empty_database, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert f"migrated from no revision to {migrations.head()}" in done.stdout
+
+        assert kept(engine) == before
+        assert before[0] == [("m-pending", 3, None, "421 try later"), ("m-sent", 1, T, None)]
+        assert before[1] == [("n-read", T), ("n-unread", None)]
+        assert before[2] == 41
+        assert migrations.current(engine) == migrations.head()
+        assert "rollcall_idempotency" in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert get_position(conn, SCHEMA) == SCHEMA_VERSION
+
+        again = rollcall_migrate(empty_database, tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert f"already at {migrations.head()}" in again.stdout
+        assert kept(engine) == before
+    finally:
+        engine.dispose()
+
+
+def test_the_newest_migration_is_the_schema_version_a_newer_database_is_checked_against() -> None:
+    assert migrations.head() == f"r{SCHEMA_VERSION:04d}"

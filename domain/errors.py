@@ -28,6 +28,7 @@ class Reason(StrEnum):
     CONFLICT = "conflict"
     UNAUTHORIZED = "unauthorized"
     RATE_LIMITED = "rate_limited"
+    PRECONDITION_FAILED = "precondition_failed"
 
 
 MESSAGES: dict[Reason, str] = {
@@ -47,6 +48,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.CONFLICT: "The change conflicted with concurrent changes; please retry.",
     Reason.UNAUTHORIZED: "Authentication is required.",
     Reason.RATE_LIMITED: "Too many commands; please wait a moment.",
+    Reason.PRECONDITION_FAILED: "It changed since you read it (If-Match); read it again.",
 }
 
 

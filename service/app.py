@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -195,6 +195,7 @@ class Rollcall:
         roles: Iterable[str] = (),
         permissions: Iterable[str] = (),
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         """Create or update a directory entry (admin, or the system actor at bootstrap)."""
         self._require_admin(actor_id)
@@ -207,8 +208,12 @@ class Rollcall:
             try:
                 user = self._user(user_id)
             except NotFound:
+                if if_match is not None:  # nothing to match yet
+                    missing = {"version": 0}
+                    raise RollcallError(Reason.PRECONDITION_FAILED, details=missing) from None
                 user = User.register(ctx, user_id, name, email, supervisor_id, roles, permissions)
             else:
+                _expect(user, if_match)
                 user.update(ctx, name, email, supervisor_id, roles, permissions)
             return [user], user_view(user)
 
@@ -250,12 +255,14 @@ class Rollcall:
         training_id: UUID,
         change: Callable[[Context, Training], list[Aggregate]],
         correlation_id: str | None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         self.require_manager(actor_id)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(actor_id, correlation_id)
             training = self._training(training_id)
+            _expect(training, if_match)
             others = change(ctx, training)
             return [training, *others], training_view(training, ctx.now)
 
@@ -268,6 +275,7 @@ class Rollcall:
         training_id: UUID,
         spec: SessionInput,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         session_id = uuid.uuid4()
 
@@ -275,7 +283,7 @@ class Rollcall:
             training.add_session(ctx, spec.session(session_id))
             return []
 
-        result = self._change_training(actor_id, training_id, change, correlation_id)
+        result = self._change_training(actor_id, training_id, change, correlation_id, if_match)
         result.value["session_id"] = str(session_id)
         return result
 
@@ -287,12 +295,13 @@ class Rollcall:
         session_id: UUID,
         spec: SessionInput,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         def change(ctx: Context, training: Training) -> list[Aggregate]:
             training.reschedule_session(ctx, spec.session(session_id))
             return []
 
-        return self._change_training(actor_id, training_id, change, correlation_id)
+        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
 
     @measured("cancel_session")
     def cancel_session(
@@ -301,6 +310,7 @@ class Rollcall:
         training_id: UUID,
         session_id: UUID,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         """Cancel a session; its participants are unenrolled in the same transaction."""
 
@@ -323,7 +333,7 @@ class Rollcall:
             training.cancel_session(ctx, session_id)
             return unenrolled
 
-        return self._change_training(actor_id, training_id, change, correlation_id)
+        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
 
     @measured("set_restrictions")
     def set_restrictions(
@@ -333,6 +343,7 @@ class Rollcall:
         stop_registration: dict[str, Any] | None,
         stop_cancellation: dict[str, Any] | None,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         registration = Restriction.from_dict(stop_registration)
         cancellation = Restriction.from_dict(stop_cancellation)
@@ -341,17 +352,22 @@ class Rollcall:
             training.set_restrictions(ctx, registration, cancellation)
             return []
 
-        return self._change_training(actor_id, training_id, change, correlation_id)
+        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
 
     @measured("set_lock")
     def set_lock(
-        self, actor_id: str, training_id: UUID, locked: bool, correlation_id: str | None = None
+        self,
+        actor_id: str,
+        training_id: UUID,
+        locked: bool,
+        correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         def change(ctx: Context, training: Training) -> list[Aggregate]:
             training.set_locked(ctx, locked)
             return []
 
-        return self._change_training(actor_id, training_id, change, correlation_id)
+        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
 
     def get_training(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
         self._actor(actor_id)
@@ -368,6 +384,7 @@ class Rollcall:
         user_id: str | None = None,
         as_admin: bool = False,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         """A learner enrolls themselves (R1, R4, R6); an administrator anyone (R13)."""
         user_id = user_id or actor_id
@@ -377,6 +394,7 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(actor_id, correlation_id)
             training = self._training(training_id)
+            _expect(training, if_match)
             session = _open_session(training, session_id)
             refusals = enroll_refusals(training, session, user_id, ctx.now)
             learner_rule = r1_participant_selects(training)
@@ -402,6 +420,7 @@ class Rollcall:
         confirm: bool = False,
         as_admin: bool = False,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         """Move to another session: the suggested one unless ``session_id`` is given (R10).
 
@@ -414,6 +433,7 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(actor_id, correlation_id)
             training = self._training(training_id)
+            _expect(training, if_match)
             enrollment = self._enrollment_of(training, user_id)
             current = training.session(enrollment.session_id)
             target = _switch_target(training, enrollment, current, session_id, ctx.now, as_admin)
@@ -445,6 +465,7 @@ class Rollcall:
         reason: str = "",
         as_admin: bool = False,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         """Leave the training (R1-R5); a learner must confirm (R9) and is warned (R8)."""
         user_id = user_id or actor_id
@@ -454,6 +475,7 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(actor_id, correlation_id)
             training = self._training(training_id)
+            _expect(training, if_match)
             enrollment = self._enrollment_of(training, user_id)
             current = training.session(enrollment.session_id)
             decision = decide(leave_refusals(training, enrollment, current, ctx.now), as_admin)
@@ -478,6 +500,7 @@ class Rollcall:
         user_id: str,
         status: str,
         correlation_id: str | None = None,
+        if_match: Collection[int] | None = None,
     ) -> Result:
         self._require_admin(actor_id)
         try:
@@ -490,6 +513,7 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(actor_id, correlation_id)
             training = self._training(training_id)
+            _expect(training, if_match)
             enrollment = self._enrollment_of(training, user_id)
             enrollment.record_attendance(ctx, training.session(session_id), attendance)
             return [enrollment], enrollment_view(training, enrollment, ctx.now)
@@ -597,6 +621,16 @@ class Rollcall:
             raise NotFound("aggregate", aggregate_id) from None
         state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
         return {"type": type(aggregate).__name__, **jsonable(state)}
+
+
+def _expect(aggregate: Aggregate, if_match: Collection[int] | None) -> None:
+    """An ``If-Match`` precondition: the command runs only on one of these versions
+    (checked on the state the command runs on, so a concurrent change cannot slip in)."""
+    if if_match is not None and aggregate.version not in if_match:
+        raise RollcallError(
+            Reason.PRECONDITION_FAILED,
+            details={"version": aggregate.version, "if_match": sorted(if_match)},
+        )
 
 
 def _open_session(training: Training, session_id: UUID) -> Session:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,6 +31,7 @@ from projections import people
 from projections.projector import caught_up, create_tables
 from projections.tables import LIVE
 from service.api.auth import check_secret, verify_token
+from service.api.idempotency import IdempotencyMiddleware, Keys
 from service.api.limits import Freshness, RateLimit, retry_after
 from service.api.models import (
     AttendanceIn,
@@ -68,6 +69,7 @@ STATUS = {
     Reason.FORBIDDEN: 403,
     Reason.NOT_FOUND: 404,
     Reason.RATE_LIMITED: 429,
+    Reason.PRECONDITION_FAILED: 412,
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
@@ -76,6 +78,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "forbidden"),
         (404, "not_found"),
         (409, "a rule refused the command, or conflict after retries"),
+        (412, "precondition_failed: If-Match names a version that is no longer current"),
         (422, "validation_error"),
         (429, "rate_limited: too many commands from this user (see Retry-After)"),
     ]
@@ -139,6 +142,35 @@ def commander(request: Request, who: Annotated[str, Depends(actor)]) -> str:
 Commander = Annotated[str, Depends(commander)]
 
 
+def if_match(
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='run only if the resource is still at this ETag (its version, "7")',
+        ),
+    ] = None,
+) -> frozenset[int] | None:
+    """The versions an ``If-Match`` header accepts (the ETags of single resources are
+    their aggregate version, ``"7"``); None when absent or ``*``. An entry that is not
+    one of our ETags can never match."""
+    if header is None or header.strip() == "*":
+        return None
+    versions = set()
+    for entry in header.split(","):
+        tag = entry.strip().removeprefix("W/").strip('"')
+        if tag.isdigit() and len(tag) < 10:
+            versions.add(int(tag))
+    return frozenset(versions)
+
+
+IfMatch = Annotated[frozenset[int] | None, Depends(if_match)]
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
 def create_app(
     rollcall: Rollcall,
     engine: Engine,
@@ -166,6 +198,24 @@ def create_app(
     app.state.token_max_hours = token_max_hours
     app.state.rollcall = rollcall
     app.state.rate_limit = rate_limit or RateLimit(per_minute=600, burst=60)
+
+    def user_of(request: Request) -> str | None:
+        """The user a bearer token names, if it is valid (else the route answers 401)."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        try:
+            return verify_token(token.strip(), jwt_secret, token_max_hours)
+        except RollcallError:
+            return None
+
+    # Added first, so the security headers (added next, outside it) cover replays too.
+    app.add_middleware(
+        IdempotencyMiddleware,
+        keys=Keys(engine, rollcall.clock),
+        user_of=user_of,
+        error=error_response,
+    )
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:
@@ -237,8 +287,13 @@ def create_app(
 
         return await run_in_threadpool(run)
 
-    def command(result: Result, response: Response, created: str | None = None) -> CommandOut:
-        """The answer to a command; ``created``: the path of what a 201 created."""
+    def command(
+        result: Result, response: Response, created: str | None = None, tagged: bool = False
+    ) -> CommandOut:
+        """The answer to a command; ``created``: the path of what a 201 created;
+        ``tagged``: the answer is the resource itself, so it carries its ETag."""
+        if tagged:
+            response.headers["ETag"] = etag(result.value["version"])
         if created:
             response.status_code = 201
             response.headers["Location"] = created
@@ -273,13 +328,23 @@ def create_app(
     # -- directory ---------------------------------------------------------------------
 
     @app.put("/v1/users/{user_id}", response_model=CommandOut, tags=["directory"])
-    def put_user(user_id: str, body: UserIn, who: Commander, response: Response) -> CommandOut:
+    def put_user(
+        user_id: str, body: UserIn, who: Commander, response: Response, versions: IfMatch
+    ) -> CommandOut:
         """Create or update a directory entry (administrators)."""
         result = rollcall.put_user(
-            who, user_id, body.name, body.email, body.supervisor_id, body.roles, body.permissions
+            who,
+            user_id,
+            body.name,
+            body.email,
+            body.supervisor_id,
+            body.roles,
+            body.permissions,
+            if_match=versions,
         )
         new = result.value["version"] == 1 and bool(result.position)
-        return command(result, response, created=f"/v1/users/{user_id}" if new else None)
+        created = f"/v1/users/{user_id}" if new else None
+        return command(result, response, created=created, tagged=True)
 
     # -- trainings ---------------------------------------------------------------------
 
@@ -294,7 +359,7 @@ def create_app(
             body.notify_supervisors,
             [session_input(s) for s in body.sessions],
         )
-        return command(result, response, created=f"/v1/trainings/{result.value['id']}")
+        return command(result, response, f"/v1/trainings/{result.value['id']}", tagged=True)
 
     @app.post(
         "/v1/trainings/{training_id}/sessions",
@@ -303,16 +368,20 @@ def create_app(
         tags=["trainings"],
     )
     def add_session(
-        training_id: UUID, body: SessionIn, who: Commander, response: Response
+        training_id: UUID, body: SessionIn, who: Commander, response: Response, versions: IfMatch
     ) -> CommandOut:
-        result = rollcall.add_session(who, training_id, session_input(body))
-        return command(result, response, created=f"/v1/trainings/{training_id}")
+        result = rollcall.add_session(who, training_id, session_input(body), if_match=versions)
+        return command(result, response, f"/v1/trainings/{training_id}", tagged=True)
 
     @app.put(
         "/v1/trainings/{training_id}/restrictions", response_model=CommandOut, tags=["trainings"]
     )
     def set_restrictions(
-        training_id: UUID, body: RestrictionsIn, who: Commander, response: Response
+        training_id: UUID,
+        body: RestrictionsIn,
+        who: Commander,
+        response: Response,
+        versions: IfMatch,
     ) -> CommandOut:
         """Stop registration / stop cancellations (R12)."""
         result = rollcall.set_restrictions(
@@ -320,18 +389,25 @@ def create_app(
             training_id,
             body.stop_registration.model_dump(),
             body.stop_cancellation.model_dump(),
+            if_match=versions,
         )
-        return command(result, response)
+        return command(result, response, tagged=True)
 
     @app.put("/v1/trainings/{training_id}/lock", response_model=CommandOut, tags=["trainings"])
-    def set_lock(training_id: UUID, body: LockIn, who: Commander, response: Response) -> CommandOut:
+    def set_lock(
+        training_id: UUID, body: LockIn, who: Commander, response: Response, versions: IfMatch
+    ) -> CommandOut:
         """Lock or unlock the participant list (R4, R12)."""
-        return command(rollcall.set_lock(who, training_id, body.locked), response)
+        result = rollcall.set_lock(who, training_id, body.locked, if_match=versions)
+        return command(result, response, tagged=True)
 
     @app.get("/v1/trainings/{training_id}", tags=["trainings"])
-    def get_training(training_id: UUID, who: Actor) -> dict[str, Any]:
-        """A training with its sessions, deadlines and seats, as of now."""
-        return rollcall.get_training(who, training_id)
+    def get_training(training_id: UUID, who: Actor, response: Response) -> dict[str, Any]:
+        """A training with its sessions, deadlines and seats, as of now. Its ETag (the
+        training's version) makes any command on it conditional with ``If-Match``."""
+        found = rollcall.get_training(who, training_id)
+        response.headers["ETag"] = etag(found["version"])
+        return found
 
     @app.get("/v1/catalog", tags=["trainings"])
     async def get_catalog(
@@ -372,10 +448,14 @@ def create_app(
         status_code=201,
         tags=["enrollments"],
     )
-    def enroll(training_id: UUID, body: EnrollIn, who: Commander, response: Response) -> CommandOut:
+    def enroll(
+        training_id: UUID, body: EnrollIn, who: Commander, response: Response, versions: IfMatch
+    ) -> CommandOut:
         """Enroll yourself, or (administrators) anyone: R1, R4, R6, R7, R13."""
         as_admin = body.user_id is not None and body.user_id != who
-        result = rollcall.enroll(who, training_id, body.session_id, body.user_id, as_admin)
+        result = rollcall.enroll(
+            who, training_id, body.session_id, body.user_id, as_admin, if_match=versions
+        )
         return command(result, response, created=f"/v1/trainings/{training_id}")
 
     @app.get("/v1/me/trainings", tags=["me"])
@@ -394,17 +474,23 @@ def create_app(
         return rollcall.options(who, training_id)
 
     @app.post("/v1/me/trainings/{training_id}/switch", response_model=CommandOut, tags=["me"])
-    def switch(training_id: UUID, body: SwitchIn, who: Commander, response: Response) -> CommandOut:
+    def switch(
+        training_id: UUID, body: SwitchIn, who: Commander, response: Response, versions: IfMatch
+    ) -> CommandOut:
         """Select another training time (R1-R6, R8-R10); needs confirm=true (R9)."""
-        result = rollcall.switch(who, training_id, who, body.session_id, body.confirm)
+        result = rollcall.switch(
+            who, training_id, who, body.session_id, body.confirm, if_match=versions
+        )
         return command(result, response)
 
     @app.post("/v1/me/trainings/{training_id}/unenroll", response_model=CommandOut, tags=["me"])
     def unenroll(
-        training_id: UUID, body: UnenrollIn, who: Commander, response: Response
+        training_id: UUID, body: UnenrollIn, who: Commander, response: Response, versions: IfMatch
     ) -> CommandOut:
         """Unenroll from the training (R1-R5, R8); needs confirm=true (R9)."""
-        result = rollcall.unenroll(who, training_id, who, body.confirm, body.reason)
+        result = rollcall.unenroll(
+            who, training_id, who, body.confirm, body.reason, if_match=versions
+        )
         return command(result, response)
 
     @app.post(
@@ -413,10 +499,17 @@ def create_app(
         tags=["enrollments"],
     )
     def admin_switch(
-        training_id: UUID, user_id: str, body: SwitchIn, who: Commander, response: Response
+        training_id: UUID,
+        user_id: str,
+        body: SwitchIn,
+        who: Commander,
+        response: Response,
+        versions: IfMatch,
     ) -> CommandOut:
         """Administrator override (R13): past deadlines and locks, never past capacity."""
-        result = rollcall.switch(who, training_id, user_id, body.session_id, True, as_admin=True)
+        result = rollcall.switch(
+            who, training_id, user_id, body.session_id, True, as_admin=True, if_match=versions
+        )
         return command(result, response)
 
     @app.post(
@@ -425,10 +518,17 @@ def create_app(
         tags=["enrollments"],
     )
     def admin_unenroll(
-        training_id: UUID, user_id: str, body: UnenrollIn, who: Commander, response: Response
+        training_id: UUID,
+        user_id: str,
+        body: UnenrollIn,
+        who: Commander,
+        response: Response,
+        versions: IfMatch,
     ) -> CommandOut:
         """Administrator override (R13)."""
-        result = rollcall.unenroll(who, training_id, user_id, True, body.reason, as_admin=True)
+        result = rollcall.unenroll(
+            who, training_id, user_id, True, body.reason, as_admin=True, if_match=versions
+        )
         return command(result, response)
 
     @app.post(
@@ -437,9 +537,16 @@ def create_app(
         tags=["enrollments"],
     )
     def attendance(
-        training_id: UUID, session_id: UUID, body: AttendanceIn, who: Commander, response: Response
+        training_id: UUID,
+        session_id: UUID,
+        body: AttendanceIn,
+        who: Commander,
+        response: Response,
+        versions: IfMatch,
     ) -> CommandOut:
-        result = rollcall.record_attendance(who, training_id, session_id, body.user_id, body.status)
+        result = rollcall.record_attendance(
+            who, training_id, session_id, body.user_id, body.status, if_match=versions
+        )
         return command(result, response)
 
     @app.get("/v1/me/team", tags=["me"])

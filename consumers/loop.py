@@ -90,6 +90,7 @@ class ConsumerLoop:
     def dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
         """Park a record the consumer cannot handle, with its error, and go on."""
         reason = describe(error)
+        ce_id = dict(record.headers or []).get("ce_id", b"")
         log.error(
             "%s: dead-lettering %s[%s]@%s: %s",
             self.part,
@@ -97,6 +98,7 @@ class ConsumerLoop:
             record.partition,
             record.offset,
             reason,
+            extra={"event_id": ce_id.decode("utf-8", "replace") or None},
         )
         if self.dead_letter_topic is None:
             raise error

@@ -169,6 +169,7 @@ class Notifier:
                     event.sequence,
                     last,
                     len(missing),
+                    extra=event.ids,
                 )
                 todo.extend(m for m in missing if m.type in by_ce_type())
             todo.append(event)
@@ -443,6 +444,7 @@ class Sender:
                 row["message_id"],
                 attempts,
                 describe(error),
+                extra={"event_id": row["event_id"]},
             )
         else:
             log.warning(
@@ -451,6 +453,7 @@ class Sender:
                 attempts,
                 delay,
                 describe(error),
+                extra={"event_id": row["event_id"]},
             )
         with self.engine.begin() as conn:
             conn.execute(

@@ -103,6 +103,7 @@ def apply(
                 event.sequence,
                 version,
                 len(missing),
+                extra=event.ids,
             )
             for earlier in missing:
                 _apply_one(uow, t, earlier)

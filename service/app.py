@@ -41,6 +41,7 @@ from domain.rules import (
 )
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User, user_aggregate_id, validate_user_id
+from service import logs
 from service.clock import Clock, SystemClock
 from service.metrics import measured
 from service.store import EventStore, open_store
@@ -93,7 +94,8 @@ class Rollcall:
     # -- plumbing --------------------------------------------------------------------
 
     def _context(self, actor_id: str, correlation_id: str | None) -> Context:
-        return Context(actor_id, self.clock.now(), correlation_id or str(uuid.uuid4()))
+        correlation_id = correlation_id or logs.correlation_id() or logs.new_correlation_id()
+        return Context(actor_id, self.clock.now(), correlation_id)
 
     def _run(self, command: Callable[[], tuple[Sequence[Aggregate], T]]) -> tuple[T, int | None]:
         """Run ``command`` and save what it changed atomically, retrying on conflicts."""

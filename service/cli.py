@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from domain.errors import NotFound, RollcallError, ValidationFailed
 from projections.projector import IncompleteHistory, ProjectionGap, covering, kafka_events
 from projections.projector import replay as projector_replay
-from service import bootstrap, migrations
+from service import bootstrap, logs, migrations
 from service.api.app import create_app
 from service.api.auth import issue_token
 from service.api.limits import RateLimit
@@ -177,12 +177,12 @@ def serve(
     With no part: everything in one process, starting a local Kafka-compatible broker
     and a local SMTP catcher unless ROLLCALL_KAFKA_BOOTSTRAP / ROLLCALL_SMTP_HOST are set.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
     if part is None:
+        logs.configure(settings.log_format, logging.WARNING)
         serve_everything(settings, host, port)
         return
-    logging.getLogger().setLevel(logging.INFO)
+    logs.configure(settings.log_format, logging.INFO, part.value)
     if part is Part.api:
         serve_api(settings, host, port)
         return
@@ -223,7 +223,9 @@ def serve_api(settings: Settings, host: str, port: int) -> None:
                 rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
                 kafka=settings.kafka_bootstrap,
             )
-        uvicorn.run(app_, host=host, port=port, log_level="info", server_header=False)
+        uvicorn.run(
+            app_, host=host, port=port, log_level="info", log_config=None, server_header=False
+        )
 
 
 @app.command()

@@ -214,6 +214,14 @@ class Event:
     def instant(self, field: str) -> datetime:
         return datetime.fromisoformat(self.data[field])
 
+    @property
+    def ids(self) -> dict[str, str]:
+        """The event's CloudEvent id and correlation id, as log lines name them."""
+        return {
+            "event_id": str(event_id(UUID(self.subject), self.sequence)),
+            "correlation_id": str(self.data.get("correlation_id", "")),
+        }
+
 
 def cloudevent_schema(data_ref: str | None = None) -> dict[str, Any]:
     """JSON Schema of the structured-mode envelope; ``data`` refers to the event's schema."""

@@ -219,8 +219,12 @@ class KafkaPublisher:
 
     def _dead_letter(self, producer: KafkaProducer, refused: Refused) -> None:
         """A small record in the dead-letter topic that names the refused event."""
-        log.error("relay: dead-lettering an event the broker refuses: %s", refused.error)
         headers = dict(refused.message.headers)
+        log.error(
+            "relay: dead-lettering an event the broker refuses: %s",
+            refused.error,
+            extra={"event_id": headers.get("ce_id", b"").decode() or None},
+        )
         value = json.dumps(
             {"key": refused.message.key.decode(), "ce_id": headers.get("ce_id", b"").decode()}
         ).encode()

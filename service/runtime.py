@@ -143,7 +143,12 @@ class Runtime:
         self.app = app
         self._server = uvicorn.Server(
             uvicorn.Config(
-                app, host=self.host, port=self.port, log_level="warning", server_header=False
+                app,
+                host=self.host,
+                port=self.port,
+                log_level="warning",
+                log_config=None,
+                server_header=False,
             )
         )
         self._server_thread = threading.Thread(target=self._server.run, daemon=True)

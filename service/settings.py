@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.logs import LogFormat
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROLLCALL_", env_file=".env", extra="ignore")
@@ -29,6 +31,7 @@ class Settings(BaseSettings):
     docs: bool = False
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60
+    log_format: LogFormat = "text"
 
     @property
     def resolved_database_url(self) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service import logs
 from service.faults import Backoff, describe, is_transient
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ class Supervisor:
         self._threads.append(thread)
 
     def _keep(self, name: str, factory: Factory) -> None:
+        with logs.context(part=name):
+            self._run(name, factory)
+
+    def _run(self, name: str, factory: Factory) -> None:
         backoff = Backoff(self.first_backoff, self.max_backoff)
         while not self.stop.is_set():
             began = time.monotonic()

@@ -31,6 +31,7 @@ from projections import people
 from projections.projector import caught_up, create_tables
 from projections.tables import LIVE
 from service.api.auth import check_secret, verify_token
+from service.api.correlation import CorrelationMiddleware
 from service.api.idempotency import IdempotencyMiddleware, Keys
 from service.api.limits import Freshness, RateLimit, retry_after
 from service.api.models import (
@@ -224,6 +225,9 @@ def create_app(
         if request.url.path != "/docs":  # the docs page runs the CDN's scripts
             response.headers["Content-Security-Policy"] = API_CSP
         return response
+
+    # Outermost: the correlation id covers everything, the access log line included.
+    app.add_middleware(CorrelationMiddleware)
 
     @app.exception_handler(RollcallError)
     async def rollcall_error(request: Request, error: RollcallError) -> JSONResponse:

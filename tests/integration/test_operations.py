@@ -3,6 +3,7 @@ line, the version, and HTTP conventions (Location, WWW-Authenticate, error shape
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -161,3 +162,58 @@ def test_a_bad_setting_is_one_line_naming_it_and_unknown_ones_are_warned_about(
     assert re.fullmatch(r"rollcall \d+\.\d+\.\d+\s*", version.stdout)
     warned = cli("token", "nobody", ROLLCALL_KAFKA_PARTITONS="3", ROLLCALL_DATA_DIR=str(tmp_path))
     assert "warning: ROLLCALL_KAFKA_PARTITONS is not a Rollcall setting" in warned.stderr
+
+
+def test_json_logs_and_the_correlation_id_from_request_to_event(tmp_path: Path) -> None:
+    """``serve api`` with ROLLCALL_LOG_FORMAT=json: every line on stderr is one JSON
+    object naming level and part; a request's X-Correlation-ID is echoed, is on its
+    access line, and is the correlation id of the events it recorded."""
+    variables = {
+        "ROLLCALL_DATA_DIR": str(tmp_path),
+        "ROLLCALL_JWT_SECRET": SECRET,
+        "ROLLCALL_LOG_FORMAT": "json",
+    }
+    assert (
+        cli(
+            "users", "add", ADMIN, "--name", "Ada", "--email", "a@x.org", "--admin", **variables
+        ).returncode
+        == 0
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")} | variables
+    port = free_port()
+    api = subprocess.Popen(
+        [CLI, "serve", "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            wait_for(lambda: _answers(http), timeout=60)
+            admin = {
+                "Authorization": f"Bearer {issue_token(ADMIN, SECRET, datetime.now(UTC))}",
+                "X-Correlation-ID": "trace-42",
+            }
+            created = http.post("/v1/trainings", json={"title": "T"}, headers=admin)
+            assert created.headers["X-Correlation-ID"] == "trace-42"
+            fresh = http.get("/healthz")
+            assert re.fullmatch(r"[0-9a-f-]{36}", fresh.headers["X-Correlation-ID"])
+            history = http.get(f"/v1/audit/{created.json()['data']['id']}", headers=admin)
+            assert {e["correlation_id"] for e in history.json()["events"]} == {"trace-42"}
+    finally:
+        api.terminate()
+        _, stderr = api.communicate(timeout=30)
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert lines, "serve api logged nothing"
+    assert all({"time", "level", "part", "message"} <= set(line) for line in lines)
+    assert {line["part"] for line in lines} == {"api"}
+    access = [line for line in lines if "POST /v1/trainings" in line["message"]]
+    assert [line.get("correlation_id") for line in access] == ["trace-42"]
+
+
+def _answers(http: httpx.Client) -> bool:
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,0 +1,66 @@
+"""SPEC §9.5: one JSON object per line with ROLLCALL_LOG_FORMAT=json, naming the level,
+the part, the message, and the event and correlation ids where known; text otherwise."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from service import logs
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_json_lines_carry_the_part_and_the_ids_in_hand(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("json", logging.INFO, part="notifier")
+    log = logging.getLogger("rollcall.test")
+    log.info("outside any work")
+    with logs.context(part="sender", correlation_id="req-1"):
+        log.warning("mail %s failed", "m-1", extra={"event_id": "ev-9"})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("with a traceback")
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["message"] for line in lines] == [
+        "outside any work",
+        "mail m-1 failed",
+        "with a traceback",
+    ]
+    assert lines[0]["part"] == "notifier"
+    assert "correlation_id" not in lines[0]
+    assert "event_id" not in lines[0]
+    assert lines[1] | {"time": None} == {
+        "time": None,
+        "level": "warning",
+        "part": "sender",
+        "logger": "rollcall.test",
+        "message": "mail m-1 failed",
+        "correlation_id": "req-1",
+        "event_id": "ev-9",
+    }
+    assert "ValueError: boom" in lines[2]["exception"]
+    assert lines[2]["level"] == "error"
+
+
+def test_text_lines_name_the_ids_too(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("text", logging.INFO, part="relay")
+    with logs.context(event_id="ev-1"):
+        logging.getLogger("rollcall.test").info("published")
+    line = capsys.readouterr().err.strip()
+    assert " INFO relay rollcall.test: published [event_id=ev-1]" in line

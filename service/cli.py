@@ -34,7 +34,7 @@ from service.api.app import create_app
 from service.api.auth import issue_token
 from service.api.limits import RateLimit
 from service.app import SYSTEM_ACTOR, Rollcall
-from service.contract import envelope, generated_files
+from service.contract import envelope, generated_files, superseded
 from service.db import check_database, engine_for
 from service.demo import ADMIN as DEMO_ADMIN
 from service.demo import Demo
@@ -118,7 +118,7 @@ def cli(
     """Rollcall: enrollment in instructor-led training sessions."""
 
 
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 @app.command()
@@ -126,7 +126,10 @@ def schemas(
     out: Annotated[Path, typer.Option(help="where the contract files go")] = SCHEMAS_DIR,
     check: Annotated[bool, typer.Option(help="fail on differences instead of writing")] = False,
 ) -> None:
-    """Generate the JSON Schemas and the AsyncAPI document of the published events."""
+    """Generate the JSON Schemas and the AsyncAPI document of the published events.
+
+    Schemas of earlier versions of an event type are kept (never deleted); anything
+    else not generated is removed."""
     files = generated_files()
     stale = sorted(
         name
@@ -138,6 +141,7 @@ def schemas(
             str(p.relative_to(out))
             for p in out.rglob("*.json")
             if str(p.relative_to(out)) not in files
+            and not superseded(str(p.relative_to(out)), files)
         )
         if out.exists()
         else []

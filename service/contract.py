@@ -2,7 +2,10 @@
 
 One pydantic model per event type is derived from the domain event class itself, so the
 contract cannot silently diverge from what is stored: a renamed or retyped field changes
-the generated JSON Schema, and the drift test against the checked-in ``schemas/`` fails.
+the generated JSON Schema, and the drift test against the checked-in ``service/schemas/``
+(shipped in the package) fails. The evolution policy is docs/contract.md: data schemas
+are open (consumers ignore fields they do not know, so an added field keeps the
+version), and a breaking change is a new version whose predecessors' schemas stay.
 
 CloudEvent ``type`` is ``rollcall.<aggregate>.<Event>.v<class_version>``; ``id`` is a
 UUID derived from (aggregate id, version), so a re-published event keeps its id and
@@ -13,10 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from importlib.resources import files
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -43,7 +49,8 @@ _EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "https://rollcall.invalid/events")
 class EventData(BaseModel):
     """Fields every event's ``data`` carries (SPEC §3)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Tolerant reader: a field added in a later release is ignored, never refused.
+    model_config = ConfigDict(extra="ignore", frozen=True)
     actor_id: str
     correlation_id: str
     occurred_at: datetime
@@ -75,10 +82,33 @@ class EventType:
 
     def json_schema(self) -> dict[str, Any]:
         schema = self.model.model_json_schema()
-        schema["$id"] = f"https://rollcall.invalid/schemas/{self.ce_type}.json"
+        schema["$id"] = schema_id(self.ce_type)
         schema["title"] = self.ce_type
         schema["description"] = _description(self.event_class)
         return schema
+
+
+SCHEMA_ID_PREFIX = "urn:rollcall:schema:"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMAS = files("service") / "schemas"
+"""The contract files, shipped in the package (``rollcall schemas`` writes them)."""
+
+
+def schema_id(name: str) -> str:
+    """The ``$id`` of a schema: a URN, the same wherever the file is read from."""
+    return SCHEMA_ID_PREFIX + name
+
+
+def shipped_schemas() -> dict[str, dict[str, Any]]:
+    """``$id`` -> schema, for every JSON Schema shipped in the package (every version
+    ever published, the envelope included), to resolve ``$ref``s by id."""
+    found: dict[str, dict[str, Any]] = {}
+    for aggregate in [SCHEMAS / "cloudevent.json", *(SCHEMAS / a for a in AGGREGATES)]:
+        documents = [aggregate] if aggregate.is_file() else list(aggregate.iterdir())
+        for document in documents:
+            schema = json.loads(document.read_text())
+            found[schema["$id"]] = schema
+    return found
 
 
 def _description(event_class: type) -> str:
@@ -226,6 +256,7 @@ class Event:
 def cloudevent_schema(data_ref: str | None = None) -> dict[str, Any]:
     """JSON Schema of the structured-mode envelope; ``data`` refers to the event's schema."""
     return {
+        **({} if data_ref else {"$id": schema_id("cloudevent")}),
         "type": "object",
         "required": [
             "specversion",
@@ -312,12 +343,29 @@ def asyncapi_document(prefix: str = "rollcall") -> dict[str, Any]:
 def generated_files(prefix: str = "rollcall") -> dict[str, str]:
     """Path (relative to ``schemas/``) -> content, for every checked-in contract file."""
     files = {
-        f"{t.aggregate}/{t.name}.v{t.version}.json": _dump(t.json_schema())
+        f"{t.aggregate}/{t.name}.v{t.version}.json": _dump({"$schema": DIALECT, **t.json_schema()})
         for t in registry().values()
     }
-    files["cloudevent.json"] = _dump(cloudevent_schema())
+    files["cloudevent.json"] = _dump({"$schema": DIALECT, **cloudevent_schema()})
     files["asyncapi.json"] = _dump(asyncapi_document(prefix))
     return files
+
+
+_VERSIONED = re.compile(r"(?P<stem>\w+/\w+)\.v(?P<version>\d+)\.json")
+
+
+def superseded(name: str, current: Iterable[str]) -> bool:
+    """Is ``name`` the schema of an earlier version of an event type still published
+    (``enrollment/Enrolled.v1.json`` once v2 exists)? Those stay checked in and
+    shipped: stored history and slow subscribers still speak them."""
+    found = _VERSIONED.fullmatch(name)
+    if found is None:
+        return False
+    for other in current:
+        newer = _VERSIONED.fullmatch(other)
+        if newer and newer["stem"] == found["stem"]:
+            return int(found["version"]) < int(newer["version"])
+    return False
 
 
 def _dump(document: dict[str, Any]) -> str:

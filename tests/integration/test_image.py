@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from service.contract import generated_files
 from service.embedded import free_port
+from service.migrations import head
 from tests.integration.test_cli import ADD_ADMIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +138,24 @@ def test_the_wheel_runs_in_an_empty_venv_with_its_declared_dependencies_alone(
         )
 
     assert run("--help").returncode == 0
+    # The contract and the migrations are package data: both must be in the wheel.
+    shipped = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from service.contract import shipped_schemas; from service.migrations import head;"
+            "print(len(shipped_schemas()), head())",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shipped.returncode == 0, shipped.stderr
+    count, revision = shipped.stdout.split()
+    assert int(count) == len(generated_files()) - 1  # every schema; the AsyncAPI document aside
+    assert revision == head()
     added = run(*ADD_ADMIN)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["roles"] == ["admin"]

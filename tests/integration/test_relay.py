@@ -13,8 +13,11 @@ from uuid import UUID
 
 import jsonschema
 import pytest
+import typer
 from kafka.consumer.fetcher import ConsumerRecord
+from referencing import Registry, Resource
 
+from service import contract
 from service.app import Rollcall
 from service.clock import ManualClock
 from service.contract import by_ce_type, event_id, generated_files
@@ -25,7 +28,7 @@ from service.relay import Relay
 from tests.infra import read_topics, wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, World, days_before
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(str(contract.SCHEMAS))
 
 
 def story(world: World) -> None:
@@ -42,11 +45,17 @@ def relay_for(rc: Rollcall, database_url: str, bootstrap: str, prefix: str) -> R
     return Relay(rc.store, engine_for(database_url), KafkaPublisher(bootstrap, prefix, 3))
 
 
-def schema_validator(ce_type: str) -> jsonschema.Draft202012Validator:
-    event_type = by_ce_type()[ce_type]
-    path = SCHEMAS / event_type.aggregate / f"{event_type.name}.v{event_type.version}.json"
+def shipped_validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    """A validator of the shipped schema named by its ``$id`` (``urn:rollcall:schema:...``),
+    resolved the way a subscriber would: from the files in the package, by id."""
+    registry: Registry[Any] = Registry().with_resources(
+        (schema_id, Resource.from_contents(schema))
+        for schema_id, schema in contract.shipped_schemas().items()
+    )
     return jsonschema.Draft202012Validator(
-        json.loads(path.read_text()), format_checker=jsonschema.FormatChecker()
+        {"$ref": contract.schema_id(schema_name)},
+        registry=registry,
+        format_checker=jsonschema.FormatChecker(),
     )
 
 
@@ -75,13 +84,11 @@ def test_every_event_reaches_kafka_as_a_valid_cloudevent(
         broker.bootstrap, [topics[a] for a in ("enrollment", "training", "user")], len(stored)
     )
     assert len(records) == len(stored)
-    envelope = jsonschema.Draft202012Validator(
-        json.loads((SCHEMAS / "cloudevent.json").read_text())
-    )
+    envelope = shipped_validator("cloudevent")
     for record in records:
         event = json.loads(record.value)
         envelope.validate(event)
-        schema_validator(event["type"]).validate(event["data"])
+        shipped_validator(event["type"]).validate(event["data"])
         aggregate = event["type"].split(".")[1]
         assert record.topic == topics[aggregate]
         assert record.key == event["subject"].encode()
@@ -228,3 +235,30 @@ def test_relay_runs_as_its_own_process(
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_a_new_version_keeps_the_schemas_of_earlier_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Policy (docs/contract.md): a breaking change adds vN+1; vN's schema stays checked
+    in and shipped. Anything else that is not generated is removed."""
+    from domain.enrollment import Enrollment
+    from service.cli import schemas
+
+    schemas(out=tmp_path, check=False)
+    (tmp_path / "enrollment" / "Stray.v1.json").write_text("{}")
+    contract.registry.cache_clear()
+    monkeypatch.setattr(Enrollment.Enrolled, "class_version", 2, raising=False)
+    try:
+        schemas(out=tmp_path, check=False)
+        assert (tmp_path / "enrollment" / "Enrolled.v1.json").exists()
+        assert (tmp_path / "enrollment" / "Enrolled.v2.json").exists()
+        assert not (tmp_path / "enrollment" / "Stray.v1.json").exists()
+        with pytest.raises(typer.Exit) as checked:
+            schemas(out=tmp_path, check=True)
+        assert checked.value.exit_code == 0
+        assert contract.superseded("enrollment/Enrolled.v1.json", generated_files())
+        assert not contract.superseded("enrollment/Enrolled.v2.json", generated_files())
+    finally:
+        monkeypatch.undo()
+        contract.registry.cache_clear()

@@ -34,7 +34,8 @@ from service.api.app import create_app
 from service.api.auth import issue_token
 from service.api.limits import RateLimit
 from service.app import SYSTEM_ACTOR, Rollcall
-from service.contract import envelope, generated_files, superseded
+from service.catalog import contract_files
+from service.contract import envelope, superseded
 from service.db import check_database, engine_for
 from service.demo import ADMIN as DEMO_ADMIN
 from service.demo import Demo
@@ -130,7 +131,7 @@ def schemas(
 
     Schemas of earlier versions of an event type are kept (never deleted); anything
     else not generated is removed."""
-    files = generated_files()
+    files = contract_files()
     stale = sorted(
         name
         for name, content in files.items()
@@ -139,7 +140,8 @@ def schemas(
     extra = (
         sorted(
             str(p.relative_to(out))
-            for p in out.rglob("*.json")
+            for p in out.rglob("*")
+            if p.is_file()
             if str(p.relative_to(out)) not in files
             and not superseded(str(p.relative_to(out)), files)
         )

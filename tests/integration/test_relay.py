@@ -19,6 +19,7 @@ from referencing import Registry, Resource
 
 from service import contract
 from service.app import Rollcall
+from service.catalog import contract_files, samples
 from service.clock import ManualClock
 from service.contract import by_ce_type, event_id, generated_files
 from service.db import engine_for
@@ -170,9 +171,10 @@ def test_kafka_outage_loses_nothing(tmp_path: Path, clock: ManualClock, topic_pr
 
 
 def test_checked_in_contract_matches_the_code() -> None:
-    """`rollcall schemas` regenerates these; a domain change without it fails here."""
-    expected = generated_files()
-    on_disk = {str(p.relative_to(SCHEMAS)): p.read_text() for p in SCHEMAS.rglob("*.json")}
+    """`rollcall schemas` regenerates these (schemas, AsyncAPI, samples, catalog); a
+    domain change without it fails here."""
+    expected = contract_files()
+    on_disk = {str(p.relative_to(SCHEMAS)): p.read_text() for p in SCHEMAS.rglob("*.*")}
     assert sorted(on_disk) == sorted(expected)
     for name, content in expected.items():
         assert on_disk[name] == content, f"schemas/{name} is stale: run `rollcall schemas`"
@@ -248,6 +250,7 @@ def test_a_new_version_keeps_the_schemas_of_earlier_ones(
     schemas(out=tmp_path, check=False)
     (tmp_path / "enrollment" / "Stray.v1.json").write_text("{}")
     contract.registry.cache_clear()
+    samples.cache_clear()
     monkeypatch.setattr(Enrollment.Enrolled, "class_version", 2, raising=False)
     try:
         schemas(out=tmp_path, check=False)
@@ -262,3 +265,21 @@ def test_a_new_version_keeps_the_schemas_of_earlier_ones(
     finally:
         monkeypatch.undo()
         contract.registry.cache_clear()
+        samples.cache_clear()
+
+
+def test_every_event_type_has_a_sample_that_its_shipped_schema_accepts() -> None:
+    assert set(samples()) == set(by_ce_type())
+    for ce_type, sample in samples().items():
+        shipped_validator("cloudevent").validate(sample)
+        shipped_validator(ce_type).validate(sample["data"])
+        assert sample["id"] == str(event_id(UUID(sample["subject"]), sample["sequence"]))
+
+
+def test_the_catalog_page_names_every_event_and_loads_nothing_from_elsewhere() -> None:
+    page = (SCHEMAS / "catalog.html").read_text()
+    for ce_type in by_ce_type():
+        assert f'id="{ce_type}"' in page
+    assert "<script" not in page
+    assert "src=" not in page
+    assert 'href="http' not in page

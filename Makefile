@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff check --output-format concise .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: install services lint
 	$(BIN)/pytest

@@ -20,10 +20,10 @@ from uuid import UUID
 
 import httpx
 
-from service.api.auth import issue_token
-from service.app import SYSTEM_ACTOR, Rollcall, SessionInput
-from service.runtime import Runtime, jwt_secret
-from service.settings import Settings
+from application.service import SYSTEM_ACTOR, Rollcall, SessionInput
+from entrypoints.api.auth import issue_token
+from entrypoints.runtime import Runtime, jwt_secret
+from entrypoints.settings import Settings
 
 
 def trainings(rc: Rollcall, count: int) -> list[tuple[UUID, UUID]]:

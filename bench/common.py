@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from adapters.store import EventStore
 from domain.base import Context
 from domain.enrollment import Enrollment
 from domain.training import Session, Training
-from service.store import EventStore
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -22,15 +22,15 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker
+from adapters.kafka import KafkaPublisher, topic_names
+from adapters.relay import Relay
+from adapters.store import open_store
+from adapters.store_reader import StoreReader
 from bench.common import fill
 from projections.projector import Projector, apply_batch, caught_up, create_tables, replay
 from projections.unit import Event
-from service.db import engine_for
-from service.embedded import LocalBroker
-from service.kafka import KafkaPublisher, topic_names
-from service.relay import Relay
-from service.store import open_store
-from service.store_reader import StoreReader
 from tests.infra import fresh_postgres_database
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
+from adapters.contract import to_message
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker
+from adapters.kafka import KafkaPublisher, ensure_topics, topic_names
+from adapters.relay import Relay
+from adapters.store import EventStore, open_store
 from bench.common import fill
-from service.contract import to_message
-from service.db import engine_for
-from service.embedded import LocalBroker
-from service.kafka import KafkaPublisher, ensure_topics, topic_names
-from service.relay import Relay
-from service.store import EventStore, open_store
 
 
 def raw_rate(store: EventStore, bootstrap: str, prefix: str, partitions: int) -> float:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from service.api.auth import issue_token
-from service.app import SYSTEM_ACTOR
-from service.runtime import Runtime, jwt_secret
-from service.settings import Settings
+from application.service import SYSTEM_ACTOR
+from entrypoints.api.auth import issue_token
+from entrypoints.runtime import Runtime, jwt_secret
+from entrypoints.settings import Settings
 
 
 def p99(values: list[float]) -> float:

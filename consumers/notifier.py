@@ -42,25 +42,25 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from consumers.loop import ConsumerLoop
+from adapters.clock import Clock, SystemClock
+from adapters.consumer_loop import ConsumerLoop
+from adapters.contract import Event, by_ce_type
+from adapters.contract import event_id as event_id_of
+from adapters.db import advance_position, create_schema, get_positions
+from adapters.faults import Backoff, describe, is_transient
+from adapters.kafka import DEAD_LETTER, topic_names
+from adapters.migrations import migrate
+from adapters.store import EventStore
+from adapters.store_reader import StoreReader
 from consumers.mail import Notice, email_message
 from domain.enrollment import Enrollment
 from domain.training import Session, Training
 from domain.user import User, user_aggregate_id
 from projections.tables import LIVE, Instant
-from service.clock import Clock, SystemClock
-from service.contract import Event, by_ce_type
-from service.contract import event_id as event_id_of
-from service.db import advance_position, create_schema, get_positions
-from service.faults import Backoff, describe, is_transient
-from service.kafka import DEAD_LETTER, topic_names
-from service.migrations import migrate
-from service.store import EventStore
-from service.store_reader import StoreReader
 
 log = logging.getLogger(__name__)
 
-outbox_metadata = MetaData()  # the table is made by service/migrations, never by create_all
+outbox_metadata = MetaData()  # the table is made by adapters/migrations, never by create_all
 outbox = Table(
     "nf_outbox",
     outbox_metadata,

@@ -21,17 +21,17 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from consumers.loop import ConsumerLoop
+from adapters.consumer_loop import ConsumerLoop
+from adapters.contract import by_ce_type
+from adapters.db import advance_position, create_schema, drop_schema, get_position
+from adapters.kafka import DEAD_LETTER, consumer, topic_names
+from adapters.migrations import migrate
+from adapters.store import EventStore
+from adapters.store_reader import StoreReader
 from projections.catalog import on_training_event
 from projections.people import on_enrollment_event, on_user_event
 from projections.tables import LIVE, Tables, tables
 from projections.unit import Event, UnitOfWork
-from service.contract import by_ce_type
-from service.db import advance_position, create_schema, drop_schema, get_position
-from service.kafka import DEAD_LETTER, consumer, topic_names
-from service.migrations import migrate
-from service.store import EventStore
-from service.store_reader import StoreReader
 
 log = logging.getLogger(__name__)
 

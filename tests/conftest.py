@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from service.app import Rollcall
-from service.clock import ManualClock
-from service.embedded import LocalBroker
+from adapters.clock import ManualClock
+from adapters.embedded import LocalBroker
+from application.service import Rollcall
 from tests.infra import fresh_postgres_database, truncate_postgres
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from service.settings import Settings
+from entrypoints.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("ROLLCALL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

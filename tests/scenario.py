@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from adapters.clock import ManualClock
+from application.service import SYSTEM_ACTOR, Rollcall, SessionInput
 from domain.user import ENROLL_USERS, VIEW_USERS_AND_ENROLL
-from service.app import SYSTEM_ACTOR, Rollcall, SessionInput
-from service.clock import ManualClock
 
 ADMIN = "ada"
 LEARNER = "lena"

@@ -27,13 +27,13 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
+from adapters.clock import SystemClock
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker, MailCatcher, free_port
+from adapters.kafka import topic_names
+from adapters.store_reader import StoreReader
+from application.service import Rollcall
 from projections.projector import caught_up, create_tables, replay
-from service.app import Rollcall
-from service.clock import SystemClock
-from service.db import engine_for
-from service.embedded import LocalBroker, MailCatcher, free_port
-from service.kafka import topic_names
-from service.store_reader import StoreReader
 from tests.infra import truncate_postgres, wait_for
 from tests.integration.test_projections import dump
 from tests.scenario import ADMIN, SUPERVISOR, World
@@ -365,8 +365,8 @@ def test_sender_killed_repeatedly_resends_at_most_one_mail_per_kill(
 
     from aiosmtpd.controller import Controller
 
-    from service.kafka import KafkaPublisher
-    from service.relay import Relay
+    from adapters.kafka import KafkaPublisher
+    from adapters.relay import Relay
 
     received: list[Any] = []
 

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from adapters.clock import ManualClock
+from application.service import Rollcall
 from domain.enrollment import Enrollment
 from domain.errors import Reason, RollcallError
 from domain.training import Training
-from service.app import Rollcall
-from service.clock import ManualClock
 from tests.conftest import T0
 from tests.scenario import ADMIN, World
 

@@ -16,15 +16,15 @@ import httpx
 import jwt
 import pytest
 
+from adapters.clock import ManualClock
+from adapters.embedded import LocalBroker, MailCatcher
+from adapters.store_reader import StoreReader
 from domain.errors import ValidationFailed
+from entrypoints.api.app import create_app
+from entrypoints.api.auth import ALGORITHM, issue_token
+from entrypoints.runtime import Runtime, jwt_secret
+from entrypoints.settings import Settings
 from projections.projector import replay
-from service.api.app import create_app
-from service.api.auth import ALGORITHM, issue_token
-from service.clock import ManualClock
-from service.embedded import LocalBroker, MailCatcher
-from service.runtime import Runtime, jwt_secret
-from service.settings import Settings
-from service.store_reader import StoreReader
 from tests.conftest import T0
 from tests.infra import runtime_settings, wait_for
 from tests.integration.test_projections import dump
@@ -338,8 +338,8 @@ def test_a_mail_that_cannot_be_built_is_recorded_retried_and_given_up(
     then given up after the limit; the SMTP server never sees an injected header."""
     from sqlalchemy import select
 
+    from adapters.db import engine_for
     from consumers.notifier import Sender, SmtpConfig, outbox
-    from service.db import engine_for
 
     engine = engine_for(database_url)
     with MailCatcher() as catcher:

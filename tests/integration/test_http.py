@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from service.api.auth import issue_token
-from service.app import SYSTEM_ACTOR
-from service.clock import ManualClock
-from service.embedded import LocalBroker, MailCatcher
-from service.runtime import Runtime
+from adapters.clock import ManualClock
+from adapters.embedded import LocalBroker, MailCatcher
+from application.service import SYSTEM_ACTOR
+from entrypoints.api.auth import issue_token
+from entrypoints.runtime import Runtime
 from tests.conftest import T0
 from tests.infra import runtime_settings, wait_for
 from tests.scenario import (

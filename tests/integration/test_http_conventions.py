@@ -17,13 +17,13 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine, func, select
 
-from service.api.app import create_app
-from service.api.auth import issue_token
-from service.api.idempotency import keys
-from service.app import Rollcall
-from service.clock import ManualClock
-from service.db import engine_for
-from service.embedded import free_port
+from adapters.clock import ManualClock
+from adapters.db import engine_for
+from adapters.embedded import free_port
+from application.service import Rollcall
+from entrypoints.api.app import create_app
+from entrypoints.api.auth import issue_token
+from entrypoints.api.idempotency import keys
 from tests.scenario import ADMIN, LEARNER, OTHER, World
 
 SECRET = "http-conventions-suite-secret-of-32-bytes"

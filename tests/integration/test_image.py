@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from service.contract import generated_files
-from service.embedded import free_port
-from service.migrations import head
+from adapters.contract import generated_files
+from adapters.embedded import free_port
+from adapters.migrations import head
 from tests.integration.test_cli import ADD_ADMIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ def test_a_wheel_built_from_the_image_sources_installs_and_runs(tmp_path: Path) 
     )
 
     (entry_points,) = site.glob("rollcall-*.dist-info/entry_points.txt")
-    assert "rollcall = service.cli:main" in entry_points.read_text()
+    assert "rollcall = entrypoints.cli:main" in entry_points.read_text()
     templates = sorted(p.name for p in (ROOT / "consumers" / "templates").iterdir())
     assert sorted(p.name for p in (site / "consumers" / "templates").iterdir()) == templates
 
@@ -79,9 +79,9 @@ def test_a_wheel_built_from_the_image_sources_installs_and_runs(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
     env |= {"PYTHONPATH": str(site), "ROLLCALL_DATA_DIR": str(tmp_path / "data")}
     script = (
-        "import sys, service.cli, consumers.mail; "
-        "print(service.cli.__file__, consumers.mail.__file__, file=sys.stderr); "
-        "sys.argv = ['rollcall', *sys.argv[1:]]; service.cli.main()"
+        "import sys, entrypoints.cli, consumers.mail; "
+        "print(entrypoints.cli.__file__, consumers.mail.__file__, file=sys.stderr); "
+        "sys.argv = ['rollcall', *sys.argv[1:]]; entrypoints.cli.main()"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, *ADD_ADMIN],
@@ -143,7 +143,7 @@ def test_the_wheel_runs_in_an_empty_venv_with_its_declared_dependencies_alone(
         [
             str(venv / "bin" / "python"),
             "-c",
-            "from service.contract import shipped_schemas; from service.migrations import head;"
+            "from adapters.contract import shipped_schemas; from adapters.migrations import head;"
             "print(len(shipped_schemas()), head())",
         ],
         cwd=tmp_path,

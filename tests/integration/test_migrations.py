@@ -16,11 +16,11 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, select, text
 
+from adapters import migrations
+from adapters.db import SCHEMA, SCHEMA_VERSION, engine_for, get_position, positions
+from adapters.store import EventStore, store_env
 from consumers.notifier import outbox
 from projections.tables import LIVE
-from service import migrations
-from service.db import SCHEMA, SCHEMA_VERSION, engine_for, get_position, positions
-from service.store import EventStore, store_env
 from tests.infra import fresh_postgres_database
 
 CLI = str(Path(sys.executable).with_name("rollcall"))

@@ -25,15 +25,15 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from kafka import KafkaProducer
 from sqlalchemy import select
 
+from adapters.clock import ManualClock
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker, MailCatcher, free_port
+from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
+from adapters.relay import Relay
+from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
 from projections.notifications import entries, mark_read
 from projections.tables import LIVE
-from service.app import Rollcall
-from service.clock import ManualClock
-from service.db import engine_for
-from service.embedded import LocalBroker, MailCatcher, free_port
-from service.kafka import DEAD_LETTER, KafkaPublisher, topic_names
-from service.relay import Relay
 from tests.infra import read_topics, wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World
 

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from adapters.clock import ManualClock
+from adapters.db import get_position
+from adapters.embedded import LocalBroker, free_port
 from consumers.notifier import outbox
-from service.api.auth import issue_token
-from service.clock import ManualClock
-from service.db import get_position
-from service.embedded import LocalBroker, free_port
-from service.runtime import Runtime
+from entrypoints.api.auth import issue_token
+from entrypoints.runtime import Runtime
 from tests.conftest import T0
 from tests.infra import runtime_settings, wait_for
 from tests.scenario import ADMIN, OTHER, World

@@ -16,6 +16,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from adapters.clock import ManualClock, SystemClock
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker
+from adapters.kafka import KafkaPublisher
+from adapters.relay import Relay
+from adapters.store_reader import StoreReader
+from application.service import Rollcall
 from projections.catalog import catalog
 from projections.people import enrollments_of, roster, team
 from projections.projector import (
@@ -28,13 +35,6 @@ from projections.projector import (
     replay,
 )
 from projections.tables import LIVE
-from service.app import Rollcall
-from service.clock import ManualClock, SystemClock
-from service.db import engine_for
-from service.embedded import LocalBroker
-from service.kafka import KafkaPublisher
-from service.relay import Relay
-from service.store_reader import StoreReader
 from tests.infra import wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World, days_before
 
@@ -336,8 +336,8 @@ def test_fast_store_reading_equals_the_library_mapper(
     defer to the mapper when an event class has moved on to a new version."""
     import dataclasses
 
-    from service.contract import registry
-    from service.store_reader import read_fast
+    from adapters.contract import registry
+    from adapters.store_reader import read_fast
 
     reader = StoreReader(rollcall.store, engine_for(database_url))
 

@@ -17,15 +17,15 @@ import typer
 from kafka.consumer.fetcher import ConsumerRecord
 from referencing import Registry, Resource
 
-from service import contract
-from service.app import Rollcall
-from service.catalog import contract_files, samples
-from service.clock import ManualClock
-from service.contract import by_ce_type, event_id, generated_files
-from service.db import engine_for
-from service.embedded import LocalBroker
-from service.kafka import KafkaPublisher, topic_names
-from service.relay import Relay
+from adapters import contract
+from adapters.clock import ManualClock
+from adapters.contract import by_ce_type, event_id, generated_files
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker
+from adapters.kafka import KafkaPublisher, topic_names
+from adapters.relay import Relay
+from application.service import Rollcall
+from entrypoints.catalog import contract_files, samples
 from tests.infra import read_topics, wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, World, days_before
 
@@ -181,8 +181,8 @@ def test_checked_in_contract_matches_the_code() -> None:
 
 
 def test_contract_drift_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapters import contract
     from domain.enrollment import Enrollment
-    from service import contract
 
     before = generated_files()["enrollment/Enrolled.v1.json"]
     contract.registry.cache_clear()
@@ -245,7 +245,7 @@ def test_a_new_version_keeps_the_schemas_of_earlier_ones(
     """Policy (docs/contract.md): a breaking change adds vN+1; vN's schema stays checked
     in and shipped. Anything else that is not generated is removed."""
     from domain.enrollment import Enrollment
-    from service.cli import schemas
+    from entrypoints.cli import schemas
 
     schemas(out=tmp_path, check=False)
     (tmp_path / "enrollment" / "Stray.v1.json").write_text("{}")

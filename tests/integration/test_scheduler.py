@@ -8,9 +8,9 @@ from collections import Counter
 from datetime import timedelta
 from uuid import UUID
 
-from service.app import Rollcall
-from service.clock import ManualClock
-from service.scheduler import DeadlineScheduler
+from adapters.clock import ManualClock
+from application.scheduler import DeadlineScheduler
+from application.service import Rollcall
 from tests.scenario import ADMIN, LEARNER, OTHER, TrainingRef, World, days_before
 
 

@@ -8,9 +8,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from adapters.clock import ManualClock
+from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import Reason, RollcallError
-from service.app import SYSTEM_ACTOR, Rollcall
-from service.clock import ManualClock
 from tests.scenario import (
     ADMIN,
     ENROLLER,
@@ -334,7 +334,7 @@ def test_not_found(world: World) -> None:
     ],
 )
 def test_validation_errors_store_nothing(world: World, bad: dict[str, str]) -> None:
-    from service.app import SessionInput
+    from application.service import SessionInput
 
     now = world.clock.now()
     good = SessionInput(now + timedelta(days=1), now + timedelta(days=1, hours=1), "UTC")
@@ -380,7 +380,7 @@ def test_conflict_after_retries_are_exhausted(
         return original_save(*aggregates, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world.rc.store, "save", save_after_competitor)
-    monkeypatch.setattr("service.app.MAX_ATTEMPTS", 3)
+    monkeypatch.setattr("application.service.MAX_ATTEMPTS", 3)
     try:
         with refused(Reason.CONFLICT):
             world.rc.enroll(LEARNER, training.id, training.sessions[0])
@@ -407,7 +407,7 @@ def test_cancelling_a_session_unenrolls_its_participants_atomically(world: World
 
 
 def test_rescheduling_moves_deadlines_and_cannot_drop_capacity_below_seats(world: World) -> None:
-    from service.app import SessionInput
+    from application.service import SessionInput
 
     training = world.training(days=(10, 20), capacity=2, stop_registration=days_before(12))
     with refused(Reason.REGISTRATION_CLOSED):

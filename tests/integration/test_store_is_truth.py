@@ -17,6 +17,14 @@ import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 from kafka import KafkaAdminClient, KafkaProducer
 
+from adapters.clock import ManualClock
+from adapters.contract import CONTENT_TYPE, to_message
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker, MailCatcher, free_port
+from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
+from adapters.relay import Relay
+from adapters.store_reader import StoreReader
+from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig
 from projections.projector import (
     ProjectionGap,
@@ -25,14 +33,6 @@ from projections.projector import (
     create_tables,
     replay,
 )
-from service.app import Rollcall
-from service.clock import ManualClock
-from service.contract import CONTENT_TYPE, to_message
-from service.db import engine_for
-from service.embedded import LocalBroker, MailCatcher, free_port
-from service.kafka import DEAD_LETTER, KafkaPublisher, topic_names
-from service.relay import Relay
-from service.store_reader import StoreReader
 from tests.infra import read_topics, wait_for
 from tests.integration.test_projections import dump
 from tests.integration.test_relay import relay_for, story
@@ -313,8 +313,8 @@ def test_no_event_larger_than_the_stated_maximum_is_ever_stored(
 ) -> None:
     """The input policy keeps requests far below EVENT_BYTES_MAX; the store itself is
     the last guard, whatever path a command took."""
+    from adapters import store
     from domain.errors import ValidationFailed
-    from service import store
 
     World(rollcall, clock)
     before = rollcall.store.recorder.max_notification_id()

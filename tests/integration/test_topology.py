@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect
 
+from adapters.clock import ManualClock
+from adapters.db import engine_for
+from adapters.embedded import LocalBroker, MailCatcher
+from adapters.migrations import migrate
+from adapters.store import open_store
+from adapters.store_reader import StoreReader
+from application.service import Rollcall
 from projections.projector import caught_up, create_tables, replay
-from service.app import Rollcall
-from service.clock import ManualClock
-from service.db import engine_for
-from service.embedded import LocalBroker, MailCatcher
-from service.migrations import migrate
-from service.store import open_store
-from service.store_reader import StoreReader
 from tests.infra import fresh_postgres_database, truncate_postgres, wait_for
 from tests.integration.test_projections import dump, scenario
 from tests.scenario import ADMIN, SUPERVISOR, World

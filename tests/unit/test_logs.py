@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service import logs
+from adapters import logs
 
 
 @pytest.fixture

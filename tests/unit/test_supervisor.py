@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy.exc
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from service.faults import Backoff, is_transient
-from service.supervisor import Loop, Supervisor
+from adapters.faults import Backoff, is_transient
+from entrypoints.supervisor import Loop, Supervisor
 
 
 def flaky(failures: int, ran: threading.Event) -> tuple[list[int], Loop]:
@@ -37,7 +37,7 @@ def test_a_failed_part_is_rebuilt_and_restarted_with_one_line_per_failure(
     ran = threading.Event()
     built, factory = flaky(2, ran)
     supervisor = Supervisor(restart=True, first_backoff=0.01, max_backoff=0.02)
-    with caplog.at_level(logging.ERROR, logger="service.supervisor"):
+    with caplog.at_level(logging.ERROR, logger="entrypoints.supervisor"):
         supervisor.start("relay", factory)  # type: ignore[arg-type]
         assert ran.wait(5)
     assert supervisor.shutdown(timeout=5)

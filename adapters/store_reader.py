@@ -18,8 +18,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification
 from sqlalchemy import Engine, text
 
-from service.contract import Event, EventType, registry
-from service.store import EventStore
+from adapters.contract import Event, EventType, registry
+from adapters.store import EventStore
 
 
 class StoreReader:

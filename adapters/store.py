@@ -18,10 +18,10 @@ from eventsourcing.application import Application, Repository
 from eventsourcing.persistence import Mapper, StoredEvent
 from sqlalchemy.engine import make_url
 
+from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
+from adapters.migrations import migrate
 from domain.errors import ValidationFailed
 from domain.inputs import EVENT_BYTES_MAX
-from service.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
-from service.migrations import migrate
 
 
 class CopyLockedRepository(Repository[UUID]):
@@ -137,7 +137,7 @@ def open_store(database_url: str) -> EventStore:
 
 @contextmanager
 def schema_locked(env: dict[str, str]) -> Iterator[None]:
-    """Hold the schema lock (``service.db.lock_schema``) while the library creates the
+    """Hold the schema lock (``adapters.db.lock_schema``) while the library creates the
     store's schema on its own connections: its ``CREATE OR REPLACE FUNCTION`` fails
     when two processes run it at once."""
     with psycopg.connect(

@@ -24,17 +24,13 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from application.service import Result, Rollcall, SessionInput
 from domain.errors import MESSAGES, Reason, RollcallError
-from projections import catalog as catalog_view
-from projections import notifications as center
-from projections import people
-from projections.projector import caught_up, create_tables
-from projections.tables import LIVE
-from service.api.auth import check_secret, verify_token
-from service.api.correlation import CorrelationMiddleware
-from service.api.idempotency import IdempotencyMiddleware, Keys
-from service.api.limits import Freshness, RateLimit, retry_after
-from service.api.models import (
+from entrypoints.api.auth import check_secret, verify_token
+from entrypoints.api.correlation import CorrelationMiddleware
+from entrypoints.api.idempotency import IdempotencyMiddleware, Keys
+from entrypoints.api.limits import Freshness, RateLimit, retry_after
+from entrypoints.api.models import (
     AttendanceIn,
     CommandOut,
     EnrollIn,
@@ -47,8 +43,12 @@ from service.api.models import (
     UnenrollIn,
     UserIn,
 )
-from service.app import Result, Rollcall, SessionInput
-from service.observability import problems, readiness_body, registry_for
+from entrypoints.observability import problems, readiness_body, registry_for
+from projections import catalog as catalog_view
+from projections import notifications as center
+from projections import people
+from projections.projector import caught_up, create_tables
+from projections.tables import LIVE
 
 RULE_REFUSALS = {
     Reason.REGISTRATION_CLOSED,

@@ -44,9 +44,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adapters.clock import Clock
 from domain.errors import Reason, RollcallError
 from projections.tables import Instant
-from service.clock import Clock
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -56,7 +56,7 @@ IN_PROGRESS_WAIT = 10.0
 KEY_MAX = 255
 NOT_KEPT_ERRORS = {Reason.CONFLICT.value, Reason.RATE_LIMITED.value, Reason.UNAUTHORIZED.value}
 
-_metadata = MetaData()  # the table is made by service/migrations (r0002)
+_metadata = MetaData()  # the table is made by adapters/migrations (r0002)
 keys = Table(
     "rollcall_idempotency",
     _metadata,

@@ -2,7 +2,7 @@
 
 One pydantic model per event type is derived from the domain event class itself, so the
 contract cannot silently diverge from what is stored: a renamed or retyped field changes
-the generated JSON Schema, and the drift test against the checked-in ``service/schemas/``
+the generated JSON Schema, and the drift test against the checked-in ``adapters/schemas/``
 (shipped in the package) fails. The evolution policy is docs/contract.md: data schemas
 are open (consumers ignore fields they do not know, so an added field keeps the
 version), and a breaking change is a new version whose predecessors' schemas stay.
@@ -90,7 +90,7 @@ class EventType:
 
 SCHEMA_ID_PREFIX = "urn:rollcall:schema:"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMAS = files("service") / "schemas"
+SCHEMAS = files("adapters") / "schemas"
 """The contract files, shipped in the package (``rollcall schemas`` writes them)."""
 
 

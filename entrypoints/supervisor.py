@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service import logs
-from service.faults import Backoff, describe, is_transient
+from adapters import logs
+from adapters.faults import Backoff, describe, is_transient
 
 log = logging.getLogger(__name__)
 

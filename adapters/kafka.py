@@ -19,7 +19,7 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from service.contract import AGGREGATES, Message
+from adapters.contract import AGGREGATES, Message
 
 log = logging.getLogger(__name__)
 

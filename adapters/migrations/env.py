@@ -1,4 +1,4 @@
-"""Alembic's entry: always run on the connection ``service.migrations`` hands over."""
+"""Alembic's entry: always run on the connection ``adapters.migrations`` hands over."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from service.app import SYSTEM_ACTOR, Rollcall, SessionInput
-from service.clock import ManualClock
-from service.contract import asyncapi_document, by_ce_type, envelope, event_id, generated_files
+from adapters.clock import ManualClock
+from adapters.contract import asyncapi_document, by_ce_type, envelope, event_id, generated_files
+from application.service import SYSTEM_ACTOR, Rollcall, SessionInput
 
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -109,7 +109,7 @@ def catalog_html(prefix: str = "rollcall") -> str:
     document = asyncapi_document(prefix)
     schemas = document["components"]["schemas"]
     environment = Environment(
-        loader=PackageLoader("service", "templates"),
+        loader=PackageLoader("entrypoints", "templates"),
         autoescape=select_autoescape(default=True),
         trim_blocks=True,
         lstrip_blocks=True,

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from service.faults import Backoff, describe, is_transient
-from service.kafka import consumer
+from adapters.faults import Backoff, describe, is_transient
+from adapters.kafka import consumer
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import logs
+from adapters import logs
 
 HEADER = "X-Correlation-ID"
 MAX_LENGTH = 100

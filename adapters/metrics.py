@@ -1,6 +1,6 @@
 """What a process counts (SPEC §9.5): commands by outcome and their duration, and the
 records it dead-lettered. Registered into each process's registry by
-``service.observability``; kept apart so that any layer may count without importing
+``entrypoints.observability``; kept apart so that any layer may count without importing
 the read side."""
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def engine_for(database_url: str) -> Engine:
 
 SCHEMA_VERSION = 2
 """The version of Rollcall's own tables this code writes (the number of its newest
-migration, ``service/migrations``); a database at a newer one is refused."""
+migration, ``adapters/migrations``); a database at a newer one is refused."""
 SCHEMA = "rollcall:schema"
 """The position that records the schema version (the positions table is Rollcall's)."""
 OURS = {"stored_events", "rollcall_events", "rollcall_positions"}

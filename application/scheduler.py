@@ -16,10 +16,10 @@ import threading
 from datetime import datetime
 from uuid import UUID
 
+from adapters.contract import registry
+from adapters.faults import Backoff, describe, is_transient
+from application.service import Rollcall
 from domain.training import DeadlineKind, Training
-from service.app import Rollcall
-from service.contract import registry
-from service.faults import Backoff, describe, is_transient
 
 log = logging.getLogger(__name__)
 

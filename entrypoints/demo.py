@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from service.api.auth import issue_token
+from entrypoints.api.auth import issue_token
 
 ADMIN, LEARNER, SUPERVISOR = "demo-admin", "demo-lena", "demo-sam"
 

@@ -26,24 +26,25 @@ from eventsourcing.persistence import OperationalError as PersistenceOperational
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
+from adapters import logs, migrations
+from adapters.contract import SCHEMAS, envelope, superseded
+from adapters.db import check_database, engine_for
+from adapters.kafka import ensure_topics, topic_names
+from adapters.store_reader import StoreReader
+from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import NotFound, RollcallError, ValidationFailed
+from entrypoints import bootstrap
+from entrypoints.api.app import create_app
+from entrypoints.api.auth import issue_token
+from entrypoints.api.limits import RateLimit
+from entrypoints.catalog import contract_files
+from entrypoints.demo import ADMIN as DEMO_ADMIN
+from entrypoints.demo import Demo
+from entrypoints.observability import problems, registry_for, serve_health
+from entrypoints.runtime import Runtime, jwt_secret
+from entrypoints.settings import Settings
 from projections.projector import IncompleteHistory, ProjectionGap, covering, kafka_events
 from projections.projector import replay as projector_replay
-from service import bootstrap, logs, migrations
-from service.api.app import create_app
-from service.api.auth import issue_token
-from service.api.limits import RateLimit
-from service.app import SYSTEM_ACTOR, Rollcall
-from service.catalog import contract_files
-from service.contract import envelope, superseded
-from service.db import check_database, engine_for
-from service.demo import ADMIN as DEMO_ADMIN
-from service.demo import Demo
-from service.kafka import ensure_topics, topic_names
-from service.observability import problems, registry_for, serve_health
-from service.runtime import Runtime, jwt_secret
-from service.settings import Settings
-from service.store_reader import StoreReader
 
 app = typer.Typer(help="Rollcall: enrollment in instructor-led training sessions.")
 
@@ -119,7 +120,7 @@ def cli(
     """Rollcall: enrollment in instructor-led training sessions."""
 
 
-SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMAS_DIR = Path(str(SCHEMAS))
 
 
 @app.command()

@@ -17,18 +17,18 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
+from adapters.clock import Clock
+from adapters.db import engine_for
+from adapters.kafka import KafkaPublisher
+from adapters.relay import Relay
+from adapters.store_reader import StoreReader
+from application.scheduler import DeadlineScheduler
+from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig
 from domain.errors import ValidationFailed
+from entrypoints.settings import Settings
+from entrypoints.supervisor import Factory, Loop, Supervisor
 from projections.projector import Projector
-from service.app import Rollcall
-from service.clock import Clock
-from service.db import engine_for
-from service.kafka import KafkaPublisher
-from service.relay import Relay
-from service.scheduler import DeadlineScheduler
-from service.settings import Settings
-from service.store_reader import StoreReader
-from service.supervisor import Factory, Loop, Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.logs import LogFormat
+from adapters.logs import LogFormat
 
 
 class Settings(BaseSettings):

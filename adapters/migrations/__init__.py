@@ -28,7 +28,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from service.db import SCHEMA, SCHEMA_VERSION, advance_position, lock_schema
+from adapters.db import SCHEMA, SCHEMA_VERSION, advance_position, lock_schema
 
 _ALEMBIC = threading.Lock()
 """Alembic runs a migration through process-wide state (``alembic.context``), so two
@@ -37,7 +37,7 @@ threads of one process must never migrate at once."""
 
 def _config() -> Config:
     config = Config()
-    config.set_main_option("script_location", str(files("service.migrations")))
+    config.set_main_option("script_location", str(files("adapters.migrations")))
     return config
 
 

@@ -22,6 +22,11 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from adapters import logs
+from adapters.clock import Clock, SystemClock
+from adapters.metrics import measured
+from adapters.store import EventStore, open_store
+from application.views import enrollment_view, jsonable, session_view, training_view, user_view
 from domain import inputs
 from domain.base import Context
 from domain.deadlines import Restriction
@@ -41,11 +46,6 @@ from domain.rules import (
 )
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User, user_aggregate_id, validate_user_id
-from service import logs
-from service.clock import Clock, SystemClock
-from service.metrics import measured
-from service.store import EventStore, open_store
-from service.views import enrollment_view, jsonable, session_view, training_view, user_view
 
 T = TypeVar("T")
 

@@ -20,12 +20,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, and_, func, select
 
+from adapters.db import get_position
+from adapters.faults import describe
+from adapters.metrics import COMMAND_SECONDS, COMMANDS, DEAD_LETTERS
+from adapters.store import EventStore
 from consumers.notifier import MAIL_ATTEMPTS, outbox
 from projections.tables import LIVE
-from service.db import get_position
-from service.faults import describe
-from service.metrics import COMMAND_SECONDS, COMMANDS, DEAD_LETTERS
-from service.store import EventStore
 
 
 class SystemState(Collector):

@@ -29,12 +29,12 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 from sqlalchemy import Engine
 
-from service.contract import Message, event_id, to_message
-from service.db import get_position, positions_named, set_position
-from service.faults import Backoff, describe, is_transient
-from service.kafka import PublishError, Receipt, Refused
-from service.migrations import migrate
-from service.store import EventStore
+from adapters.contract import Message, event_id, to_message
+from adapters.db import get_position, positions_named, set_position
+from adapters.faults import Backoff, describe, is_transient
+from adapters.kafka import PublishError, Receipt, Refused
+from adapters.migrations import migrate
+from adapters.store import EventStore
 
 log = logging.getLogger(__name__)
 

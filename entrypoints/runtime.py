@@ -20,18 +20,18 @@ from pathlib import Path
 
 import uvicorn
 
+from adapters.clock import Clock
+from adapters.db import check_database
+from adapters.embedded import LocalBroker, MailCatcher, free_port
+from application.service import Rollcall
 from consumers.notifier import Notifier, SmtpConfig
+from entrypoints.api.app import create_app
+from entrypoints.api.auth import check_secret
+from entrypoints.api.limits import RateLimit
+from entrypoints.bootstrap import Wiring, smtp_config
+from entrypoints.settings import Settings
+from entrypoints.supervisor import Loop, Supervisor
 from projections.projector import Projector
-from service.api.app import create_app
-from service.api.auth import check_secret
-from service.api.limits import RateLimit
-from service.app import Rollcall
-from service.bootstrap import Wiring, smtp_config
-from service.clock import Clock
-from service.db import check_database
-from service.embedded import LocalBroker, MailCatcher, free_port
-from service.settings import Settings
-from service.supervisor import Loop, Supervisor
 
 log = logging.getLogger(__name__)
 

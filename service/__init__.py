@@ -1,1 +1,0 @@
-"""Rollcall's application layer: the service that runs commands against the event store."""

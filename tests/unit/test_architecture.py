@@ -1,0 +1,62 @@
+"""The layers of docs/architecture.md hold (import-linter, as `make lint` runs it), and
+the check is real: an upward import added to a copy of the tree breaks it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ["domain", "application", "projections", "consumers", "adapters", "entrypoints"]
+LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
+
+
+def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache", "--config", str(tree / "pyproject.toml")],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def copy_of_the_tree(tmp_path: Path) -> Path:
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    return tmp_path
+
+
+def add_line(path: Path, line: str) -> str:
+    before = path.read_text()
+    path.write_text(f"{before}\n{line}\n")
+    return before
+
+
+def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path: Path) -> None:
+    tree = copy_of_the_tree(tmp_path)
+    kept = lint_imports(tree)
+    assert kept.returncode == 0, kept.stdout
+    assert "0 broken" in kept.stdout
+
+    for module, upward in [
+        ("domain/rules.py", "import adapters.db"),
+        ("adapters/clock.py", "import application.service"),
+        ("projections/catalog.py", "import consumers.notifier"),
+        ("application/views.py", "import projections.tables"),
+        ("consumers/mail.py", "import entrypoints.settings"),
+        ("domain/training.py", "import sqlalchemy"),
+    ]:
+        before = add_line(tree / module, f"{upward}  # an upward import")
+        broken = lint_imports(tree)
+        assert broken.returncode != 0, f"{module}: {upward} was not caught"
+        assert "BROKEN" in broken.stdout
+        (tree / module).write_text(before)

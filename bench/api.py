@@ -22,7 +22,8 @@ import httpx
 
 from application.service import SYSTEM_ACTOR, Rollcall, SessionInput
 from entrypoints.api.auth import issue_token
-from entrypoints.runtime import Runtime, jwt_secret
+from entrypoints.bootstrap import jwt_secret
+from entrypoints.runtime import Runtime
 from entrypoints.settings import Settings
 
 

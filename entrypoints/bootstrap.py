@@ -6,15 +6,19 @@ PART`` build their parts here, and run them under the one supervisor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
+from typing import Any, cast
 
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from adapters.clock import Clock
@@ -26,6 +30,9 @@ from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig
 from domain.errors import ValidationFailed
+from entrypoints.api.app import create_app
+from entrypoints.api.auth import check_secret
+from entrypoints.api.limits import RateLimit
 from entrypoints.settings import Settings
 from entrypoints.supervisor import Factory, Loop, Supervisor
 from projections.projector import Projector
@@ -35,6 +42,21 @@ log = logging.getLogger(__name__)
 
 def open_rollcall(settings: Settings, clock: Clock | None = None) -> Rollcall:
     return Rollcall.open(settings.resolved_database_url, clock)
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The configured secret (at least 32 bytes), or one generated once into the data
+    dir, created readable by its owner only from the first byte."""
+    if settings.jwt_secret:
+        return check_secret(settings.jwt_secret.get_secret_value())
+    path = settings.data_dir / "jwt_secret"
+    if not path.exists():
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+    return check_secret(path.read_text().strip())
 
 
 def require_kafka(settings: Settings) -> str:
@@ -63,10 +85,15 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     )
 
 
+PARTS = ("relay", "projector", "notifier", "scheduler")
+"""The long-running parts besides the API (``rollcall serve PART`` runs one)."""
+
+
 @dataclass
 class Wiring:
     """Real adapters for one process: each part is built afresh by its factory, so a
-    supervisor restarting a part gets new connections and Kafka clients."""
+    supervisor restarting a part gets new connections and Kafka clients. ``built``
+    holds the latest instance of each part (readiness checks look at it)."""
 
     settings: Settings
     rollcall: Rollcall
@@ -74,6 +101,7 @@ class Wiring:
     smtp: SmtpConfig | None = None
     clock: Clock | None = None
     scheduler_interval: float = 1.0
+    built: dict[str, object] = field(default_factory=dict)
 
     @cached_property
     def engine(self) -> Engine:
@@ -114,21 +142,37 @@ class Wiring:
     def scheduler(self) -> DeadlineScheduler:
         return DeadlineScheduler(self.rollcall)
 
-    def factories(self, part: str) -> dict[str, Factory]:
-        """The loops of one part of ``rollcall serve PART`` (the notifier is two)."""
-        interval = self.scheduler_interval
-        parts: dict[str, dict[str, Factory]] = {
-            "relay": {"relay": lambda: self.relay().run},
-            "projector": {"projector": lambda: self.projector().run},
-            "notifier": {"notifier": lambda: self.notifier().run, "sender": self._sender},
-            "scheduler": {
-                "scheduler": lambda: _with_interval(self.scheduler().run, interval),
-            },
-        }
-        return parts[part]
+    def api(self, kafka: str | None) -> FastAPI:
+        """The HTTP API on this process's application service and database."""
+        s = self.settings
+        return create_app(
+            self.rollcall,
+            self.engine,
+            jwt_secret(s),
+            s.token_max_hours,
+            docs=s.docs,
+            rate_limit=RateLimit(s.rate_limit_per_minute, s.rate_limit_burst),
+            kafka=kafka,
+        )
 
-    def _sender(self) -> Loop:
-        return self.sender().run
+    def factories(self, part: str) -> dict[str, Factory]:
+        """The loops of one part (the notifier is two: the notifier and its sender)."""
+        parts: dict[str, dict[str, Callable[[], Any]]] = {
+            "relay": {"relay": self.relay},
+            "projector": {"projector": self.projector},
+            "notifier": {"notifier": self.notifier, "sender": self.sender},
+            "scheduler": {"scheduler": self.scheduler},
+        }
+        return {name: self._recorded(name, build) for name, build in parts[part].items()}
+
+    def _recorded(self, name: str, build: Callable[[], Any]) -> Factory:
+        def factory() -> Loop:
+            self.built[name] = part = build()
+            if name == "scheduler":
+                return _with_interval(part.run, self.scheduler_interval)
+            return cast(Loop, part.run)
+
+        return factory
 
     def close(self) -> None:
         if "engine" in self.__dict__:

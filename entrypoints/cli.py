@@ -34,14 +34,13 @@ from adapters.store_reader import StoreReader
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import NotFound, RollcallError, ValidationFailed
 from entrypoints import bootstrap
-from entrypoints.api.app import create_app
 from entrypoints.api.auth import issue_token
-from entrypoints.api.limits import RateLimit
+from entrypoints.bootstrap import jwt_secret
 from entrypoints.catalog import contract_files
 from entrypoints.demo import ADMIN as DEMO_ADMIN
 from entrypoints.demo import Demo
 from entrypoints.observability import problems, registry_for, serve_health
-from entrypoints.runtime import Runtime, jwt_secret
+from entrypoints.runtime import Runtime
 from entrypoints.settings import Settings
 from projections.projector import IncompleteHistory, ProjectionGap, covering, kafka_events
 from projections.projector import replay as projector_replay
@@ -220,19 +219,15 @@ def serve(
 def serve_api(settings: Settings, host: str, port: int) -> None:
     """The HTTP API alone (production: several replicas behind a load balancer)."""
     with opened(settings) as rollcall:
-        with refusals_as_exit():
-            app_ = create_app(
-                rollcall,
-                engine_for(settings.resolved_database_url),
-                jwt_secret(settings),
-                settings.token_max_hours,
-                docs=settings.docs,
-                rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
-                kafka=settings.kafka_bootstrap,
+        wiring = bootstrap.Wiring(settings, rollcall)
+        try:
+            with refusals_as_exit():
+                app_ = wiring.api(settings.kafka_bootstrap)
+            uvicorn.run(
+                app_, host=host, port=port, log_level="info", log_config=None, server_header=False
             )
-        uvicorn.run(
-            app_, host=host, port=port, log_level="info", log_config=None, server_header=False
-        )
+        finally:
+            wiring.close()
 
 
 @app.command()

@@ -9,14 +9,12 @@ started again on the same port (empty: the relay notices and publishes again).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import secrets
 import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import cast
 
 import uvicorn
 
@@ -25,30 +23,12 @@ from adapters.db import check_database
 from adapters.embedded import LocalBroker, MailCatcher, free_port
 from application.service import Rollcall
 from consumers.notifier import Notifier, SmtpConfig
-from entrypoints.api.app import create_app
-from entrypoints.api.auth import check_secret
-from entrypoints.api.limits import RateLimit
-from entrypoints.bootstrap import Wiring, smtp_config
+from entrypoints.bootstrap import PARTS, Wiring, smtp_config
 from entrypoints.settings import Settings
-from entrypoints.supervisor import Loop, Supervisor
+from entrypoints.supervisor import Supervisor
 from projections.projector import Projector
 
 log = logging.getLogger(__name__)
-
-
-def jwt_secret(settings: Settings) -> str:
-    """The configured secret (at least 32 bytes), or one generated once into the data
-    dir, created readable by its owner only from the first byte."""
-    if settings.jwt_secret:
-        return check_secret(settings.jwt_secret.get_secret_value())
-    path = settings.data_dir / "jwt_secret"
-    if not path.exists():
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as file:
-                file.write(secrets.token_urlsafe(48))
-    return check_secret(path.read_text().strip())
 
 
 class Runtime:
@@ -68,8 +48,6 @@ class Runtime:
         self.supervisor = Supervisor(restart=True)
         self.broker: LocalBroker | None = None
         self.catcher: MailCatcher | None = None
-        self.projector: Projector | None = None
-        self.notifier: Notifier | None = None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._resources = ExitStack()
@@ -123,23 +101,11 @@ class Runtime:
         supervisor = self.supervisor
         if self.broker is not None:
             supervisor.start("broker", lambda: self.broker.watch)  # type: ignore[union-attr]
-        supervisor.start("relay", lambda: wiring.relay().run)
-        supervisor.start("projector", self._projector)
-        supervisor.start("notifier", self._notifier)
-        for name, factory in wiring.factories("notifier").items():
-            if name != "notifier":
+        for part in PARTS:
+            for name, factory in wiring.factories(part).items():
                 supervisor.start(name, factory)
-        supervisor.start("scheduler", wiring.factories("scheduler")["scheduler"])
 
-        app = create_app(
-            self.rollcall,
-            self.engine,
-            jwt_secret(settings),
-            settings.token_max_hours,
-            docs=settings.docs,
-            rate_limit=RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst),
-            kafka=bootstrap,
-        )
+        app = wiring.api(bootstrap)
         self.app = app
         self._server = uvicorn.Server(
             uvicorn.Config(
@@ -162,13 +128,13 @@ class Runtime:
             time.sleep(0.02)
         return self
 
-    def _projector(self) -> Loop:
-        self.projector = self.wiring.projector()
-        return self.projector.run
+    @property
+    def projector(self) -> Projector | None:
+        return cast(Projector | None, self.wiring.built.get("projector"))
 
-    def _notifier(self) -> Loop:
-        self.notifier = self.wiring.notifier()
-        return self.notifier.run
+    @property
+    def notifier(self) -> Notifier | None:
+        return cast(Notifier | None, self.wiring.built.get("notifier"))
 
     def _consumers_ready(self) -> bool:
         """The projector and notifier hold their partitions (the group join is done)."""

@@ -22,7 +22,8 @@ from adapters.store_reader import StoreReader
 from domain.errors import ValidationFailed
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import ALGORITHM, issue_token
-from entrypoints.runtime import Runtime, jwt_secret
+from entrypoints.bootstrap import jwt_secret
+from entrypoints.runtime import Runtime
 from entrypoints.settings import Settings
 from projections.projector import replay
 from tests.conftest import T0

@@ -4,7 +4,6 @@ stops the pipeline, reaches a mail raw, or weakens authentication."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,46 +255,45 @@ def test_every_answer_carries_security_headers_and_no_banner(stack: Stack) -> No
 
 def test_far_ahead_readers_hold_no_worker_and_do_not_slow_others(stack: Stack) -> None:
     """100 readers waiting for a position that will not come within their wait, from 25
-    users (4 each, the per-user cap); an unrelated reader meanwhile stays fast."""
+    users (4 each, the per-user cap); an unrelated reader is answered meanwhile, every
+    time while all 100 still wait. Were a waiter holding a worker thread (the API has
+    40), that reader would queue behind them until their waits end. How fast it is
+    answered beside them is bench/waiters.py's figure, not this test's."""
     readers = [f"reader{i:02d}" for i in range(25)]
     for reader in readers:
         body = {"name": reader, "email": f"{reader}@example.com"}
         assert stack.call("PUT", f"/v1/users/{reader}", ADMIN, json=body).status_code == 201
     tokens = {r: issue_token(r, SECRET, datetime.now(UTC)) for r in [*readers, LEARNER]}
     far = 10**9
+    freshness = stack.runtime.app.state.freshness
+    freshness.wait = 8.0  # long enough to read beside them even on a loaded machine
 
-    async def drill() -> tuple[list[float], list[httpx.Response], httpx.Response]:
+    async def drill() -> tuple[list[int], list[httpx.Response], httpx.Response]:
         async with httpx.AsyncClient(base_url=stack.runtime.url, timeout=30) as client:
 
-            async def wait_far(user: str) -> httpx.Response:
+            async def wait_far(user: str, via: httpx.AsyncClient = client) -> httpx.Response:
                 headers = {"Authorization": f"Bearer {tokens[user]}"}
-                return await client.get(
-                    "/v1/catalog", params={"min_position": far}, headers=headers
-                )
+                return await via.get("/v1/catalog", params={"min_position": far}, headers=headers)
 
             waiting = [asyncio.create_task(wait_far(r)) for r in readers for _ in range(4)]
-            freshness = stack.runtime.app.state.freshness
-            registered_by = time.monotonic() + 2.0  # their wait is 3 s
+            registered_by = time.monotonic() + 5.0
             while freshness.waiting < len(waiting):  # all of them are waiting now
                 assert time.monotonic() < registered_by, freshness.waiting
                 await asyncio.sleep(0.01)
-            over_cap = await wait_far(readers[0])  # a fifth for one user: answered at once
-            timings = []
+            still_waiting = []
             headers = {"Authorization": f"Bearer {tokens[LEARNER]}"}
-            # Another user, on connections of their own (the waiters hold this client's).
+            # On connections of their own (the waiters hold all of the first client's).
             async with httpx.AsyncClient(base_url=stack.runtime.url, timeout=30) as other:
-                for _ in range(40):
-                    began = time.perf_counter()
+                over_cap = await wait_far(readers[0], other)  # a fifth: answered at once
+                still_waiting.append(freshness.waiting)
+                for _ in range(20):
                     answer = await other.get("/v1/catalog", headers=headers)
-                    timings.append(time.perf_counter() - began)
                     assert answer.status_code == 200
-            return timings, await asyncio.gather(*waiting), over_cap
+                    still_waiting.append(freshness.waiting)
+            return still_waiting, await asyncio.gather(*waiting), over_cap
 
-    timings, waited, over_cap = asyncio.run(drill())
-    p99 = statistics.quantiles(timings, n=100)[98]
-    p50 = statistics.median(timings)
-    print(f"GET /v1/catalog beside 100 waiters: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
-    assert p99 < 0.100
+    still_waiting, waited, over_cap = asyncio.run(drill())
+    assert still_waiting == [100] * 21
     assert over_cap.headers["X-Rollcall-Stale"] == "true"
     assert all(w.status_code == 200 for w in waited)
     assert all(w.headers["X-Rollcall-Stale"] == "true" for w in waited)

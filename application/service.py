@@ -27,22 +27,14 @@ from adapters.clock import Clock, SystemClock
 from adapters.metrics import measured
 from adapters.store import EventStore, open_store
 from application.views import enrollment_view, jsonable, session_view, training_view, user_view
-from domain import inputs
+from domain import enrolling, inputs
 from domain.base import Context
 from domain.deadlines import Restriction
 from domain.enrollment import Attendance, Enrollment
-from domain.errors import Forbidden, NotFound, Reason, RollcallError, RuleViolation
+from domain.errors import Forbidden, NotFound, Reason, RollcallError
 from domain.rules import (
-    decide,
     eligible_sessions,
-    enroll_refusals,
-    leave_refusals,
-    no_target_refusal,
-    r1_participant_selects,
-    reenrollment_possible,
-    switch_refusals,
     switch_warnings,
-    unenroll_warnings,
 )
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User, user_aggregate_id, validate_user_id
@@ -317,23 +309,12 @@ class Rollcall:
         """Cancel a session; its participants are unenrolled in the same transaction."""
 
         def change(ctx: Context, training: Training) -> list[Aggregate]:
-            training.session(session_id)
-            unenrolled: list[Aggregate] = []
-            for user_id, seat in list(training.participants.items()):
-                if seat.session_id != session_id:
-                    continue
-                enrollment = self._get(Enrollment, seat.enrollment_id, "enrollment")
-                training.release_seat(ctx, user_id)
-                enrollment.unenroll(
-                    ctx,
-                    "session_cancelled",
-                    by_admin=True,
-                    reenrollment_possible=reenrollment_possible(training, ctx.now),
-                    overrides=[],
-                )
-                unenrolled.append(enrollment)
-            training.cancel_session(ctx, session_id)
-            return unenrolled
+            participants = {
+                seat.enrollment_id: self._get(Enrollment, seat.enrollment_id, "enrollment")
+                for seat in training.participants.values()
+                if seat.session_id == session_id
+            }
+            return list(enrolling.cancel_session(ctx, training, session_id, participants))
 
         return self._change_training(actor_id, training_id, change, correlation_id, if_match)
 
@@ -397,17 +378,7 @@ class Rollcall:
             ctx = self._context(actor_id, correlation_id)
             training = self._training(training_id)
             _expect(training, if_match)
-            session = _open_session(training, session_id)
-            refusals = enroll_refusals(training, session, user_id, ctx.now)
-            learner_rule = r1_participant_selects(training)
-            if learner_rule is not None:
-                refusals.insert(0, learner_rule)
-            decision = decide(refusals, as_admin)
-            decision.raise_if_refused()
-            enrollment = Enrollment.enroll(
-                ctx, user_id, training.id, session.id, as_admin, decision.overrides
-            )
-            training.take_seat(ctx, user_id, enrollment.id, session.id)
+            enrollment = enrolling.enroll(ctx, training, session_id, user_id, as_admin)
             return [training, enrollment], enrollment_view(training, enrollment, ctx.now)
 
         return self._result(command)
@@ -437,22 +408,14 @@ class Rollcall:
             training = self._training(training_id)
             _expect(training, if_match)
             enrollment = self._enrollment_of(training, user_id)
-            current = training.session(enrollment.session_id)
-            target = _switch_target(training, enrollment, current, session_id, ctx.now, as_admin)
-            if target.id == current.id:
-                raise RollcallError(
-                    Reason.VALIDATION_ERROR,
-                    "you are already enrolled in this session",
-                    {"session_id": str(target.id)},
+            try:
+                warnings = enrolling.switch(
+                    ctx, training, enrollment, session_id, confirm, as_admin
                 )
-            decision = decide(switch_refusals(training, enrollment, target, ctx.now), as_admin)
-            decision.raise_if_refused()
-            warnings = switch_warnings(training, target, ctx.now)
-            if not (confirm or as_admin):
-                target_view = session_view(training, target, ctx.now)
-                raise _confirmation_required(warnings, {"session": target_view})
-            enrollment.switch(ctx, target.id, as_admin, decision.overrides)
-            training.move_seat(ctx, user_id, target.id)
+            except enrolling.ConfirmationRequired as needed:
+                if needed.target is not None:  # what the learner is asked to confirm
+                    needed.details["session"] = session_view(training, needed.target, ctx.now)
+                raise
             return _changed(training, enrollment, ctx.now, warnings)
 
         return self._result(command)
@@ -479,16 +442,7 @@ class Rollcall:
             training = self._training(training_id)
             _expect(training, if_match)
             enrollment = self._enrollment_of(training, user_id)
-            current = training.session(enrollment.session_id)
-            decision = decide(leave_refusals(training, enrollment, current, ctx.now), as_admin)
-            decision.raise_if_refused()
-            warnings = unenroll_warnings(training, ctx.now)
-            if not (confirm or as_admin):
-                raise _confirmation_required(warnings, {})
-            enrollment.unenroll(
-                ctx, reason, as_admin, reenrollment_possible(training, ctx.now), decision.overrides
-            )
-            training.release_seat(ctx, user_id)
+            warnings = enrolling.unenroll(ctx, training, enrollment, reason, confirm, as_admin)
             return _changed(training, enrollment, ctx.now, warnings)
 
         return self._result(command)
@@ -635,31 +589,6 @@ def _expect(aggregate: Aggregate, if_match: Collection[int] | None) -> None:
         )
 
 
-def _open_session(training: Training, session_id: UUID) -> Session:
-    session = training.session(session_id)
-    if session.cancelled:
-        raise NotFound("session", session_id)
-    return session
-
-
-def _switch_target(
-    training: Training,
-    enrollment: Enrollment,
-    current: Session,
-    session_id: UUID | None,
-    now: datetime,
-    as_admin: bool,
-) -> Session:
-    """The chosen session, or the suggested one (R10); why not, when there is none."""
-    if session_id is not None:
-        return _open_session(training, session_id)
-    candidates = eligible_sessions(training, now, current)
-    if candidates:
-        return candidates[0]
-    refusals = [] if as_admin else leave_refusals(training, enrollment, current, now)
-    raise (refusals or [no_target_refusal(training, current, now)])[0].error()
-
-
 def _changed(
     training: Training, enrollment: Enrollment, now: datetime, warnings: list[Any]
 ) -> tuple[Sequence[Aggregate], dict[str, Any]]:
@@ -667,13 +596,6 @@ def _changed(
     view = enrollment_view(training, enrollment, now)
     view["warnings"] = [w.to_dict() for w in warnings]
     return [training, enrollment], view
-
-
-def _confirmation_required(warnings: list[Any], details: dict[str, Any]) -> RuleViolation:
-    return RuleViolation(
-        Reason.CONFIRMATION_REQUIRED,
-        details={**details, "warnings": [w.to_dict() for w in warnings]},
-    )
 
 
 def _history_entry(event: Any) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from adapters.store import EventStore
+from domain import enrolling
 from domain.base import Context
-from domain.enrollment import Enrollment
 from domain.training import Session, Training
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -30,10 +30,8 @@ def fill(store: EventStore, events: int) -> None:
         batch: list[object] = []
         for i in range(50):
             user = f"user{i}"
-            enrollment = Enrollment.enroll(ctx, user, training.id, sessions[0].id, False, [])
-            training.take_seat(ctx, user, enrollment.id, sessions[0].id)
-            enrollment.switch(ctx, sessions[1].id, False, [])
-            training.move_seat(ctx, user, sessions[1].id)
+            enrollment = enrolling.enroll(ctx, training, sessions[0].id, user, as_admin=False)
+            enrolling.switch(ctx, training, enrollment, sessions[1].id, True, as_admin=False)
             batch.append(enrollment)
         written += sum(len(a.pending_events) for a in [training, *batch])  # type: ignore[attr-defined]
         store.save(training, *batch)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from domain import enrolling
 from domain.base import Context
 from domain.deadlines import Offset, Restriction, Unit
 from domain.enrollment import Attendance, Enrollment, ParticipantStatus
@@ -44,10 +45,10 @@ def make_training(
     return training, sessions
 
 
-def enroll(training: Training, session: Session, user: str = "lena") -> Enrollment:
-    enrollment = Enrollment.enroll(CTX, user, training.id, session.id, False, [])
-    training.take_seat(CTX, user, enrollment.id, session.id)
-    return enrollment
+def enroll(
+    training: Training, session: Session, user: str = "lena", as_admin: bool = False
+) -> Enrollment:
+    return enrolling.enroll(CTX, training, session.id, user, as_admin)
 
 
 def reasons(refusals: list[object]) -> list[Reason]:
@@ -63,7 +64,7 @@ def restrict(training: Training, registration: int | None, cancellation: int | N
 
 def test_r1_preassigned_training_refuses_learner_changes() -> None:
     training, (s1, _s2) = make_training(selection="preassigned")
-    enrollment = enroll(training, s1)
+    enrollment = enroll(training, s1, as_admin=True)  # the administrator assigns it
     assert Reason.PREASSIGNED_SESSION in reasons(leave_refusals(training, enrollment, s1, NOW))
     participant, (p1, _) = make_training()
     assert leave_refusals(participant, enroll(participant, p1), p1, NOW) == []

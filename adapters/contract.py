@@ -167,6 +167,18 @@ def by_ce_type() -> dict[str, EventType]:
     return {t.ce_type: t for t in registry().values()}
 
 
+class UnknownEventType(ValueError):
+    """A record of a type this release does not know (a newer producer, a foreign
+    record): every consumer of Rollcall's sends it to the dead-letter topic."""
+
+
+def event_type_of(ce_type: str) -> EventType:
+    try:
+        return by_ce_type()[ce_type]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {ce_type!r}") from None
+
+
 def event_id(aggregate_id: UUID, version: int) -> UUID:
     return uuid5(_EVENT_NAMESPACE, f"{aggregate_id}/{version}")
 

@@ -40,7 +40,12 @@ class StoreReader:
         )
 
     def max_position(self) -> int:
-        return self.store.recorder.max_notification_id() or 0
+        return last_position(self.store)
+
+    def aggregate(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        """An aggregate as of ``version`` (default: now), for a consumer that needs
+        more than the event says (the notifier's names, sessions, supervisors)."""
+        return self.store.repository.get(aggregate_id, version=version)
 
     def batches(self, start: int = 1, batch_size: int = 10_000) -> Iterable[list[Event]]:
         """Every stored event from ``start``, in store order, in batches."""
@@ -87,6 +92,21 @@ class StoreReader:
             event.timestamp,
             event_type.data(event),
         )
+
+
+def last_position(store: EventStore) -> int:
+    """The store position of the newest event (0: none yet)."""
+    return store.recorder.max_notification_id() or 0
+
+
+def latest_versions(store: EventStore, start: int, stop: int) -> dict[str, int]:
+    """Aggregate id -> the highest version among the events at positions ``start`` to
+    ``stop``: what read models must hold to include every one of them."""
+    found: dict[str, int] = {}
+    for n in store.recorder.select_notifications(start=start, limit=stop - start + 1, stop=stop):
+        key = str(n.originator_id)
+        found[key] = max(found.get(key, 0), n.originator_version)
+    return found
 
 
 def _plain_value(obj: dict[str, Any]) -> Any:

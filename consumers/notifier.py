@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.clock import Clock, SystemClock
 from adapters.consumer_loop import ConsumerLoop
-from adapters.contract import Event, by_ce_type
+from adapters.contract import Event, by_ce_type, event_type_of
 from adapters.contract import event_id as event_id_of
 from adapters.db import advance_position, create_schema, get_positions
 from adapters.faults import Backoff, describe, is_transient
@@ -110,8 +110,7 @@ class Notifier:
         reader: StoreReader | None = None,
     ) -> None:
         self.engine = engine
-        self.store = store
-        self.reader = reader
+        self.reader = reader or StoreReader(store, engine)
         self.clock: Clock = clock or SystemClock()
         migrate(engine)
         create_schema(engine, LIVE.metadata)
@@ -161,7 +160,7 @@ class Notifier:
             last = seen.get(SEEN + event.subject, 0)
             if event.sequence <= last:
                 continue  # redelivered
-            if event.sequence > last + 1 and self.reader is not None:
+            if event.sequence > last + 1:
                 missing = self.reader.events_of(event.subject, last, event.sequence - 1)
                 log.warning(
                     "notifier: %s arrived at version %d after %d; read %d missing from the store",
@@ -180,9 +179,7 @@ class Notifier:
         """(notice, learner, supervisor to mail or None) for each participant concerned."""
         name, data = event.name, event.data
         if name == "ParticipantListLocked":
-            training: Training = self.store.repository.get(
-                UUID(event.subject), version=event.sequence
-            )
+            training: Training = self.reader.aggregate(UUID(event.subject), version=event.sequence)
             return [
                 self._addressed(
                     Notice(
@@ -198,10 +195,8 @@ class Notifier:
             ]
         if name not in {"Enrolled", "SessionSwitched", "Unenrolled"}:
             return []
-        enrollment: Enrollment = self.store.repository.get(
-            UUID(event.subject), version=event.sequence
-        )
-        training = self.store.repository.get(enrollment.training_id)
+        enrollment: Enrollment = self.reader.aggregate(UUID(event.subject), version=event.sequence)
+        training = self.reader.aggregate(enrollment.training_id)
         session_of: Callable[[UUID], Session] = training.session
         notice = {
             "Enrolled": lambda: Notice(
@@ -233,12 +228,12 @@ class Notifier:
     def _addressed(
         self, notice: Notice, learner_id: str, training: Training
     ) -> tuple[Notice, User, User | None]:
-        learner: User = self.store.repository.get(user_aggregate_id(learner_id))
+        learner: User = self.reader.aggregate(user_aggregate_id(learner_id))
         notice = Notice(**{**notice.__dict__, "learner_name": learner.name})
         supervisor: User | None = None
         if training.notify_supervisors and learner.supervisor_id:
             try:
-                supervisor = self.store.repository.get(user_aggregate_id(learner.supervisor_id))
+                supervisor = self.reader.aggregate(user_aggregate_id(learner.supervisor_id))
             except AggregateNotFoundError:
                 log.warning(
                     "supervisor %s of %s is not in the directory", learner.supervisor_id, learner_id
@@ -318,8 +313,7 @@ def _parse(record: ConsumerRecord) -> Event:
     try:
         envelope = json.loads(record.value)
         event = Event.from_cloudevent(envelope)
-        event_type = by_ce_type()[event.type]
-        event_type.model.model_validate(event.data)
+        event_type_of(event.type).model.model_validate(event.data)
     except (ValueError, KeyError, TypeError, ValidationError) as error:
         raise Undeliverable(f"{type(error).__name__}: {error}") from error
     return event

@@ -22,12 +22,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.consumer_loop import ConsumerLoop
-from adapters.contract import by_ce_type
+from adapters.contract import event_type_of
 from adapters.db import advance_position, create_schema, drop_schema, get_position
 from adapters.kafka import DEAD_LETTER, consumer, topic_names
 from adapters.migrations import migrate
 from adapters.store import EventStore
-from adapters.store_reader import StoreReader
+from adapters.store_reader import StoreReader, last_position, latest_versions
 from projections.catalog import on_training_event
 from projections.people import on_enrollment_event, on_user_event
 from projections.tables import LIVE, Tables, tables
@@ -84,11 +84,9 @@ def apply(
     }
     for table, keys in by_aggregate.values():
         uow.prefetch(table, keys)
-    known = by_ce_type()
     applied = 0
     for event in events:
-        if event.type not in known:
-            raise ValueError(f"unknown event type {event.type}")
+        event_type_of(event.type)  # an unknown type is dead-lettered, as everywhere
         progress = uow.get(t.applied, event.subject)
         version = progress["version"] if progress else 0
         if event.sequence <= version:
@@ -265,15 +263,9 @@ def caught_up(conn: Connection, store: EventStore, position: int, t: Tables = LI
     checkpoint = get_position(conn, CHECKED)
     if position <= checkpoint:
         return True
-    if position > (store.recorder.max_notification_id() or 0):
+    if position > last_position(store):
         return False  # not even stored yet
-    notifications = store.recorder.select_notifications(
-        start=checkpoint + 1, limit=position - checkpoint, stop=position
-    )
-    needed: dict[str, int] = {}
-    for n in notifications:
-        key = str(n.originator_id)
-        needed[key] = max(needed.get(key, 0), n.originator_version)
+    needed = latest_versions(store, checkpoint + 1, position)
     rows = conn.execute(
         select(t.applied.c.aggregate_id, t.applied.c.version).where(
             t.applied.c.aggregate_id.in_(list(needed))

@@ -1,7 +1,8 @@
 """Fault drills (SPEC §9.1, R15): kill processes and the broker, cut database
 connections, feed poison, under traffic; then count what arrived.
 
-Each drill prints one line of figures (``DRILL ...``) that the drill table of docs/reliability.md collects.
+Each drill prints one line of figures (``DRILL ...``) that the drill table of
+docs/reliability.md collects.
 What may repeat: a mail whose sender died between the SMTP server's acceptance and
 recording it as sent, resent once with the same Message-ID. Nothing may be lost.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -26,7 +26,22 @@ from adapters import logs
 from adapters.clock import Clock, SystemClock
 from adapters.metrics import measured
 from adapters.store import EventStore, open_store
-from application.views import enrollment_view, jsonable, session_view, training_view, user_view
+from application.audit import history_entry, jsonable
+from application.commands import (
+    AddSession,
+    CancelSession,
+    Command,
+    CreateTraining,
+    Enroll,
+    PutUser,
+    RecordAttendance,
+    RescheduleSession,
+    SetLock,
+    SetRestrictions,
+    Switch,
+    TrainingCommand,
+    Unenroll,
+)
 from domain import enrolling, inputs
 from domain.base import Context
 from domain.deadlines import Restriction
@@ -36,8 +51,9 @@ from domain.rules import (
     eligible_sessions,
     switch_warnings,
 )
-from domain.training import DeadlineKind, Session, Training
+from domain.training import DeadlineKind, Training
 from domain.user import User, user_aggregate_id, validate_user_id
+from domain.views import enrollment_view, session_view, training_view, user_view
 
 T = TypeVar("T")
 
@@ -56,20 +72,6 @@ class Result:
     position: int | None
 
 
-@dataclass(frozen=True)
-class SessionInput:
-    starts_at: datetime
-    ends_at: datetime
-    timezone: str
-    location: str = ""
-    capacity: int | None = None
-
-    def session(self, session_id: UUID) -> Session:
-        return Session.validated(
-            session_id, self.starts_at, self.ends_at, self.timezone, self.location, self.capacity
-        )
-
-
 class Rollcall:
     def __init__(self, store: EventStore, clock: Clock | None = None) -> None:
         self.store = store
@@ -85,9 +87,10 @@ class Rollcall:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _context(self, actor_id: str, correlation_id: str | None) -> Context:
-        correlation_id = correlation_id or logs.correlation_id() or logs.new_correlation_id()
-        return Context(actor_id, self.clock.now(), correlation_id)
+    def _context(self, cmd: Command) -> Context:
+        """Who, when (the clock at the time of the command, R14) and which request."""
+        correlation_id = cmd.correlation_id or logs.correlation_id() or logs.new_correlation_id()
+        return Context(cmd.actor_id, self.clock.now(), correlation_id)
 
     def _run(self, command: Callable[[], tuple[Sequence[Aggregate], T]]) -> tuple[T, int | None]:
         """Run ``command`` and save what it changed atomically, retrying on conflicts."""
@@ -179,36 +182,25 @@ class Rollcall:
     # -- directory ---------------------------------------------------------------------
 
     @measured("put_user")
-    def put_user(
-        self,
-        actor_id: str,
-        user_id: str,
-        name: str,
-        email: str,
-        supervisor_id: str | None = None,
-        roles: Iterable[str] = (),
-        permissions: Iterable[str] = (),
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
+    def put_user(self, cmd: PutUser) -> Result:
         """Create or update a directory entry (admin, or the system actor at bootstrap)."""
-        self._require_admin(actor_id)
-        roles, permissions = list(roles), list(permissions)
-        if supervisor_id is not None:
-            self._user(supervisor_id)
+        self._require_admin(cmd.actor_id)
+        if cmd.supervisor_id is not None:
+            self._user(cmd.supervisor_id)
+        details = (cmd.name, cmd.email, cmd.supervisor_id, list(cmd.roles), list(cmd.permissions))
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
-            ctx = self._context(actor_id, correlation_id)
+            ctx = self._context(cmd)
             try:
-                user = self._user(user_id)
+                user = self._user(cmd.user_id)
             except NotFound:
-                if if_match is not None:  # nothing to match yet
+                if cmd.if_match is not None:  # nothing to match yet
                     missing = {"version": 0}
                     raise RollcallError(Reason.PRECONDITION_FAILED, details=missing) from None
-                user = User.register(ctx, user_id, name, email, supervisor_id, roles, permissions)
+                user = User.register(ctx, cmd.user_id, *details)
             else:
-                _expect(user, if_match)
-                user.update(ctx, name, email, supervisor_id, roles, permissions)
+                _expect(user, cmd.if_match)
+                user.update(ctx, *details)
             return [user], user_view(user)
 
         return self._result(command)
@@ -225,132 +217,71 @@ class Rollcall:
     # -- trainings ---------------------------------------------------------------------
 
     @measured("create_training")
-    def create_training(
-        self,
-        actor_id: str,
-        title: str,
-        description: str = "",
-        session_selection: str = "participant",
-        notify_supervisors: bool = True,
-        sessions: Sequence[SessionInput] = (),
-        correlation_id: str | None = None,
-    ) -> Result:
-        self.require_manager(actor_id)
-        ctx = self._context(actor_id, correlation_id)
-        training = Training.create(ctx, title, description, session_selection, notify_supervisors)
-        for spec in sessions:
+    def create_training(self, cmd: CreateTraining) -> Result:
+        self.require_manager(cmd.actor_id)
+        ctx = self._context(cmd)
+        training = Training.create(
+            ctx, cmd.title, cmd.description, cmd.session_selection, cmd.notify_supervisors
+        )
+        for spec in cmd.sessions:
             training.add_session(ctx, spec.session(uuid.uuid4()))
         _, position = self._run(lambda: ([training], None))
         return Result(training_view(training, ctx.now), position)
 
     def _change_training(
         self,
-        actor_id: str,
-        training_id: UUID,
-        change: Callable[[Context, Training], list[Aggregate]],
-        correlation_id: str | None,
-        if_match: Collection[int] | None = None,
+        cmd: TrainingCommand,
+        change: Callable[[Context, Training], Sequence[Aggregate] | None],
     ) -> Result:
-        self.require_manager(actor_id)
+        """Run ``change`` on the command's training (managers, R12) and answer with it."""
+        self.require_manager(cmd.actor_id)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
-            ctx = self._context(actor_id, correlation_id)
-            training = self._training(training_id)
-            _expect(training, if_match)
-            others = change(ctx, training)
+            ctx = self._context(cmd)
+            training = self._training(cmd.training_id)
+            _expect(training, cmd.if_match)
+            others = change(ctx, training) or ()
             return [training, *others], training_view(training, ctx.now)
 
         return self._result(command)
 
     @measured("add_session")
-    def add_session(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        spec: SessionInput,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
-        session_id = uuid.uuid4()
-
-        def change(ctx: Context, training: Training) -> list[Aggregate]:
-            training.add_session(ctx, spec.session(session_id))
-            return []
-
-        result = self._change_training(actor_id, training_id, change, correlation_id, if_match)
-        result.value["session_id"] = str(session_id)
+    def add_session(self, cmd: AddSession) -> Result:
+        session = cmd.session.session(uuid.uuid4())
+        result = self._change_training(cmd, lambda ctx, t: t.add_session(ctx, session))
+        result.value["session_id"] = str(session.id)
         return result
 
     @measured("reschedule_session")
-    def reschedule_session(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        session_id: UUID,
-        spec: SessionInput,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
-        def change(ctx: Context, training: Training) -> list[Aggregate]:
-            training.reschedule_session(ctx, spec.session(session_id))
-            return []
-
-        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
+    def reschedule_session(self, cmd: RescheduleSession) -> Result:
+        session = cmd.session.session(cmd.session_id)
+        return self._change_training(cmd, lambda ctx, t: t.reschedule_session(ctx, session))
 
     @measured("cancel_session")
-    def cancel_session(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        session_id: UUID,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
+    def cancel_session(self, cmd: CancelSession) -> Result:
         """Cancel a session; its participants are unenrolled in the same transaction."""
 
         def change(ctx: Context, training: Training) -> list[Aggregate]:
             participants = {
                 seat.enrollment_id: self._get(Enrollment, seat.enrollment_id, "enrollment")
                 for seat in training.participants.values()
-                if seat.session_id == session_id
+                if seat.session_id == cmd.session_id
             }
-            return list(enrolling.cancel_session(ctx, training, session_id, participants))
+            return list(enrolling.cancel_session(ctx, training, cmd.session_id, participants))
 
-        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
+        return self._change_training(cmd, change)
 
     @measured("set_restrictions")
-    def set_restrictions(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        stop_registration: dict[str, Any] | None,
-        stop_cancellation: dict[str, Any] | None,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
-        registration = Restriction.from_dict(stop_registration)
-        cancellation = Restriction.from_dict(stop_cancellation)
-
-        def change(ctx: Context, training: Training) -> list[Aggregate]:
-            training.set_restrictions(ctx, registration, cancellation)
-            return []
-
-        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
+    def set_restrictions(self, cmd: SetRestrictions) -> Result:
+        registration = Restriction.from_dict(cmd.stop_registration)
+        cancellation = Restriction.from_dict(cmd.stop_cancellation)
+        return self._change_training(
+            cmd, lambda ctx, t: t.set_restrictions(ctx, registration, cancellation)
+        )
 
     @measured("set_lock")
-    def set_lock(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        locked: bool,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
-        def change(ctx: Context, training: Training) -> list[Aggregate]:
-            training.set_locked(ctx, locked)
-            return []
-
-        return self._change_training(actor_id, training_id, change, correlation_id, if_match)
+    def set_lock(self, cmd: SetLock) -> Result:
+        return self._change_training(cmd, lambda ctx, t: t.set_locked(ctx, cmd.locked))
 
     def get_training(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
         self._actor(actor_id)
@@ -359,58 +290,37 @@ class Rollcall:
     # -- enrollments ---------------------------------------------------------------------
 
     @measured("enroll")
-    def enroll(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        session_id: UUID,
-        user_id: str | None = None,
-        as_admin: bool = False,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
+    def enroll(self, cmd: Enroll) -> Result:
         """A learner enrolls themselves (R1, R4, R6); an administrator anyone (R13)."""
-        user_id = user_id or actor_id
-        self._authorize_on(actor_id, user_id, as_admin)
+        user_id = cmd.user_id or cmd.actor_id
+        self._authorize_on(cmd.actor_id, user_id, cmd.as_admin)
         self._user(user_id)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
-            ctx = self._context(actor_id, correlation_id)
-            training = self._training(training_id)
-            _expect(training, if_match)
-            enrollment = enrolling.enroll(ctx, training, session_id, user_id, as_admin)
+            ctx = self._context(cmd)
+            training = self._training(cmd.training_id)
+            _expect(training, cmd.if_match)
+            enrollment = enrolling.enroll(ctx, training, cmd.session_id, user_id, cmd.as_admin)
             return [training, enrollment], enrollment_view(training, enrollment, ctx.now)
 
         return self._result(command)
 
     @measured("switch")
-    def switch(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        user_id: str | None = None,
-        session_id: UUID | None = None,
-        confirm: bool = False,
-        as_admin: bool = False,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
+    def switch(self, cmd: Switch) -> Result:
         """Move to another session: the suggested one unless ``session_id`` is given (R10).
 
         A learner must confirm (R9); unconfirmed, nothing changes and the answer is a
         ``confirmation_required`` refusal carrying the warnings to show (R8).
         """
-        user_id = user_id or actor_id
-        self._authorize_on(actor_id, user_id, as_admin)
+        user_id = cmd.user_id or cmd.actor_id
+        self._authorize_on(cmd.actor_id, user_id, cmd.as_admin)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
-            ctx = self._context(actor_id, correlation_id)
-            training = self._training(training_id)
-            _expect(training, if_match)
-            enrollment = self._enrollment_of(training, user_id)
+            ctx = self._context(cmd)
+            training, enrollment = self._enrollment_in(cmd, user_id)
             try:
                 warnings = enrolling.switch(
-                    ctx, training, enrollment, session_id, confirm, as_admin
+                    ctx, training, enrollment, cmd.session_id, cmd.confirm, cmd.as_admin
                 )
             except enrolling.ConfirmationRequired as needed:
                 if needed.target is not None:  # what the learner is asked to confirm
@@ -421,60 +331,47 @@ class Rollcall:
         return self._result(command)
 
     @measured("unenroll")
-    def unenroll(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        user_id: str | None = None,
-        confirm: bool = False,
-        reason: str = "",
-        as_admin: bool = False,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
+    def unenroll(self, cmd: Unenroll) -> Result:
         """Leave the training (R1-R5); a learner must confirm (R9) and is warned (R8)."""
-        user_id = user_id or actor_id
-        self._authorize_on(actor_id, user_id, as_admin)
-        reason = inputs.multi_line("reason", reason, inputs.REASON_MAX)
+        user_id = cmd.user_id or cmd.actor_id
+        self._authorize_on(cmd.actor_id, user_id, cmd.as_admin)
+        reason = inputs.multi_line("reason", cmd.reason, inputs.REASON_MAX)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
-            ctx = self._context(actor_id, correlation_id)
-            training = self._training(training_id)
-            _expect(training, if_match)
-            enrollment = self._enrollment_of(training, user_id)
-            warnings = enrolling.unenroll(ctx, training, enrollment, reason, confirm, as_admin)
+            ctx = self._context(cmd)
+            training, enrollment = self._enrollment_in(cmd, user_id)
+            warnings = enrolling.unenroll(
+                ctx, training, enrollment, reason, cmd.confirm, cmd.as_admin
+            )
             return _changed(training, enrollment, ctx.now, warnings)
 
         return self._result(command)
 
     @measured("record_attendance")
-    def record_attendance(
-        self,
-        actor_id: str,
-        training_id: UUID,
-        session_id: UUID,
-        user_id: str,
-        status: str,
-        correlation_id: str | None = None,
-        if_match: Collection[int] | None = None,
-    ) -> Result:
-        self._require_admin(actor_id)
+    def record_attendance(self, cmd: RecordAttendance) -> Result:
+        self._require_admin(cmd.actor_id)
         try:
-            attendance = Attendance(status)
+            attendance = Attendance(cmd.status)
         except ValueError:
             raise RollcallError(
-                Reason.VALIDATION_ERROR, "status must be 'attended' or 'absent'", {"status": status}
+                Reason.VALIDATION_ERROR,
+                "status must be 'attended' or 'absent'",
+                {"status": cmd.status},
             ) from None
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
-            ctx = self._context(actor_id, correlation_id)
-            training = self._training(training_id)
-            _expect(training, if_match)
-            enrollment = self._enrollment_of(training, user_id)
-            enrollment.record_attendance(ctx, training.session(session_id), attendance)
+            ctx = self._context(cmd)
+            training, enrollment = self._enrollment_in(cmd, cmd.user_id)
+            enrollment.record_attendance(ctx, training.session(cmd.session_id), attendance)
             return [enrollment], enrollment_view(training, enrollment, ctx.now)
 
         return self._result(command)
+
+    def _enrollment_in(self, cmd: TrainingCommand, user_id: str) -> tuple[Training, Enrollment]:
+        """The command's training (at an ``If-Match`` version) and the user's enrollment."""
+        training = self._training(cmd.training_id)
+        _expect(training, cmd.if_match)
+        return training, self._enrollment_of(training, user_id)
 
     def enrollment(self, actor_id: str, training_id: UUID, user_id: str) -> dict[str, Any]:
         """One enrollment with its status and the actions the learner has now (R5, R10)."""
@@ -521,7 +418,7 @@ class Rollcall:
         in the session; safe to run concurrently and repeatedly. Returns events recorded."""
 
         def command() -> tuple[Sequence[Aggregate], int]:
-            ctx = self._context(SYSTEM_ACTOR, None)
+            ctx = self._context(Command(actor_id=SYSTEM_ACTOR))
             training = self._training(training_id)
             enrollments: dict[UUID, Enrollment] = {}  # each loaded once: one new version each
             for session in training.active_sessions():
@@ -551,7 +448,7 @@ class Rollcall:
         events = list(self.store.events.get(aggregate_id))
         if not events:
             raise NotFound("aggregate", aggregate_id)
-        return [_history_entry(e) for e in events]
+        return [history_entry(e) for e in events]
 
     def state_as_of(
         self,
@@ -596,21 +493,3 @@ def _changed(
     view = enrollment_view(training, enrollment, now)
     view["warnings"] = [w.to_dict() for w in warnings]
     return [training, enrollment], view
-
-
-def _history_entry(event: Any) -> dict[str, Any]:
-    fields = {
-        k: v
-        for k, v in vars(event).items()
-        if k not in {"originator_id", "originator_version", "timestamp", "originator_topic"}
-    }
-    actor = fields.pop("actor_id", None)
-    correlation = fields.pop("correlation_id", None)
-    return {
-        "version": event.originator_version,
-        "type": type(event).TOPIC,
-        "occurred_at": event.timestamp.isoformat(),
-        "actor_id": actor,
-        "correlation_id": correlation,
-        "data": jsonable(fields),
-    }

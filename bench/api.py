@@ -20,7 +20,8 @@ from uuid import UUID
 
 import httpx
 
-from application.service import SYSTEM_ACTOR, Rollcall, SessionInput
+from application.commands import CreateTraining, Enroll, PutUser, SessionInput
+from application.service import SYSTEM_ACTOR, Rollcall
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.runtime import Runtime
@@ -32,7 +33,9 @@ def trainings(rc: Rollcall, count: int) -> list[tuple[UUID, UUID]]:
     session = SessionInput(start, start + timedelta(hours=2), "UTC", "Room", None)
     made = []
     for _ in range(count):
-        value = rc.create_training("admin", "Bench", sessions=[session]).value
+        value = rc.create_training(
+            CreateTraining(actor_id="admin", title="Bench", sessions=[session])
+        ).value
         made.append((UUID(value["id"]), UUID(value["sessions"][0]["id"])))
     return made
 
@@ -52,15 +55,30 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         with Runtime(settings) as runtime:
             rc = runtime.rollcall
-            rc.put_user(SYSTEM_ACTOR, "admin", "Admin", "admin@example.com", roles=["admin"])
-            rc.put_user(SYSTEM_ACTOR, "learner", "Learner", "learner@example.com")
+            rc.put_user(
+                PutUser(
+                    actor_id=SYSTEM_ACTOR,
+                    user_id="admin",
+                    name="Admin",
+                    email="admin@example.com",
+                    roles=["admin"],
+                )
+            )
+            rc.put_user(
+                PutUser(
+                    actor_id=SYSTEM_ACTOR,
+                    user_id="learner",
+                    name="Learner",
+                    email="learner@example.com",
+                )
+            )
             in_process, over_http, concurrent = trainings(rc, n), trainings(rc, n), trainings(rc, n)
 
             latencies = []
             began = time.perf_counter()
             for tid, sid in in_process:
                 t = time.perf_counter()
-                rc.enroll("learner", tid, sid)
+                rc.enroll(Enroll(actor_id="learner", training_id=tid, session_id=sid))
                 latencies.append(time.perf_counter() - t)
             direct_rate = n / (time.perf_counter() - began)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from application.commands import PutUser
 from application.service import SYSTEM_ACTOR
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
@@ -50,7 +51,13 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp), rate_limit_burst=100_000)
         with Runtime(settings) as runtime:
             runtime.rollcall.put_user(
-                SYSTEM_ACTOR, "ada", "Ada", "ada@example.com", roles=["admin"]
+                PutUser(
+                    actor_id=SYSTEM_ACTOR,
+                    user_id="ada",
+                    name="Ada",
+                    email="ada@example.com",
+                    roles=["admin"],
+                )
             )
             token = issue_token("ada", jwt_secret(settings), datetime.now(UTC))
             auth = {"Authorization": f"Bearer {token}"}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from application.commands import PutUser
 from application.service import SYSTEM_ACTOR
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
@@ -57,7 +58,7 @@ async def run(
             await client.get("/v1/catalog", params={"min_position": 10**9}, headers=headers)
 
         tasks = [asyncio.create_task(wait_far(readers[i % len(readers)])) for i in range(waiters)]
-        freshness = runtime.app.state.freshness
+        freshness = runtime.app.state.api.freshness
         arrival = time.monotonic()
         while freshness.waiting < waiters and time.monotonic() - arrival < 2.5:
             await asyncio.sleep(0.01)
@@ -83,7 +84,14 @@ def main() -> None:
             rc = runtime.rollcall
             users = ["learner", *(f"reader{i:02d}" for i in range(max(1, args.waiters // 4)))]
             for user in users:
-                rc.put_user(SYSTEM_ACTOR, user, user.title(), f"{user}@example.com")
+                rc.put_user(
+                    PutUser(
+                        actor_id=SYSTEM_ACTOR,
+                        user_id=user,
+                        name=user.title(),
+                        email=f"{user}@example.com",
+                    )
+                )
             secret = jwt_secret(settings)
             tokens = {u: issue_token(u, secret, datetime.now(UTC)) for u in users}
             baseline, beside = asyncio.run(run(runtime, tokens, args.waiters, args.requests))

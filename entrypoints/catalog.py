@@ -24,7 +24,20 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from adapters.clock import ManualClock
 from adapters.contract import asyncapi_document, by_ce_type, envelope, event_id, generated_files
-from application.service import SYSTEM_ACTOR, Rollcall, SessionInput
+from application.commands import (
+    AddSession,
+    CancelSession,
+    CreateTraining,
+    Enroll,
+    PutUser,
+    RecordAttendance,
+    RescheduleSession,
+    SessionInput,
+    SetLock,
+    SetRestrictions,
+    Switch,
+)
+from application.service import SYSTEM_ACTOR, Rollcall
 
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -33,40 +46,114 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 def _story(rc: Rollcall, clock: ManualClock) -> None:
     """Every event type at least once: the directory, a training with its sessions,
     an enrollment that switches, a cancelled session, the lock, a deadline, attendance."""
-    rc.put_user(SYSTEM_ACTOR, "ada", "Ada Admin", "ada@example.com", roles=["admin"])
-    rc.put_user("ada", "sam", "Sam Supervisor", "sam@example.com")
-    rc.put_user("ada", "lena", "Lena Learner", "lena@example.com", supervisor_id="sam")
-    rc.put_user("ada", "otto", "Otto Other", "otto@example.com")
-    rc.put_user("ada", "lena", "Lena Learner-Smith", "lena@example.com", supervisor_id="sam")
-    rc.put_user("ada", "otto", "Otto Other", "otto@example.com", supervisor_id="sam")
-    rc.put_user("ada", "otto", "Otto Other", "otto@example.com", "sam", roles=["trainer"])
+    rc.put_user(
+        PutUser(
+            actor_id=SYSTEM_ACTOR,
+            user_id="ada",
+            name="Ada Admin",
+            email="ada@example.com",
+            roles=["admin"],
+        )
+    )
+    rc.put_user(
+        PutUser(actor_id="ada", user_id="sam", name="Sam Supervisor", email="sam@example.com")
+    )
+    rc.put_user(
+        PutUser(
+            actor_id="ada",
+            user_id="lena",
+            name="Lena Learner",
+            email="lena@example.com",
+            supervisor_id="sam",
+        )
+    )
+    rc.put_user(
+        PutUser(actor_id="ada", user_id="otto", name="Otto Other", email="otto@example.com")
+    )
+    rc.put_user(
+        PutUser(
+            actor_id="ada",
+            user_id="lena",
+            name="Lena Learner-Smith",
+            email="lena@example.com",
+            supervisor_id="sam",
+        )
+    )
+    rc.put_user(
+        PutUser(
+            actor_id="ada",
+            user_id="otto",
+            name="Otto Other",
+            email="otto@example.com",
+            supervisor_id="sam",
+        )
+    )
+    rc.put_user(
+        PutUser(
+            actor_id="ada",
+            user_id="otto",
+            name="Otto Other",
+            email="otto@example.com",
+            supervisor_id="sam",
+            roles=["trainer"],
+        )
+    )
 
     def session(days: int, room: str) -> SessionInput:
         starts = clock.now() + timedelta(days=days)
         return SessionInput(starts, starts + timedelta(hours=3), "Europe/Berlin", room, 12)
 
     created = rc.create_training(
-        "ada",
-        "First aid",
-        "Basic life support and the recovery position.",
-        sessions=[session(10, "Room 1"), session(20, "Room 2")],
+        CreateTraining(
+            actor_id="ada",
+            title="First aid",
+            description="Basic life support and the recovery position.",
+            sessions=[session(10, "Room 1"), session(20, "Room 2")],
+        )
     ).value
     training = UUID(created["id"])
     first, second = (UUID(s["id"]) for s in created["sessions"])
     days_before = {"enabled": True, "amount": 2, "unit": "days"}
-    rc.set_restrictions("ada", training, None, days_before)
-    rc.enroll("lena", training, first)
-    rc.switch("lena", training, "lena", second, confirm=True)
-    third = UUID(rc.add_session("ada", training, session(30, "Room 3")).value["session_id"])
-    rc.reschedule_session("ada", training, third, session(31, "Room 3"))
-    rc.enroll("otto", training, third)
-    rc.cancel_session("ada", training, third)
-    rc.set_lock("ada", training, True)
-    rc.set_lock("ada", training, False)
+    rc.set_restrictions(
+        SetRestrictions(
+            actor_id="ada",
+            training_id=training,
+            stop_registration=None,
+            stop_cancellation=days_before,
+        )
+    )
+    rc.enroll(Enroll(actor_id="lena", training_id=training, session_id=first))
+    rc.switch(
+        Switch(
+            actor_id="lena", training_id=training, user_id="lena", session_id=second, confirm=True
+        )
+    )
+    third = UUID(
+        rc.add_session(
+            AddSession(actor_id="ada", training_id=training, session=session(30, "Room 3"))
+        ).value["session_id"]
+    )
+    rc.reschedule_session(
+        RescheduleSession(
+            actor_id="ada", training_id=training, session_id=third, session=session(31, "Room 3")
+        )
+    )
+    rc.enroll(Enroll(actor_id="otto", training_id=training, session_id=third))
+    rc.cancel_session(CancelSession(actor_id="ada", training_id=training, session_id=third))
+    rc.set_lock(SetLock(actor_id="ada", training_id=training, locked=True))
+    rc.set_lock(SetLock(actor_id="ada", training_id=training, locked=False))
     clock.advance(timedelta(days=19))
     rc.record_passed_deadlines(training)
     clock.advance(timedelta(days=1, hours=4))
-    rc.record_attendance("ada", training, second, "lena", "attended")
+    rc.record_attendance(
+        RecordAttendance(
+            actor_id="ada",
+            training_id=training,
+            session_id=second,
+            user_id="lena",
+            status="attended",
+        )
+    )
 
 
 @cache

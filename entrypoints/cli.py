@@ -31,6 +31,7 @@ from adapters.contract import SCHEMAS, envelope, superseded
 from adapters.db import check_database, engine_for
 from adapters.kafka import ensure_topics, topic_names
 from adapters.store_reader import StoreReader
+from application.commands import PutUser
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import NotFound, RollcallError, ValidationFailed
 from entrypoints import bootstrap
@@ -319,7 +320,15 @@ def users_add(
     with opened(settings) as rollcall:
         roles = ["admin"] if admin else []
         result = rollcall.put_user(
-            SYSTEM_ACTOR, user_id, name, email, supervisor, roles, permission or []
+            PutUser(
+                actor_id=SYSTEM_ACTOR,
+                user_id=user_id,
+                name=name,
+                email=email,
+                supervisor_id=supervisor,
+                roles=roles,
+                permissions=permission or [],
+            )
         )
         typer.echo(json.dumps(result.value))
 
@@ -379,7 +388,14 @@ def demo(
     settings = load_settings()
     with opened(settings) as rollcall:
         rollcall.put_user(
-            SYSTEM_ACTOR, DEMO_ADMIN, "Demo Admin", "admin@example.com", None, ["admin"]
+            PutUser(
+                actor_id=SYSTEM_ACTOR,
+                user_id=DEMO_ADMIN,
+                name="Demo Admin",
+                email="admin@example.com",
+                supervisor_id=None,
+                roles=["admin"],
+            )
         )
     maildir = None if settings.smtp_host else settings.data_dir / "mail"
     try:

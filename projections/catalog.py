@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from domain.deadlines import Restriction
 from domain.training import DeadlineKind, Seat, Session, Training
+from domain.views import session_view
 from projections.tables import Tables
 from projections.unit import Event, Row, UnitOfWork
 
@@ -164,54 +165,42 @@ def open_for_registration(t: Tables, now: datetime) -> Any:
     )
 
 
-def session_view(row: Row, now: datetime) -> dict[str, Any]:
-    capacity = row["capacity"]
-    return {
-        "id": row["session_id"],
-        "starts_at": row["starts_at"].isoformat(),
-        "ends_at": row["ends_at"].isoformat(),
-        "timezone": row["timezone"],
-        "location": row["location"],
-        "capacity": capacity,
-        "cancelled": row["cancelled"],
-        "seats_taken": row["seats_taken"],
-        "seats_left": None if capacity is None else max(0, capacity - row["seats_taken"]),
-        "registration_deadline": _iso(row["registration_deadline"]),
-        "cancellation_deadline": _iso(row["cancellation_deadline"]),
-    }
-
-
-def _iso(instant: datetime | None) -> str | None:
-    return instant.isoformat() if instant else None
-
-
 def catalog(conn: Connection, t: Tables, now: datetime) -> list[dict[str, Any]]:
     """R11: trainings with at least one session open for registration, earliest first."""
     rows = conn.execute(
-        select(t.sessions, t.trainings.c.title, t.trainings.c.description)
-        .join(t.trainings, t.trainings.c.training_id == t.sessions.c.training_id)
+        select(t.sessions.c.session_id, t.sessions.c.training_id, t.sessions.c.seats_taken)
         .where(open_for_registration(t, now))
         .order_by(t.sessions.c.starts_at, t.sessions.c.session_id)
-    ).mappings()
-    trainings: dict[str, dict[str, Any]] = {}
+    ).all()
+    trainings = restore_trainings(conn, t, {r.training_id for r in rows}, participants=False)
+    entries: dict[str, dict[str, Any]] = {}
     for row in rows:
-        entry = trainings.setdefault(
-            row["training_id"],
+        training = trainings[row.training_id]
+        entry = entries.setdefault(
+            row.training_id,
             {
-                "id": row["training_id"],
-                "title": row["title"],
-                "description": row["description"],
+                "id": row.training_id,
+                "title": training.title,
+                "description": training.description,
                 "sessions": [],
             },
         )
-        entry["sessions"].append(session_view(dict(row), now))
-    return list(trainings.values())
+        session = training.session(UUID(row.session_id))
+        entry["sessions"].append(session_view(training, session, now, row.seats_taken))
+    return list(entries.values())
 
 
-def restore_trainings(conn: Connection, t: Tables, training_ids: set[str]) -> dict[str, Training]:
-    """Domain Trainings rebuilt from rows, for the rule functions."""
+def restore_trainings(
+    conn: Connection, t: Tables, training_ids: set[str], participants: bool = True
+) -> dict[str, Training]:
+    """Domain Trainings rebuilt from rows, for the rule functions and the views.
+
+    ``participants=False`` leaves the seat ledger out (it grows with the training): such
+    a Training answers about sessions, deadlines and the lock, not about who holds which
+    seat, so its views take their seat counts from the session rows."""
     if not training_ids:
         return {}
+    columns = [c for c in t.trainings.c if participants or c.name != "participants"]
     sessions: dict[str, list[Row]] = {}
     for row in conn.execute(
         select(t.sessions).where(t.sessions.c.training_id.in_(sorted(training_ids)))
@@ -219,7 +208,7 @@ def restore_trainings(conn: Connection, t: Tables, training_ids: set[str]) -> di
         sessions.setdefault(row["training_id"], []).append(dict(row))
     restored = {}
     for row in conn.execute(
-        select(t.trainings).where(t.trainings.c.training_id.in_(sorted(training_ids)))
+        select(*columns).where(t.trainings.c.training_id.in_(sorted(training_ids)))
     ).mappings():
         rows = sessions.get(row["training_id"], [])
         restored[row["training_id"]] = Training.restore(
@@ -236,7 +225,7 @@ def restore_trainings(conn: Connection, t: Tables, training_ids: set[str]) -> di
             locked=row["locked"],
             participants={
                 user: Seat(UUID(enrollment_id), UUID(session_id))
-                for user, (enrollment_id, session_id) in row["participants"].items()
+                for user, (enrollment_id, session_id) in row.get("participants", {}).items()
             },
             passed_deadlines={
                 (kind, UUID(s["session_id"]))

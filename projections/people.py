@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from domain.enrollment import Enrollment
-from domain.rules import available_actions
-from projections.catalog import restore_trainings, session_view
+from domain.views import enrollment_view, session_view
+from projections.catalog import restore_trainings
 from projections.tables import Tables
 from projections.unit import Event, Row, UnitOfWork
 
@@ -110,17 +110,17 @@ def enrollments_of(
         ).mappings()
     ]
     trainings = restore_trainings(conn, t, {r["training_id"] for r in rows})
-    sessions = {
-        r["session_id"]: dict(r)
-        for r in conn.execute(
-            select(t.sessions).where(t.sessions.c.session_id.in_({r["session_id"] for r in rows}))
-        ).mappings()
-    }
+    seats: dict[str, int] = dict(
+        conn.execute(
+            select(t.sessions.c.session_id, t.sessions.c.seats_taken).where(
+                t.sessions.c.session_id.in_({r["session_id"] for r in rows})
+            )
+        ).all()
+    )
     views = []
     for row in rows:
         training = trainings.get(row["training_id"])
-        session = sessions.get(row["session_id"])
-        if training is None or session is None:
+        if training is None or row["session_id"] not in seats:
             continue  # the training's events are still on their way (other partition)
         enrollment = Enrollment.restore(
             UUID(row["enrollment_id"]),
@@ -132,22 +132,7 @@ def enrollments_of(
             active=row["active"],
             attendance=row["attendance"],
         )
-        domain_session = training.session(enrollment.session_id)
-        views.append(
-            {
-                "id": row["enrollment_id"],
-                "user_id": row["user_id"],
-                "training_id": row["training_id"],
-                "training_title": training.title,
-                "session": session_view(session, now),
-                "status": enrollment.status(domain_session, now).value,
-                "active": row["active"],
-                "attendance": row["attendance"],
-                "actions": {
-                    a.name: a.to_dict() for a in available_actions(training, enrollment, now)
-                },
-            }
-        )
+        views.append(enrollment_view(training, enrollment, now, seats[row["session_id"]]))
     views.sort(key=lambda v: (not v["active"], v["session"]["starts_at"]))
     return views
 
@@ -166,9 +151,13 @@ def roster(conn: Connection, t: Tables, session_id: str, now: datetime) -> dict[
         .where(t.enrollments.c.session_id == session_id, t.enrollments.c.active.is_(True))
         .order_by(t.users.c.name, t.enrollments.c.user_id)
     ).mappings()
+    training_id = session["training_id"]
+    training = restore_trainings(conn, t, {training_id}, participants=False)[training_id]
     return {
-        "session": session_view(dict(session), now),
-        "training_id": session["training_id"],
+        "session": session_view(
+            training, training.session(UUID(session_id)), now, session["seats_taken"]
+        ),
+        "training_id": training_id,
         "participants": [dict(p) for p in participants],
     }
 

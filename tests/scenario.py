@@ -9,7 +9,8 @@ from typing import Any
 from uuid import UUID
 
 from adapters.clock import ManualClock
-from application.service import SYSTEM_ACTOR, Rollcall, SessionInput
+from application.commands import CreateTraining, Enroll, PutUser, SessionInput, SetRestrictions
+from application.service import SYSTEM_ACTOR, Rollcall
 from domain.user import ENROLL_USERS, VIEW_USERS_AND_ENROLL
 
 ADMIN = "ada"
@@ -31,15 +32,25 @@ class World:
     def __init__(self, rollcall: Rollcall, clock: ManualClock) -> None:
         self.rc = rollcall
         self.clock = clock
-        put = rollcall.put_user
-        put(SYSTEM_ACTOR, ADMIN, "Ada Admin", "ada@example.com", roles=["admin"])
-        put(ADMIN, SUPERVISOR, "Sam Supervisor", "sam@example.com")
-        put(ADMIN, LEARNER, "Lena Learner", "lena@example.com", supervisor_id=SUPERVISOR)
-        put(ADMIN, OTHER, "Otto Other", "otto@example.com")
-        both = [VIEW_USERS_AND_ENROLL, ENROLL_USERS]
-        put(ADMIN, MANAGER, "Maria Manager", "maria@example.com", permissions=both)
-        put(ADMIN, VIEWER, "Vic Viewer", "vic@example.com", permissions=[VIEW_USERS_AND_ENROLL])
-        put(ADMIN, ENROLLER, "Eli Enroller", "eli@example.com", permissions=[ENROLL_USERS])
+        entries = [
+            (SYSTEM_ACTOR, ADMIN, "Ada Admin", {"roles": ["admin"]}),
+            (ADMIN, SUPERVISOR, "Sam Supervisor", {}),
+            (ADMIN, LEARNER, "Lena Learner", {"supervisor_id": SUPERVISOR}),
+            (ADMIN, OTHER, "Otto Other", {}),
+            (
+                ADMIN,
+                MANAGER,
+                "Maria Manager",
+                {"permissions": [VIEW_USERS_AND_ENROLL, ENROLL_USERS]},
+            ),
+            (ADMIN, VIEWER, "Vic Viewer", {"permissions": [VIEW_USERS_AND_ENROLL]}),
+            (ADMIN, ENROLLER, "Eli Enroller", {"permissions": [ENROLL_USERS]}),
+        ]
+        for actor, user_id, name, extra in entries:
+            email = f"{name.split()[0].lower()}@example.com"
+            rollcall.put_user(
+                PutUser(actor_id=actor, user_id=user_id, name=name, email=email, **extra)
+            )
 
     def session(
         self, days: float, capacity: int | None = 10, tz: str = "Europe/Berlin", hours: float = 2
@@ -57,25 +68,43 @@ class World:
         notify: bool = True,
     ) -> TrainingRef:
         result = self.rc.create_training(
-            ADMIN,
-            "Fire safety",
-            "How to leave the building in time.",
-            selection,
-            notify,
-            [self.session(d, capacity) for d in days],
+            CreateTraining(
+                actor_id=ADMIN,
+                title="Fire safety",
+                description="How to leave the building in time.",
+                session_selection=selection,
+                notify_supervisors=notify,
+                sessions=[self.session(d, capacity) for d in days],
+            )
         )
         ref = TrainingRef(
             UUID(result.value["id"]), [UUID(s["id"]) for s in result.value["sessions"]]
         )
         if stop_registration or stop_cancellation:
-            self.rc.set_restrictions(ADMIN, ref.id, stop_registration, stop_cancellation)
+            self.rc.set_restrictions(
+                SetRestrictions(
+                    actor_id=ADMIN,
+                    training_id=ref.id,
+                    stop_registration=stop_registration,
+                    stop_cancellation=stop_cancellation,
+                )
+            )
         return ref
 
     def enroll(self, ref: TrainingRef, user: str = LEARNER, index: int = 0) -> dict[str, Any]:
-        return self.rc.enroll(user, ref.id, ref.sessions[index]).value
+        return self.rc.enroll(
+            Enroll(actor_id=user, training_id=ref.id, session_id=ref.sessions[index])
+        ).value
 
     def user(self, user_id: str) -> None:
-        self.rc.put_user(ADMIN, user_id, user_id.title(), f"{user_id}@example.com")
+        self.rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=user_id,
+                name=user_id.title(),
+                email=f"{user_id}@example.com",
+            )
+        )
 
 
 def days_before(amount: int, unit: str = "days") -> dict[str, Any]:

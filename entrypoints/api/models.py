@@ -1,13 +1,17 @@
 """Request and response bodies of the HTTP API.
 
-Strict types (a boolean only from ``true``/``false``, an integer never from a boolean)
+Requests: strict types (a boolean only from ``true``/``false``, an integer never from a boolean)
 and the domain's input policy (``domain.inputs``) on every text field, so that what the
-domain would refuse is refused here with the field named (SPEC §9.7).
+domain would refuse is refused here with the field named (SPEC §9.7). Each field's
+limit is the domain's (``domain.inputs``), named once.
+
+Responses: one model per API object, describing exactly what ``domain.views`` builds;
+OpenAPI shows them, and an answer that strayed from its model would fail, not drift.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -18,8 +22,10 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
 )
 
+from application.commands import SessionInput
 from domain import inputs
 from domain.errors import ValidationFailed
 
@@ -77,6 +83,11 @@ class SessionIn(Body):
     location: single_line("location", inputs.LOCATION_MAX) = ""  # type: ignore[valid-type]
     capacity: StrictInt | None = Field(default=None, ge=1, le=100_000)
 
+    def value(self) -> SessionInput:
+        return SessionInput(
+            self.starts_at, self.ends_at, self.timezone, self.location, self.capacity
+        )
+
 
 class TrainingIn(Body):
     title: single_line("title", inputs.TITLE_MAX)  # type: ignore[valid-type]
@@ -123,8 +134,175 @@ class AttendanceIn(Body):
     status: Literal["attended", "absent"]
 
 
-class CommandOut(BaseModel):
+# -- responses ---------------------------------------------------------------------------
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""An instant as ISO 8601 with its UTC offset, as the events carry it."""
+Id = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WarningOut(Out):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ActionOut(Out):
+    """Whether a learner may do this now; if not, the reason code; warnings (R8)."""
+
+    name: Literal["switch", "unenroll"]
+    available: bool
+    reason: str | None
+    details: dict[str, Any]
+    warnings: list[WarningOut]
+
+
+class SessionOut(Out):
+    id: Id
+    starts_at: Timestamp
+    ends_at: Timestamp
+    timezone: str
+    location: str
+    capacity: int | None
+    cancelled: bool
+    seats_taken: int
+    seats_left: int | None
+    registration_deadline: Timestamp | None
+    cancellation_deadline: Timestamp | None
+    open_for_registration: bool
+
+
+class RestrictionOut(Out):
+    enabled: bool
+    amount: int
+    unit: Literal["hours", "days", "weeks", "months"]
+
+
+class RestrictionsOut(Out):
+    stop_registration: RestrictionOut
+    stop_cancellation: RestrictionOut
+
+
+class TrainingOut(Out):
+    id: Id
+    title: str
+    description: str
+    session_selection: Literal["participant", "preassigned"]
+    notify_supervisors: bool
+    locked: bool
+    restrictions: RestrictionsOut
+    sessions: list[SessionOut]
+    version: int = Field(description="the training's version: its ETag")
+
+
+class SessionAddedOut(TrainingOut):
+    session_id: Id = Field(description="the session just added")
+
+
+class EnrollmentOut(Out):
+    id: Id
+    user_id: str
+    training_id: Id
+    training_title: str
+    session: SessionOut
+    status: str
+    active: bool
+    attendance: Literal["attended", "absent"] | None
+    actions: dict[str, ActionOut]
+    version: int
+
+
+class EnrollmentChangedOut(EnrollmentOut):
+    warnings: list[WarningOut] = Field(description="what the learner was warned of (R8)")
+
+
+class UserOut(Out):
+    id: str
+    name: str
+    email: str
+    supervisor_id: str | None
+    roles: list[str]
+    permissions: list[str]
+    version: int
+
+
+class CatalogEntryOut(Out):
+    id: Id
+    title: str
+    description: str
+    sessions: list[SessionOut] = Field(description="the sessions open for registration")
+
+
+class ParticipantOut(Out):
+    user_id: str
+    name: str | None
+    email: str | None
+    attendance: Literal["attended", "absent"] | None
+
+
+class RosterOut(Out):
+    session: SessionOut
+    training_id: Id
+    participants: list[ParticipantOut]
+
+
+class OptionOut(SessionOut):
+    warnings: list[WarningOut]
+
+
+class OptionsOut(Out):
+    training_id: Id
+    current_session_id: Id | None
+    eligible: list[OptionOut]
+    suggested: OptionOut | None
+
+
+class TeamMemberOut(Out):
+    user_id: str
+    name: str
+    email: str
+    enrollments: list[EnrollmentOut]
+
+
+class NotificationOut(Out):
+    id: Id
+    kind: str
+    title: str
+    body: str
     data: dict[str, Any]
+    created_at: Timestamp
+    read: bool
+
+
+class NotificationReadOut(Out):
+    id: Id
+    read: bool
+
+
+class AuditEventOut(Out):
+    version: int
+    type: str
+    occurred_at: Timestamp
+    actor_id: str | None
+    correlation_id: str | None
+    data: dict[str, Any]
+
+
+class AuditOut(Out):
+    aggregate_id: Id
+    events: list[AuditEventOut]
+    state: dict[str, Any] | None = Field(description="with as_of: the state at that instant")
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class CommandOut(BaseModel, Generic[T]):
+    data: T
     position: int | None = Field(description="store position of the command's last event")
 
 

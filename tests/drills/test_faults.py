@@ -33,6 +33,7 @@ from adapters.db import engine_for
 from adapters.embedded import LocalBroker, MailCatcher, free_port
 from adapters.kafka import topic_names
 from adapters.store_reader import StoreReader
+from application.commands import Enroll, PutUser
 from application.service import Rollcall
 from projections.projector import caught_up, create_tables, replay
 from tests.infra import truncate_postgres, wait_for
@@ -262,7 +263,15 @@ def test_separate_parts_on_postgres_lose_nothing_under_faults(
     world = World(rc, SystemClock())  # type: ignore[arg-type]
     learners = [f"member{i:03d}" for i in range(60)]
     for learner in learners:
-        rc.put_user(ADMIN, learner, learner.title(), f"{learner}@example.com", SUPERVISOR)
+        rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=learner,
+                name=learner.title(),
+                email=f"{learner}@example.com",
+                supervisor_id=SUPERVISOR,
+            )
+        )
     training = world.training(days=(30, 40), capacity=None)
     engine = engine_for(postgres_url)
     create_tables(engine)
@@ -285,7 +294,13 @@ def test_separate_parts_on_postgres_lose_nothing_under_faults(
 
             def traffic() -> None:
                 for i, learner in enumerate(learners):
-                    rc.enroll(learner, training.id, training.sessions[i % 2])
+                    rc.enroll(
+                        Enroll(
+                            actor_id=learner,
+                            training_id=training.id,
+                            session_id=training.sessions[i % 2],
+                        )
+                    )
                     time.sleep(0.05)
                 done.set()
 
@@ -384,8 +399,18 @@ def test_sender_killed_repeatedly_resends_at_most_one_mail_per_kill(
     training = world.training(days=(10, 20), capacity=None)
     learners = [f"learner{i:02d}" for i in range(40)]
     for learner in learners:
-        rc.put_user(ADMIN, learner, learner.title(), f"{learner}@example.com", SUPERVISOR)
-        rc.enroll(learner, training.id, training.sessions[0])
+        rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=learner,
+                name=learner.title(),
+                email=f"{learner}@example.com",
+                supervisor_id=SUPERVISOR,
+            )
+        )
+        rc.enroll(
+            Enroll(actor_id=learner, training_id=training.id, session_id=training.sessions[0])
+        )
     relay = Relay(rc.store, engine_for(url), KafkaPublisher(drill_broker.bootstrap, "kill", 2))
     while relay.run_once():
         pass

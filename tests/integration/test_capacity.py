@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from adapters.clock import ManualClock
+from application.commands import Enroll, SetLock, Switch, Unenroll
 from application.service import Rollcall
 from domain.enrollment import Enrollment
 from domain.errors import Reason, RollcallError
@@ -70,7 +71,9 @@ def test_r7_forty_concurrent_learners_for_ten_seats(
     def attempt(service: Rollcall, learner: str) -> None:
         barrier.wait()
         try:
-            service.enroll(learner, training.id, training.sessions[0])
+            service.enroll(
+                Enroll(actor_id=learner, training_id=training.id, session_id=training.sessions[0])
+            )
             outcomes[learner] = "enrolled"
         except RollcallError as error:
             outcomes[learner] = error.reason.value
@@ -132,7 +135,17 @@ class SeatAccounting(RuleBasedStateMachine):
     def enroll(self, user: str, index: int, admin: bool) -> None:
         session = self.training.sessions[index]
         actor = ADMIN if admin else user
-        self._try(lambda: self.rc.enroll(actor, self.training.id, session, user, as_admin=admin))
+        self._try(
+            lambda: self.rc.enroll(
+                Enroll(
+                    actor_id=actor,
+                    training_id=self.training.id,
+                    session_id=session,
+                    user_id=user,
+                    as_admin=admin,
+                )
+            )
+        )
 
     @rule(user=st.sampled_from(users), index=st.integers(0, 2), admin=st.booleans())
     def switch(self, user: str, index: int, admin: bool) -> None:
@@ -140,7 +153,14 @@ class SeatAccounting(RuleBasedStateMachine):
         actor = ADMIN if admin else user
         self._try(
             lambda: self.rc.switch(
-                actor, self.training.id, user, session, confirm=True, as_admin=admin
+                Switch(
+                    actor_id=actor,
+                    training_id=self.training.id,
+                    user_id=user,
+                    session_id=session,
+                    confirm=True,
+                    as_admin=admin,
+                )
             )
         )
 
@@ -148,12 +168,20 @@ class SeatAccounting(RuleBasedStateMachine):
     def unenroll(self, user: str, admin: bool) -> None:
         actor = ADMIN if admin else user
         self._try(
-            lambda: self.rc.unenroll(actor, self.training.id, user, confirm=True, as_admin=admin)
+            lambda: self.rc.unenroll(
+                Unenroll(
+                    actor_id=actor,
+                    training_id=self.training.id,
+                    user_id=user,
+                    confirm=True,
+                    as_admin=admin,
+                )
+            )
         )
 
     @rule(locked=st.booleans())
     def lock(self, locked: bool) -> None:
-        self.rc.set_lock(ADMIN, self.training.id, locked)
+        self.rc.set_lock(SetLock(actor_id=ADMIN, training_id=self.training.id, locked=locked))
 
     @precondition(lambda self: self.clock.now() < T0 + timedelta(days=6))
     @rule(hours=st.integers(1, 30))
@@ -191,7 +219,13 @@ def test_one_shared_service_under_many_threads_never_fails_outside_the_rules(
         # A big training: copying it takes long enough for the race to show.
         for i in range(200):
             world.user(f"crowd{i:03d}")
-            rc.enroll(f"crowd{i:03d}", training.id, training.sessions[3])
+            rc.enroll(
+                Enroll(
+                    actor_id=f"crowd{i:03d}",
+                    training_id=training.id,
+                    session_id=training.sessions[3],
+                )
+            )
         learners = [f"racer{i:02d}" for i in range(24)]
         for learner in learners:
             world.user(learner)
@@ -203,10 +237,17 @@ def test_one_shared_service_under_many_threads_never_fails_outside_the_rules(
             for round_ in range(4):
                 session = training.sessions[(index + round_) % 3]
                 try:
-                    rc.enroll(learner, training.id, session)
+                    rc.enroll(Enroll(actor_id=learner, training_id=training.id, session_id=session))
                     other = training.sessions[(index + round_ + 1) % 3]
-                    rc.switch(learner, training.id, session_id=other, confirm=True)
-                    rc.unenroll(learner, training.id, confirm=True)
+                    rc.switch(
+                        Switch(
+                            actor_id=learner,
+                            training_id=training.id,
+                            session_id=other,
+                            confirm=True,
+                        )
+                    )
+                    rc.unenroll(Unenroll(actor_id=learner, training_id=training.id, confirm=True))
                 except RollcallError:
                     continue  # a rule refused: allowed
                 except BaseException as error:  # anything else is the bug

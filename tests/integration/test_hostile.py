@@ -265,7 +265,7 @@ def test_far_ahead_readers_hold_no_worker_and_do_not_slow_others(stack: Stack) -
         assert stack.call("PUT", f"/v1/users/{reader}", ADMIN, json=body).status_code == 201
     tokens = {r: issue_token(r, SECRET, datetime.now(UTC)) for r in [*readers, LEARNER]}
     far = 10**9
-    freshness = stack.runtime.app.state.freshness
+    freshness = stack.runtime.app.state.api.freshness
     freshness.wait = 8.0  # long enough to read beside them even on a loaded machine
 
     async def drill() -> tuple[list[int], list[httpx.Response], httpx.Response]:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select
 from adapters.clock import ManualClock
 from adapters.db import engine_for
 from adapters.embedded import free_port
+from application.commands import PutUser, Unenroll
 from application.service import Rollcall
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import issue_token
@@ -116,7 +117,9 @@ def test_keys_belong_to_one_user_and_are_forgotten_after_24_hours(api: Api) -> N
     body = training_body(api.clock)
     key = {"Idempotency-Key": "same-key"}
     mine = api.http.post("/v1/trainings", json=body, headers=api.headers(ADMIN, **key))
-    api.rollcall.put_user(ADMIN, "bea", "Bea", "bea@example.com", roles=["admin"])
+    api.rollcall.put_user(
+        PutUser(actor_id=ADMIN, user_id="bea", name="Bea", email="bea@example.com", roles=["admin"])
+    )
     theirs = api.http.post("/v1/trainings", json=body, headers=api.headers("bea", **key))
     assert mine.status_code == theirs.status_code == 201
     assert mine.json()["data"]["id"] != theirs.json()["data"]["id"]
@@ -142,7 +145,9 @@ def test_a_refusal_is_answered_again_unchanged_though_the_rule_would_now_allow_i
     full = api.http.post(path, json=seat, headers=api.headers(LEARNER, **key))
     assert (full.status_code, full.json()["error"]) == (409, "session_full")
     # The seat frees up, but the key's answer is the first one: nothing runs again.
-    api.rollcall.unenroll(OTHER, UUID(training["id"]), OTHER, True)
+    api.rollcall.unenroll(
+        Unenroll(actor_id=OTHER, training_id=UUID(training["id"]), user_id=OTHER, confirm=True)
+    )
     assert api.http.post(path, json=seat, headers=api.headers(LEARNER, **key)).json() == full.json()
     with api.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(keys)).scalar_one() == 1

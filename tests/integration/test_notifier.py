@@ -30,6 +30,7 @@ from adapters.db import engine_for
 from adapters.embedded import LocalBroker, MailCatcher, free_port
 from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
 from adapters.relay import Relay
+from application.commands import Enroll, PutUser, SetLock, Switch, Unenroll
 from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
 from projections.notifications import entries, mark_read
@@ -110,8 +111,10 @@ def test_r15_enroll_switch_unenroll_sends_exactly_three_mails_and_entries(
     world = World(rollcall, clock)
     training = world.training(days=(10, 20))
     world.enroll(training)
-    world.rc.switch(LEARNER, training.id, confirm=True)
-    world.rc.unenroll(LEARNER, training.id, confirm=True, reason="Project deadline")
+    world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
+    world.rc.unenroll(
+        Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True, reason="Project deadline")
+    )
     pipeline.until(lambda: len(catcher.received()) >= 3)
     pipeline.pump()  # anything extra would arrive now
 
@@ -162,13 +165,23 @@ def test_r15_locking_the_list_sends_one_attendance_notice_per_participant(
     pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
 ) -> None:
     world = World(rollcall, clock)
-    world.rc.put_user(ADMIN, OTHER, "Otto Other", "otto@example.com", supervisor_id=SUPERVISOR)
+    world.rc.put_user(
+        PutUser(
+            actor_id=ADMIN,
+            user_id=OTHER,
+            name="Otto Other",
+            email="otto@example.com",
+            supervisor_id=SUPERVISOR,
+        )
+    )
     training = world.training(days=(10, 20))
     world.enroll(training)
     world.enroll(training, OTHER, index=1)
-    world.rc.set_lock(ADMIN, training.id, True)
-    world.rc.set_lock(ADMIN, training.id, False)
-    world.rc.set_lock(ADMIN, training.id, True)  # a second lock is a second notice
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=True))
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=False))
+    world.rc.set_lock(
+        SetLock(actor_id=ADMIN, training_id=training.id, locked=True)
+    )  # a second lock is a second notice
     pipeline.until(lambda: len(catcher.received()) >= 6)
     pipeline.pump()
     subjects = Counter(m["Subject"] for m in catcher.received())
@@ -187,7 +200,7 @@ def test_smtp_outage_delays_mail_but_loses_and_duplicates_nothing(
     training = world.training()
     catcher.stop()
     world.enroll(training)
-    world.rc.switch(LEARNER, training.id, confirm=True)
+    world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
 
     def failed_once() -> list[Any]:
         with pipeline.engine.connect() as conn:
@@ -340,9 +353,19 @@ def test_notifier_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
     training = world.training(days=(10, 20, 30), capacity=None)
     learners = [f"learner{i}" for i in range(15)]
     for learner in learners:
-        rc.put_user(ADMIN, learner, learner.title(), f"{learner}@example.com", SUPERVISOR)
-        rc.enroll(learner, training.id, training.sessions[0])
-        rc.switch(learner, training.id, confirm=True)
+        rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=learner,
+                name=learner.title(),
+                email=f"{learner}@example.com",
+                supervisor_id=SUPERVISOR,
+            )
+        )
+        rc.enroll(
+            Enroll(actor_id=learner, training_id=training.id, session_id=training.sessions[0])
+        )
+        rc.switch(Switch(actor_id=learner, training_id=training.id, confirm=True))
     expected = 2 * len(learners)
     relay = Relay(rc.store, engine_for(url), KafkaPublisher(broker.bootstrap, topic_prefix, 2))
     while relay.run_once():

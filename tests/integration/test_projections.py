@@ -22,6 +22,7 @@ from adapters.embedded import LocalBroker
 from adapters.kafka import KafkaPublisher
 from adapters.relay import Relay
 from adapters.store_reader import StoreReader
+from application.commands import Enroll, RecordAttendance, SetLock, Switch, Unenroll
 from application.service import Rollcall
 from projections.catalog import catalog
 from projections.people import enrollments_of, roster, team
@@ -45,13 +46,23 @@ def scenario(world: World) -> dict[str, Any]:
     second = world.training(days=(2, 30), capacity=None, stop_cancellation=days_before(1))
     world.enroll(first)
     world.enroll(first, OTHER)
-    world.rc.switch(LEARNER, first.id, confirm=True)
+    world.rc.switch(Switch(actor_id=LEARNER, training_id=first.id, confirm=True))
     world.enroll(second, OTHER)
     world.enroll(second, LEARNER, index=1)
-    world.rc.unenroll(LEARNER, second.id, confirm=True, reason="clash")
-    world.rc.set_lock(ADMIN, first.id, True)
+    world.rc.unenroll(
+        Unenroll(actor_id=LEARNER, training_id=second.id, confirm=True, reason="clash")
+    )
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=first.id, locked=True))
     world.clock.advance(timedelta(days=2, hours=3))
-    world.rc.record_attendance(ADMIN, second.id, second.sessions[0], OTHER, "attended")
+    world.rc.record_attendance(
+        RecordAttendance(
+            actor_id=ADMIN,
+            training_id=second.id,
+            session_id=second.sessions[0],
+            user_id=OTHER,
+            status="attended",
+        )
+    )
     world.rc.record_passed_deadlines(first.id)
     return {"first": first, "second": second}
 
@@ -243,9 +254,13 @@ def test_projector_killed_mid_stream_converges_to_the_replay(
         world.user(f"bulk{i}")
     training = world.training(days=(10, 20, 30), capacity=None)
     for i in range(60):
-        rc.enroll(f"bulk{i}", training.id, training.sessions[i % 3])
+        rc.enroll(
+            Enroll(
+                actor_id=f"bulk{i}", training_id=training.id, session_id=training.sessions[i % 3]
+            )
+        )
         if i % 2:
-            rc.switch(f"bulk{i}", training.id, confirm=True)
+            rc.switch(Switch(actor_id=f"bulk{i}", training_id=training.id, confirm=True))
     publish_all(rc, url, broker.bootstrap, topic_prefix)
     env = {
         **os.environ,
@@ -313,7 +328,9 @@ def test_caught_up_waits_for_every_event_up_to_the_position(
     engine = engine_for(database_url)
     create_tables(engine)
     events = [e for batch in StoreReader(rollcall.store, engine).batches() for e in batch]
-    position = world.rc.enroll(LEARNER, training.id, training.sessions[0]).position
+    position = world.rc.enroll(
+        Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
+    ).position
     assert position is not None
     with engine.connect() as conn:
         assert not caught_up(conn, rollcall.store, position)

@@ -24,6 +24,7 @@ from adapters.db import engine_for
 from adapters.embedded import LocalBroker
 from adapters.kafka import KafkaPublisher, topic_names
 from adapters.relay import Relay
+from application.commands import SetLock, Switch, Unenroll
 from application.service import Rollcall
 from entrypoints.catalog import contract_files, samples
 from tests.infra import read_topics, wait_for
@@ -37,9 +38,11 @@ def story(world: World) -> None:
     training = world.training(days=(10, 20), stop_cancellation=days_before(2))
     world.enroll(training)
     world.enroll(training, OTHER, index=1)
-    world.rc.switch(LEARNER, training.id, confirm=True)
-    world.rc.unenroll(LEARNER, training.id, confirm=True, reason="clash")
-    world.rc.set_lock(ADMIN, training.id, True)
+    world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
+    world.rc.unenroll(
+        Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True, reason="clash")
+    )
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=True))
 
 
 def relay_for(rc: Rollcall, database_url: str, bootstrap: str, prefix: str) -> Relay:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from adapters.clock import ManualClock
+from application.commands import CancelSession, RescheduleSession, SetRestrictions, Unenroll
 from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
 from tests.scenario import ADMIN, LEARNER, OTHER, TrainingRef, World, days_before
@@ -89,7 +90,7 @@ def test_concurrent_schedulers_record_each_deadline_once(
     for _ in range(3):
         setup_training = world.training(days=(3, 4), stop_registration=days_before(1))
         world.enroll(setup_training, f"{LEARNER}")
-        world.rc.unenroll(LEARNER, setup_training.id, confirm=True)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=setup_training.id, confirm=True))
     clock.advance(timedelta(days=10))
     others = [Rollcall.open(database_url, clock) for _ in range(3)]
     threads = [threading.Thread(target=DeadlineScheduler(rc).tick) for rc in others]
@@ -111,10 +112,24 @@ def test_reschedule_and_new_restrictions_move_future_deadlines(
     training = world.training(days=(10,), stop_registration=days_before(5))
     scheduler = DeadlineScheduler(rollcall)
     scheduler.tick()
-    world.rc.reschedule_session(ADMIN, training.id, training.sessions[0], world.session(20))
+    world.rc.reschedule_session(
+        RescheduleSession(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=training.sessions[0],
+            session=world.session(20),
+        )
+    )
     clock.advance(timedelta(days=6))  # the old deadline (day 5) passed: nothing is due now
     assert scheduler.tick() == 0
-    world.rc.set_restrictions(ADMIN, training.id, days_before(13), None)  # now due on day 7
+    world.rc.set_restrictions(
+        SetRestrictions(
+            actor_id=ADMIN,
+            training_id=training.id,
+            stop_registration=days_before(13),
+            stop_cancellation=None,
+        )
+    )  # now due on day 7
     clock.advance(timedelta(days=1))
     assert scheduler.tick() == 1
     assert list(deadline_events(rollcall).values()) == [1]
@@ -126,6 +141,8 @@ def test_disabled_restrictions_and_cancelled_sessions_have_no_deadlines(
     world = World(rollcall, clock)
     world.training(days=(10,))
     cancelled = world.training(days=(10,), stop_registration=days_before(5))
-    world.rc.cancel_session(ADMIN, cancelled.id, cancelled.sessions[0])
+    world.rc.cancel_session(
+        CancelSession(actor_id=ADMIN, training_id=cancelled.id, session_id=cancelled.sessions[0])
+    )
     clock.advance(timedelta(days=30))
     assert DeadlineScheduler(rollcall).tick() == 0

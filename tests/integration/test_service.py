@@ -9,6 +9,18 @@ from uuid import UUID, uuid4
 import pytest
 
 from adapters.clock import ManualClock
+from application.commands import (
+    CancelSession,
+    CreateTraining,
+    Enroll,
+    PutUser,
+    RecordAttendance,
+    RescheduleSession,
+    SetLock,
+    SetRestrictions,
+    Switch,
+    Unenroll,
+)
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import Reason, RollcallError
 from tests.scenario import (
@@ -38,13 +50,23 @@ def refused(reason: Reason) -> pytest.RaisesExc[RollcallError]:
 
 def test_r1_learner_cannot_change_a_preassigned_training(world: World) -> None:
     training = world.training(selection="preassigned")
-    world.rc.enroll(ADMIN, training.id, training.sessions[0], LEARNER, as_admin=True)
+    world.rc.enroll(
+        Enroll(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=training.sessions[0],
+            user_id=LEARNER,
+            as_admin=True,
+        )
+    )
     with refused(Reason.PREASSIGNED_SESSION):
-        world.rc.switch(LEARNER, training.id, confirm=True)
+        world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.PREASSIGNED_SESSION):
-        world.rc.unenroll(LEARNER, training.id, confirm=True)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.PREASSIGNED_SESSION):  # nor choose the session in the first place
-        world.rc.enroll(OTHER, training.id, training.sessions[0])
+        world.rc.enroll(
+            Enroll(actor_id=OTHER, training_id=training.id, session_id=training.sessions[0])
+        )
 
 
 def test_r2_learner_cannot_leave_a_started_session(world: World) -> None:
@@ -52,37 +74,62 @@ def test_r2_learner_cannot_leave_a_started_session(world: World) -> None:
     world.enroll(training)
     world.clock.advance(timedelta(days=1, minutes=1))
     with refused(Reason.SESSION_STARTED):
-        world.rc.unenroll(LEARNER, training.id, confirm=True)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.SESSION_STARTED):
-        world.rc.switch(LEARNER, training.id, confirm=True)
+        world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
 
 
 def test_r3_learner_cannot_leave_once_attendance_is_recorded(world: World) -> None:
     training = world.training(days=(1, 5))
     world.enroll(training)
     world.clock.advance(timedelta(days=1, hours=3))
-    world.rc.record_attendance(ADMIN, training.id, training.sessions[0], LEARNER, "absent")
+    world.rc.record_attendance(
+        RecordAttendance(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=training.sessions[0],
+            user_id=LEARNER,
+            status="absent",
+        )
+    )
     view = world.rc.enrollment(LEARNER, training.id, LEARNER)
     assert view["status"] == "absent"
     assert view["actions"]["unenroll"]["reason"] == "attendance_recorded"
     with refused(Reason.ATTENDANCE_RECORDED):
-        world.rc.unenroll(ADMIN, training.id, LEARNER, as_admin=True)
+        world.rc.unenroll(
+            Unenroll(actor_id=ADMIN, training_id=training.id, user_id=LEARNER, as_admin=True)
+        )
 
 
 def test_r4_locked_list_stops_learners_not_admins(world: World) -> None:
     training = world.training()
     world.enroll(training)
-    world.rc.set_lock(ADMIN, training.id, True)
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=True))
     with refused(Reason.PARTICIPANT_LIST_LOCKED):
-        world.rc.unenroll(LEARNER, training.id, confirm=True)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.PARTICIPANT_LIST_LOCKED):
-        world.rc.switch(LEARNER, training.id, confirm=True)
+        world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.PARTICIPANT_LIST_LOCKED):
-        world.rc.enroll(OTHER, training.id, training.sessions[0])
-    result = world.rc.enroll(ADMIN, training.id, training.sessions[0], OTHER, as_admin=True)
+        world.rc.enroll(
+            Enroll(actor_id=OTHER, training_id=training.id, session_id=training.sessions[0])
+        )
+    result = world.rc.enroll(
+        Enroll(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=training.sessions[0],
+            user_id=OTHER,
+            as_admin=True,
+        )
+    )
     assert result.value["active"]
-    world.rc.set_lock(ADMIN, training.id, False)
-    assert world.rc.unenroll(LEARNER, training.id, confirm=True).value["status"] == "unenrolled"
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=False))
+    assert (
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True)).value[
+            "status"
+        ]
+        == "unenrolled"
+    )
 
 
 def test_r5_cancellation_deadline_removes_the_unenroll_action(world: World) -> None:
@@ -95,7 +142,7 @@ def test_r5_cancellation_deadline_removes_the_unenroll_action(world: World) -> N
     assert unenroll["reason"] == "cancellation_deadline_passed"
     assert unenroll["details"]["deadline_at"] == view["session"]["cancellation_deadline"]
     with refused(Reason.CANCELLATION_DEADLINE_PASSED):
-        world.rc.unenroll(LEARNER, training.id, confirm=True)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
 
 
 # -- R6, R7: enrolling and capacity ------------------------------------------------------
@@ -104,19 +151,35 @@ def test_r5_cancellation_deadline_removes_the_unenroll_action(world: World) -> N
 def test_r6_registration_closes_at_the_deadline(world: World) -> None:
     training = world.training(days=(10, 20), stop_registration=days_before(2, "weeks"))
     with refused(Reason.REGISTRATION_CLOSED):  # 10 days away, deadline 14 days before
-        world.rc.enroll(LEARNER, training.id, training.sessions[0])
-    assert world.rc.enroll(LEARNER, training.id, training.sessions[1]).value["active"]
+        world.rc.enroll(
+            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
+        )
+    assert world.rc.enroll(
+        Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[1])
+    ).value["active"]
 
 
 def test_r6_one_active_enrollment_per_user_per_training(world: World) -> None:
     training = world.training()
     world.enroll(training)
     with refused(Reason.ALREADY_ENROLLED):
-        world.rc.enroll(LEARNER, training.id, training.sessions[1])
+        world.rc.enroll(
+            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[1])
+        )
     with refused(Reason.ALREADY_ENROLLED):  # not even an administrator
-        world.rc.enroll(ADMIN, training.id, training.sessions[1], LEARNER, as_admin=True)
-    world.rc.unenroll(LEARNER, training.id, confirm=True)
-    again = world.rc.enroll(LEARNER, training.id, training.sessions[1]).value
+        world.rc.enroll(
+            Enroll(
+                actor_id=ADMIN,
+                training_id=training.id,
+                session_id=training.sessions[1],
+                user_id=LEARNER,
+                as_admin=True,
+            )
+        )
+    world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
+    again = world.rc.enroll(
+        Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[1])
+    ).value
     assert again["active"]
     assert again["session"]["id"] == str(training.sessions[1])
 
@@ -125,16 +188,28 @@ def test_r6_cannot_enroll_into_a_started_session(world: World) -> None:
     training = world.training(days=(1, 5))
     world.clock.advance(timedelta(days=1))
     with refused(Reason.SESSION_STARTED):
-        world.rc.enroll(LEARNER, training.id, training.sessions[0])
+        world.rc.enroll(
+            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
+        )
 
 
 def test_r7_full_session_refuses_learners_and_admins(world: World) -> None:
     training = world.training(capacity=1)
     world.enroll(training, OTHER)
     with refused(Reason.SESSION_FULL):
-        world.rc.enroll(LEARNER, training.id, training.sessions[0])
+        world.rc.enroll(
+            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
+        )
     with refused(Reason.SESSION_FULL):
-        world.rc.enroll(ADMIN, training.id, training.sessions[0], LEARNER, as_admin=True)
+        world.rc.enroll(
+            Enroll(
+                actor_id=ADMIN,
+                training_id=training.id,
+                session_id=training.sessions[0],
+                user_id=LEARNER,
+                as_admin=True,
+            )
+        )
     view = world.rc.get_training(LEARNER, training.id)
     assert view["sessions"][0]["seats_taken"] == 1
     assert view["sessions"][0]["seats_left"] == 0
@@ -143,10 +218,10 @@ def test_r7_full_session_refuses_learners_and_admins(world: World) -> None:
 def test_r7_switch_and_unenroll_move_and_free_seats(world: World) -> None:
     training = world.training(capacity=1)
     world.enroll(training)
-    world.rc.switch(LEARNER, training.id, confirm=True)
+    world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
     seats = [s["seats_taken"] for s in world.rc.get_training(ADMIN, training.id)["sessions"]]
     assert seats == [0, 1]
-    world.rc.unenroll(LEARNER, training.id, confirm=True)
+    world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     seats = [s["seats_taken"] for s in world.rc.get_training(ADMIN, training.id)["sessions"]]
     assert seats == [0, 0]
 
@@ -161,11 +236,13 @@ def test_r8_r9_unenroll_after_registration_closed_warns_and_needs_confirmation(
     world.enroll(training)
     world.clock.advance(timedelta(days=8))  # both registration deadlines have passed
     with refused(Reason.CONFIRMATION_REQUIRED) as refusal:
-        world.rc.unenroll(LEARNER, training.id)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id))
     codes = [w["code"] for w in refusal.value.details["warnings"]]
     assert codes == ["reenrollment_not_possible"]
     assert world.rc.enrollment(LEARNER, training.id, LEARNER)["active"]  # nothing changed
-    done = world.rc.unenroll(LEARNER, training.id, confirm=True, reason="conflict")
+    done = world.rc.unenroll(
+        Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True, reason="conflict")
+    )
     assert done.value["status"] == "unenrolled"
     history = world.rc.history(ADMIN, UUID(done.value["id"]))
     assert history[-1]["data"]["reenrollment_possible"] is False
@@ -177,7 +254,7 @@ def test_r9_unconfirmed_switch_changes_nothing_and_shows_the_target(world: World
     training = world.training(days=(10, 12), stop_cancellation=days_before(11))
     world.enroll(training, index=1)
     with refused(Reason.CONFIRMATION_REQUIRED) as refusal:
-        world.rc.switch(LEARNER, training.id)
+        world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id))
     assert refusal.value.details["session"]["id"] == str(training.sessions[0])
     assert [w["code"] for w in refusal.value.details["warnings"]] == ["cannot_cancel_later"]
     view = world.rc.enrollment(LEARNER, training.id, LEARNER)
@@ -189,13 +266,19 @@ def test_r10_suggests_the_earliest_eligible_other_session(world: World) -> None:
     training = world.training(days=(10, 30, 15, 20), capacity=1)  # ids come back by start
     _day10, day15, day20, day30 = training.sessions
     world.enroll(training)  # in the day-10 session
-    world.rc.enroll(OTHER, training.id, day15)  # day 15 now full
+    world.rc.enroll(
+        Enroll(actor_id=OTHER, training_id=training.id, session_id=day15)
+    )  # day 15 now full
     options = world.rc.options(LEARNER, training.id)
     assert [s["id"] for s in options["eligible"]] == [str(day20), str(day30)]
     assert options["suggested"]["id"] == str(day20)
-    switched = world.rc.switch(LEARNER, training.id, confirm=True).value
+    switched = world.rc.switch(
+        Switch(actor_id=LEARNER, training_id=training.id, confirm=True)
+    ).value
     assert switched["session"]["id"] == str(day20)
-    picked = world.rc.switch(LEARNER, training.id, session_id=day30, confirm=True)
+    picked = world.rc.switch(
+        Switch(actor_id=LEARNER, training_id=training.id, session_id=day30, confirm=True)
+    )
     assert picked.value["session"]["id"] == str(day30)
 
 
@@ -206,7 +289,7 @@ def test_r10_no_alternative_means_no_switch(world: World) -> None:
     assert view["actions"]["switch"]["reason"] == "registration_closed"
     assert world.rc.options(LEARNER, training.id)["suggested"] is None
     with refused(Reason.REGISTRATION_CLOSED):
-        world.rc.switch(LEARNER, training.id, confirm=True)
+        world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
 
 
 # -- R11, R14: the clock decides ----------------------------------------------------------
@@ -226,7 +309,7 @@ def test_r14_rules_use_the_clock_at_command_time_without_any_scheduler(world: Wo
     world.enroll(training)
     world.clock.advance(timedelta(days=8, seconds=1))  # nobody recorded DeadlinePassed
     with refused(Reason.CANCELLATION_DEADLINE_PASSED):
-        world.rc.unenroll(LEARNER, training.id, confirm=True)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     assert world.rc.record_passed_deadlines(training.id) == 2  # training + enrollment
     assert world.rc.record_passed_deadlines(training.id) == 0  # exactly once
 
@@ -239,20 +322,39 @@ def test_r12_admin_or_role_with_both_permissions_sets_restrictions_and_lock(
     world: World, actor: str
 ) -> None:
     training = world.training()
-    result = world.rc.set_restrictions(actor, training.id, days_before(1), days_before(2))
+    result = world.rc.set_restrictions(
+        SetRestrictions(
+            actor_id=actor,
+            training_id=training.id,
+            stop_registration=days_before(1),
+            stop_cancellation=days_before(2),
+        )
+    )
     assert result.value["restrictions"]["stop_cancellation"]["amount"] == 2
-    assert world.rc.set_lock(actor, training.id, True).value["locked"] is True
+    assert (
+        world.rc.set_lock(SetLock(actor_id=actor, training_id=training.id, locked=True)).value[
+            "locked"
+        ]
+        is True
+    )
 
 
 @pytest.mark.parametrize("actor", [VIEWER, ENROLLER, LEARNER, SUPERVISOR])
 def test_r12_one_permission_alone_is_refused(world: World, actor: str) -> None:
     training = world.training()
     with refused(Reason.FORBIDDEN):
-        world.rc.set_restrictions(actor, training.id, days_before(1), None)
+        world.rc.set_restrictions(
+            SetRestrictions(
+                actor_id=actor,
+                training_id=training.id,
+                stop_registration=days_before(1),
+                stop_cancellation=None,
+            )
+        )
     with refused(Reason.FORBIDDEN):
-        world.rc.set_lock(actor, training.id, True)
+        world.rc.set_lock(SetLock(actor_id=actor, training_id=training.id, locked=True))
     with refused(Reason.FORBIDDEN):
-        world.rc.create_training(actor, "Shadow training")
+        world.rc.create_training(CreateTraining(actor_id=actor, title="Shadow training"))
     assert world.rc.get_training(ADMIN, training.id)["locked"] is False
 
 
@@ -260,11 +362,22 @@ def test_r13_learner_acts_only_on_their_own_enrollment(world: World) -> None:
     training = world.training()
     world.enroll(training)
     with refused(Reason.FORBIDDEN):
-        world.rc.unenroll(OTHER, training.id, LEARNER, confirm=True)
+        world.rc.unenroll(
+            Unenroll(actor_id=OTHER, training_id=training.id, user_id=LEARNER, confirm=True)
+        )
     with refused(Reason.FORBIDDEN):
-        world.rc.enroll(OTHER, training.id, training.sessions[0], LEARNER)
+        world.rc.enroll(
+            Enroll(
+                actor_id=OTHER,
+                training_id=training.id,
+                session_id=training.sessions[0],
+                user_id=LEARNER,
+            )
+        )
     with refused(Reason.FORBIDDEN):
-        world.rc.unenroll(MANAGER, training.id, LEARNER, as_admin=True)
+        world.rc.unenroll(
+            Unenroll(actor_id=MANAGER, training_id=training.id, user_id=LEARNER, as_admin=True)
+        )
     with refused(Reason.FORBIDDEN):
         world.rc.enrollment(OTHER, training.id, LEARNER)
 
@@ -281,8 +394,16 @@ def test_r13_supervisor_reads_direct_reports_only(world: World) -> None:
 def test_r13_admin_override_is_recorded_with_the_rules_it_overrode(world: World) -> None:
     training = world.training(days=(10, 20), stop_cancellation=days_before(15))
     world.enroll(training)
-    world.rc.set_lock(ADMIN, training.id, True)
-    result = world.rc.unenroll(ADMIN, training.id, LEARNER, as_admin=True, reason="no-show risk")
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=True))
+    result = world.rc.unenroll(
+        Unenroll(
+            actor_id=ADMIN,
+            training_id=training.id,
+            user_id=LEARNER,
+            as_admin=True,
+            reason="no-show risk",
+        )
+    )
     event = world.rc.history(ADMIN, UUID(result.value["id"]))[-1]
     assert event["type"] == "rollcall.enrollment.Unenrolled"
     assert event["actor_id"] == ADMIN
@@ -296,7 +417,9 @@ def test_r13_admin_override_is_recorded_with_the_rules_it_overrode(world: World)
 def test_unknown_actor_is_forbidden(world: World) -> None:
     training = world.training()
     with refused(Reason.FORBIDDEN):
-        world.rc.enroll("ghost", training.id, training.sessions[0])
+        world.rc.enroll(
+            Enroll(actor_id="ghost", training_id=training.id, session_id=training.sessions[0])
+        )
 
 
 # -- the remaining error codes ------------------------------------------------------------
@@ -305,19 +428,29 @@ def test_unknown_actor_is_forbidden(world: World) -> None:
 def test_not_enrolled(world: World) -> None:
     training = world.training()
     with refused(Reason.NOT_ENROLLED):
-        world.rc.unenroll(LEARNER, training.id, confirm=True)
+        world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.NOT_ENROLLED):
-        world.rc.switch(LEARNER, training.id, confirm=True)
+        world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
 
 
 def test_not_found(world: World) -> None:
     training = world.training()
     with refused(Reason.NOT_FOUND):
-        world.rc.enroll(LEARNER, uuid4(), training.sessions[0])
+        world.rc.enroll(
+            Enroll(actor_id=LEARNER, training_id=uuid4(), session_id=training.sessions[0])
+        )
     with refused(Reason.NOT_FOUND):
-        world.rc.enroll(LEARNER, training.id, uuid4())
+        world.rc.enroll(Enroll(actor_id=LEARNER, training_id=training.id, session_id=uuid4()))
     with refused(Reason.NOT_FOUND):
-        world.rc.enroll(ADMIN, training.id, training.sessions[0], "nobody", as_admin=True)
+        world.rc.enroll(
+            Enroll(
+                actor_id=ADMIN,
+                training_id=training.id,
+                session_id=training.sessions[0],
+                user_id="nobody",
+                as_admin=True,
+            )
+        )
     with refused(Reason.NOT_FOUND):  # a user id is not a training
         world.rc.get_training(ADMIN, UUID(int=0))
 
@@ -334,7 +467,7 @@ def test_not_found(world: World) -> None:
     ],
 )
 def test_validation_errors_store_nothing(world: World, bad: dict[str, str]) -> None:
-    from application.service import SessionInput
+    from application.commands import SessionInput
 
     now = world.clock.now()
     good = SessionInput(now + timedelta(days=1), now + timedelta(days=1, hours=1), "UTC")
@@ -349,19 +482,36 @@ def test_validation_errors_store_nothing(world: World, bad: dict[str, str]) -> N
     kwargs.update({k: v for k, v in bad.items() if k != "sessions"})
     before = world.rc.store.recorder.max_notification_id()
     with refused(Reason.VALIDATION_ERROR):
-        world.rc.create_training(ADMIN, **kwargs)  # type: ignore[arg-type]
+        world.rc.create_training(CreateTraining(actor_id=ADMIN, **kwargs))  # type: ignore[arg-type]
     assert world.rc.store.recorder.max_notification_id() == before
 
 
 def test_validation_error_for_bad_directory_entries(world: World) -> None:
     with refused(Reason.VALIDATION_ERROR):
-        world.rc.put_user(ADMIN, "x y", "Name", "a@example.com")
+        world.rc.put_user(
+            PutUser(actor_id=ADMIN, user_id="x y", name="Name", email="a@example.com")
+        )
     with refused(Reason.VALIDATION_ERROR):
-        world.rc.put_user(ADMIN, "xy", "Name", "not-an-email")
+        world.rc.put_user(PutUser(actor_id=ADMIN, user_id="xy", name="Name", email="not-an-email"))
     with refused(Reason.VALIDATION_ERROR):
-        world.rc.put_user(ADMIN, LEARNER, "Lena", "lena@example.com", supervisor_id=LEARNER)
+        world.rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=LEARNER,
+                name="Lena",
+                email="lena@example.com",
+                supervisor_id=LEARNER,
+            )
+        )
     with refused(Reason.VALIDATION_ERROR):
-        world.rc.set_restrictions(ADMIN, world.training().id, days_before(-1), None)
+        world.rc.set_restrictions(
+            SetRestrictions(
+                actor_id=ADMIN,
+                training_id=world.training().id,
+                stop_registration=days_before(-1),
+                stop_cancellation=None,
+            )
+        )
 
 
 def test_conflict_after_retries_are_exhausted(
@@ -376,14 +526,23 @@ def test_conflict_after_retries_are_exhausted(
     def save_after_competitor(*aggregates: object, **kwargs: object) -> object:
         toggle[0] = not toggle[0]
         harmless = {"enabled": toggle[0], "amount": 0, "unit": "hours"}
-        competitor.set_restrictions(ADMIN, training.id, harmless, None)
+        competitor.set_restrictions(
+            SetRestrictions(
+                actor_id=ADMIN,
+                training_id=training.id,
+                stop_registration=harmless,
+                stop_cancellation=None,
+            )
+        )
         return original_save(*aggregates, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world.rc.store, "save", save_after_competitor)
     monkeypatch.setattr("application.service.MAX_ATTEMPTS", 3)
     try:
         with refused(Reason.CONFLICT):
-            world.rc.enroll(LEARNER, training.id, training.sessions[0])
+            world.rc.enroll(
+                Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
+            )
     finally:
         competitor.close()
     monkeypatch.undo()
@@ -396,34 +555,67 @@ def test_conflict_after_retries_are_exhausted(
 def test_cancelling_a_session_unenrolls_its_participants_atomically(world: World) -> None:
     training = world.training()
     enrolled = world.enroll(training)
-    world.rc.cancel_session(ADMIN, training.id, training.sessions[0])
+    world.rc.cancel_session(
+        CancelSession(actor_id=ADMIN, training_id=training.id, session_id=training.sessions[0])
+    )
     view = world.rc.get_training(LEARNER, training.id)
     assert view["sessions"][0]["cancelled"]
     assert view["sessions"][0]["seats_taken"] == 0
     last = world.rc.history(ADMIN, UUID(enrolled["id"]))[-1]
     assert last["data"]["reason"] == "session_cancelled"
     with refused(Reason.NOT_FOUND):
-        world.rc.enroll(LEARNER, training.id, training.sessions[0])
+        world.rc.enroll(
+            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
+        )
 
 
 def test_rescheduling_moves_deadlines_and_cannot_drop_capacity_below_seats(world: World) -> None:
-    from application.service import SessionInput
+    from application.commands import SessionInput
 
     training = world.training(days=(10, 20), capacity=2, stop_registration=days_before(12))
     with refused(Reason.REGISTRATION_CLOSED):
-        world.rc.enroll(LEARNER, training.id, training.sessions[0])
+        world.rc.enroll(
+            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
+        )
     later = world.session(15, capacity=2)
-    world.rc.reschedule_session(ADMIN, training.id, training.sessions[0], later)
+    world.rc.reschedule_session(
+        RescheduleSession(
+            actor_id=ADMIN, training_id=training.id, session_id=training.sessions[0], session=later
+        )
+    )
     world.enroll(training)
     world.enroll(training, OTHER)
     smaller = SessionInput(later.starts_at, later.ends_at, later.timezone, capacity=1)
     with refused(Reason.SESSION_FULL):
-        world.rc.reschedule_session(ADMIN, training.id, training.sessions[0], smaller)
+        world.rc.reschedule_session(
+            RescheduleSession(
+                actor_id=ADMIN,
+                training_id=training.id,
+                session_id=training.sessions[0],
+                session=smaller,
+            )
+        )
 
 
 def test_directory_updates_record_only_what_changed(world: World) -> None:
-    world.rc.put_user(ADMIN, LEARNER, "Lena Learner", "lena@example.com", supervisor_id=OTHER)
-    world.rc.put_user(ADMIN, LEARNER, "Lena Learner", "lena@example.com", supervisor_id=OTHER)
+    world.rc.put_user(
+        PutUser(
+            actor_id=ADMIN,
+            user_id=LEARNER,
+            name="Lena Learner",
+            email="lena@example.com",
+            supervisor_id=OTHER,
+        )
+    )
+    world.rc.put_user(
+        PutUser(
+            actor_id=ADMIN,
+            user_id=LEARNER,
+            name="Lena Learner",
+            email="lena@example.com",
+            supervisor_id=OTHER,
+        )
+    )
     from domain.user import user_aggregate_id
 
     history = world.rc.history(ADMIN, user_aggregate_id(LEARNER))
@@ -443,11 +635,15 @@ def test_history_in_order_and_state_as_of_any_earlier_version(world: World) -> N
     training = world.training(days=(10, 20, 30))
     enrollment_id = UUID(world.enroll(training)["id"])
     world.clock.advance(timedelta(hours=1))
-    world.rc.switch(LEARNER, training.id, confirm=True)
+    world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
     world.clock.advance(timedelta(hours=1))
-    world.rc.switch(LEARNER, training.id, session_id=training.sessions[2], confirm=True)
+    world.rc.switch(
+        Switch(
+            actor_id=LEARNER, training_id=training.id, session_id=training.sessions[2], confirm=True
+        )
+    )
     world.clock.advance(timedelta(hours=1))
-    world.rc.unenroll(LEARNER, training.id, confirm=True)
+    world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     history = world.rc.history(ADMIN, enrollment_id)
     assert [e["version"] for e in history] == [1, 2, 3, 4]
     assert [e["type"].rsplit(".", 1)[1] for e in history] == [
@@ -480,4 +676,6 @@ def test_stored_topics_are_stable_names_not_module_paths(world: World) -> None:
 
 def test_system_actor_cannot_be_impersonated_by_a_directory_id(world: World) -> None:
     with refused(Reason.VALIDATION_ERROR):
-        world.rc.put_user(ADMIN, SYSTEM_ACTOR, "System", "sys@example.com")
+        world.rc.put_user(
+            PutUser(actor_id=ADMIN, user_id=SYSTEM_ACTOR, name="System", email="sys@example.com")
+        )

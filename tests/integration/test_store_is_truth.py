@@ -24,6 +24,7 @@ from adapters.embedded import LocalBroker, MailCatcher, free_port
 from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
 from adapters.relay import Relay
 from adapters.store_reader import StoreReader
+from application.commands import PutUser, Switch
 from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig
 from projections.projector import (
@@ -157,7 +158,7 @@ def test_the_notifier_fills_a_version_gap_from_the_store(
     world = World(rollcall, clock)
     training = world.training(days=(10, 20))
     world.enroll(training)
-    rollcall.switch(LEARNER, training.id, confirm=True)
+    rollcall.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
     engine = engine_for(database_url)
     reader = StoreReader(rollcall.store, engine)
     events = [e for batch in reader.batches() for e in batch]
@@ -321,7 +322,13 @@ def test_no_event_larger_than_the_stated_maximum_is_ever_stored(
     monkeypatch.setattr(store, "EVENT_BYTES_MAX", 200)
     with pytest.raises(ValidationFailed, match="too large"):
         rollcall.put_user(
-            "ada", "wordy", "W" * 150, "wordy@example.com", permissions=["enroll_users"]
+            PutUser(
+                actor_id="ada",
+                user_id="wordy",
+                name="W" * 150,
+                email="wordy@example.com",
+                permissions=["enroll_users"],
+            )
         )
     assert rollcall.store.recorder.max_notification_id() == before
 

@@ -26,6 +26,7 @@ from adapters.embedded import LocalBroker, MailCatcher
 from adapters.migrations import migrate
 from adapters.store import open_store
 from adapters.store_reader import StoreReader
+from application.commands import Enroll, PutUser
 from application.service import Rollcall
 from projections.projector import caught_up, create_tables, replay
 from tests.infra import fresh_postgres_database, truncate_postgres, wait_for
@@ -93,11 +94,23 @@ def test_separate_processes_build_the_same_read_models_and_mails(
     rc = Rollcall.open(postgres_url, clock)
     world = World(rc, clock)
     for i in range(12):
-        rc.put_user(ADMIN, f"member{i}", f"Member {i}", f"m{i}@example.com", SUPERVISOR)
+        rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=f"member{i}",
+                name=f"Member {i}",
+                email=f"m{i}@example.com",
+                supervisor_id=SUPERVISOR,
+            )
+        )
     scenario(world)
     training = world.training(days=(30, 40), capacity=None)
     for i in range(12):
-        rc.enroll(f"member{i}", training.id, training.sessions[i % 2])
+        rc.enroll(
+            Enroll(
+                actor_id=f"member{i}", training_id=training.id, session_id=training.sessions[i % 2]
+            )
+        )
     engine = engine_for(postgres_url)
     create_tables(engine)
     with MailCatcher() as catcher, tempfile.TemporaryDirectory() as logs:

@@ -1,16 +1,16 @@
-"""What commands and in-process queries answer with: plain, JSON-ready dictionaries.
+"""The public shape of trainings, sessions, enrollments and users: one function per
+object, JSON-ready.
 
-Built straight from aggregates (the read models of SPEC §5 are the scalable path for
-lists; these are the authoritative answers about one thing, right now).
+The answers to commands (built from the aggregates just saved) and the read models'
+lists (built from their rows, restored as aggregates) both go through these functions,
+so an object looks the same wherever the API returns it; the HTTP layer's response
+models (``entrypoints/api/models.py``) describe exactly these shapes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
-from enum import Enum
 from typing import Any
-from uuid import UUID
 
 from domain.enrollment import Enrollment
 from domain.rules import available_actions, r6_registration_open
@@ -22,7 +22,14 @@ def iso(instant: datetime | None) -> str | None:
     return instant.isoformat() if instant else None
 
 
-def session_view(training: Training, session: Session, now: datetime) -> dict[str, Any]:
+def session_view(
+    training: Training, session: Session, now: datetime, seats_taken: int | None = None
+) -> dict[str, Any]:
+    """``seats_taken``: the count when the caller already has it (a read model's row,
+    or one count for all sessions); else counted from the training's seats."""
+    if seats_taken is None:
+        seats_taken = training.seats_taken(session.id)
+    capacity = session.capacity
     registration = training.deadline(DeadlineKind.REGISTRATION, session)
     cancellation = training.deadline(DeadlineKind.CANCELLATION, session)
     return {
@@ -31,10 +38,10 @@ def session_view(training: Training, session: Session, now: datetime) -> dict[st
         "ends_at": iso(session.ends_at),
         "timezone": session.timezone,
         "location": session.location,
-        "capacity": session.capacity,
+        "capacity": capacity,
         "cancelled": session.cancelled,
-        "seats_taken": training.seats_taken(session.id),
-        "seats_left": training.seats_left(session.id),
+        "seats_taken": seats_taken,
+        "seats_left": None if capacity is None else max(0, capacity - seats_taken),
         "registration_deadline": iso(registration),
         "cancellation_deadline": iso(cancellation),
         "open_for_registration": not session.cancelled
@@ -43,6 +50,7 @@ def session_view(training: Training, session: Session, now: datetime) -> dict[st
 
 
 def training_view(training: Training, now: datetime) -> dict[str, Any]:
+    seats = training.seats_taken_by_session()
     return {
         "id": str(training.id),
         "title": training.title,
@@ -54,7 +62,7 @@ def training_view(training: Training, now: datetime) -> dict[str, Any]:
             "stop_registration": training.stop_registration.to_dict(),
             "stop_cancellation": training.stop_cancellation.to_dict(),
         },
-        "sessions": [session_view(training, s, now) for s in _by_start(training)],
+        "sessions": [session_view(training, s, now, seats[s.id]) for s in _by_start(training)],
         "version": training.version,
     }
 
@@ -63,14 +71,17 @@ def _by_start(training: Training) -> list[Session]:
     return sorted(training.sessions.values(), key=lambda s: (s.starts_at, str(s.id)))
 
 
-def enrollment_view(training: Training, enrollment: Enrollment, now: datetime) -> dict[str, Any]:
+def enrollment_view(
+    training: Training, enrollment: Enrollment, now: datetime, seats_taken: int | None = None
+) -> dict[str, Any]:
+    """``seats_taken``: of the enrollment's session, as in ``session_view``."""
     session = training.session(enrollment.session_id)
     return {
         "id": str(enrollment.id),
         "user_id": enrollment.user_id,
         "training_id": str(training.id),
         "training_title": training.title,
-        "session": session_view(training, session, now),
+        "session": session_view(training, session, now, seats_taken),
         "status": enrollment.status(session, now).value,
         "active": enrollment.active,
         "attendance": enrollment.attendance.value if enrollment.attendance else None,
@@ -89,22 +100,3 @@ def user_view(user: User) -> dict[str, Any]:
         "permissions": list(user.permissions),
         "version": user.version,
     }
-
-
-def jsonable(value: Any) -> Any:
-    """Any aggregate or event state as JSON-ready data, for auditors' eyes."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
-    if isinstance(value, set | frozenset):
-        return sorted((jsonable(v) for v in value), key=repr)
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value

@@ -1,0 +1,151 @@
+"""The commands the application service accepts: one small, immutable value each.
+
+A command names who asks (``actor_id``) and what they ask for; the HTTP API, the CLI,
+the demo and the tests build the same values. Commands on an existing aggregate are
+``Conditional``: with ``if_match`` they run only while the aggregate is still at one of
+those versions (an HTTP ``If-Match``), checked on the state the command runs on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain.training import Session
+
+
+@dataclass(frozen=True)
+class SessionInput:
+    """A session's schedule as asked for; validated by the domain when used."""
+
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    location: str = ""
+    capacity: int | None = None
+
+    def session(self, session_id: UUID) -> Session:
+        return Session.validated(
+            session_id, self.starts_at, self.ends_at, self.timezone, self.location, self.capacity
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    actor_id: str
+    correlation_id: str | None = None
+    """Ties the events to the request that caused them; a new one when absent."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conditional(Command):
+    if_match: Collection[int] | None = None
+
+
+# -- directory ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PutUser(Conditional):
+    """Create or update a directory entry (administrators, or the system at bootstrap)."""
+
+    user_id: str
+    name: str
+    email: str
+    supervisor_id: str | None = None
+    roles: Sequence[str] = ()
+    permissions: Sequence[str] = ()
+
+
+# -- trainings ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateTraining(Command):
+    title: str
+    description: str = ""
+    session_selection: str = "participant"
+    notify_supervisors: bool = True
+    sessions: Sequence[SessionInput] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingCommand(Conditional):
+    training_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddSession(TrainingCommand):
+    session: SessionInput
+
+
+@dataclass(frozen=True, kw_only=True)
+class RescheduleSession(TrainingCommand):
+    session_id: UUID
+    session: SessionInput
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelSession(TrainingCommand):
+    """Cancel a session; its participants are unenrolled in the same transaction."""
+
+    session_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetRestrictions(TrainingCommand):
+    """Stop registration / stop cancellation (R12); ``None`` turns one off."""
+
+    stop_registration: dict[str, Any] | None
+    stop_cancellation: dict[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetLock(TrainingCommand):
+    """Lock or unlock the participant list (R4, R12)."""
+
+    locked: bool
+
+
+# -- enrollments -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Enroll(TrainingCommand):
+    """A learner enrolls themselves (R1, R4, R6); an administrator anyone (R13)."""
+
+    session_id: UUID
+    user_id: str | None = None
+    """Whom to enroll; the actor when absent."""
+    as_admin: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Switch(TrainingCommand):
+    """Move to another session: the suggested one unless ``session_id`` is given (R10).
+    A learner must confirm (R9)."""
+
+    user_id: str | None = None
+    session_id: UUID | None = None
+    confirm: bool = False
+    as_admin: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unenroll(TrainingCommand):
+    """Leave the training (R1-R5); a learner must confirm (R9)."""
+
+    user_id: str | None = None
+    confirm: bool = False
+    reason: str = ""
+    as_admin: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordAttendance(TrainingCommand):
+    session_id: UUID
+    user_id: str
+    status: str

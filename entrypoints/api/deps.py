@@ -1,0 +1,138 @@
+"""What routes depend on: who asks (``CurrentUser``, ``Commander``), their preconditions
+(``IfMatch``), and ``Api``, the process's services with the two ways routes answer: a
+command's result, or a read-model query that may first wait for the caller's writes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
+
+from application.service import Result, Rollcall
+from domain.errors import Reason, RollcallError
+from entrypoints.api.auth import verify_token
+from entrypoints.api.limits import Freshness, RateLimit
+
+T = TypeVar("T")
+STALE_HEADER = "X-Rollcall-Stale"
+
+
+@dataclass
+class Api:
+    """The services of one API process (``app.state.api``)."""
+
+    rollcall: Rollcall
+    engine: Engine
+    jwt_secret: str
+    token_max_hours: float
+    rate_limit: RateLimit
+    freshness: Freshness
+    kafka: str | None
+    registry: CollectorRegistry
+
+    async def read(
+        self,
+        min_position: int | None,
+        who: str,
+        response: Response,
+        query: Callable[[Connection], T],
+    ) -> T:
+        """``query`` on the read models, once they include ``min_position`` (a bounded
+        wait that holds no worker thread; past it the answer is marked stale)."""
+        if min_position is not None and not await self.freshness.reached(min_position, who):
+            response.headers[STALE_HEADER] = "true"
+
+        def run() -> T:
+            with self.engine.connect() as conn:
+                return query(conn)
+
+        return await run_in_threadpool(run)
+
+
+def api(request: Request) -> Api:
+    state: Api = request.app.state.api
+    return state
+
+
+Services = Annotated[Api, Depends(api)]
+bearer = HTTPBearer(auto_error=False)
+
+
+def current_user(
+    services: Services,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The authenticated user id (``sub`` of a valid HS256 bearer token, in the directory)."""
+    if credentials is None:
+        raise RollcallError(Reason.UNAUTHORIZED, "A bearer token is required.")
+    user_id = verify_token(credentials.credentials, services.jwt_secret, services.token_max_hours)
+    if not services.rollcall.is_known_user(user_id):
+        raise RollcallError(Reason.UNAUTHORIZED, "The token's user is not in the directory.")
+    return user_id
+
+
+CurrentUser = Annotated[str, Depends(current_user)]
+
+
+def commander(services: Services, who: CurrentUser) -> str:
+    """The authenticated user of a command, within their rate limit."""
+    wait = services.rate_limit.take(who)
+    if wait:
+        raise RollcallError(Reason.RATE_LIMITED, details={"retry_after": round(wait, 1)})
+    return who
+
+
+Commander = Annotated[str, Depends(commander)]
+MinPosition = Annotated[
+    int | None, Query(ge=0, description="wait until read models include this store position")
+]
+
+
+def if_match(
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='run only if the resource is still at this ETag (its version, "7")',
+        ),
+    ] = None,
+) -> frozenset[int] | None:
+    """The versions an ``If-Match`` header accepts (the ETags of single resources are
+    their aggregate version, ``"7"``); None when absent or ``*``. An entry that is not
+    one of our ETags can never match."""
+    if header is None or header.strip() == "*":
+        return None
+    versions = set()
+    for entry in header.split(","):
+        tag = entry.strip().removeprefix("W/").strip('"')
+        if tag.isdigit() and len(tag) < 10:
+            versions.add(int(tag))
+    return frozenset(versions)
+
+
+IfMatch = Annotated[frozenset[int] | None, Depends(if_match)]
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def answer(
+    result: Result, response: Response, created: str | None = None, tagged: bool = False
+) -> dict[str, Any]:
+    """The answer to a command (its route's ``CommandOut`` model checks and documents
+    it); ``created``: the path of what a 201 created; ``tagged``: the answer is the
+    resource itself, so it carries its ETag."""
+    if tagged:
+        response.headers["ETag"] = etag(result.value["version"])
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = created
+    return {"data": result.value, "position": result.position}

@@ -1,0 +1,32 @@
+"""What auditors read: an aggregate's whole history, and its state at an instant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from domain.errors import Reason, RollcallError
+from entrypoints.api.deps import CurrentUser, Services
+from entrypoints.api.models import AuditOut
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/v1/audit/{aggregate_id}", response_model=AuditOut)
+def audit(
+    aggregate_id: UUID,
+    who: CurrentUser,
+    services: Services,
+    as_of: Annotated[datetime | None, Query(description="the state at this instant")] = None,
+) -> dict[str, Any]:
+    """An aggregate's full history (administrators); with ``as_of``, its state then."""
+    history = services.rollcall.history(who, aggregate_id)
+    state = None
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            raise RollcallError(Reason.VALIDATION_ERROR, "as_of must carry a UTC offset")
+        state = services.rollcall.state_as_of(who, aggregate_id, as_of=as_of)
+    return {"aggregate_id": str(aggregate_id), "events": history, "state": state}

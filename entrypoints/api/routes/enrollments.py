@@ -1,0 +1,120 @@
+"""Enrollments of a training: enrolling (learners themselves, administrators anyone),
+administrators' overrides (R13), attendance."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from application.commands import Enroll, RecordAttendance, Switch, Unenroll
+from entrypoints.api.deps import Commander, IfMatch, Services, answer
+from entrypoints.api.models import (
+    AttendanceIn,
+    CommandOut,
+    EnrollIn,
+    EnrollmentChangedOut,
+    EnrollmentOut,
+    SwitchIn,
+    UnenrollIn,
+)
+
+router = APIRouter(prefix="/v1/trainings/{training_id}", tags=["enrollments"])
+
+
+@router.post("/enrollments", status_code=201, response_model=CommandOut[EnrollmentOut])
+def enroll(
+    training_id: UUID,
+    body: EnrollIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """Enroll yourself, or (administrators) anyone: R1, R4, R6, R7, R13."""
+    result = services.rollcall.enroll(
+        Enroll(
+            actor_id=who,
+            training_id=training_id,
+            session_id=body.session_id,
+            user_id=body.user_id,
+            as_admin=body.user_id is not None and body.user_id != who,
+            if_match=versions,
+        )
+    )
+    return answer(result, response, created=f"/v1/trainings/{training_id}")
+
+
+@router.post("/enrollments/{user_id}/switch", response_model=CommandOut[EnrollmentChangedOut])
+def admin_switch(
+    training_id: UUID,
+    user_id: str,
+    body: SwitchIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """Administrator override (R13): past deadlines and locks, never past capacity."""
+    result = services.rollcall.switch(
+        Switch(
+            actor_id=who,
+            training_id=training_id,
+            user_id=user_id,
+            session_id=body.session_id,
+            confirm=True,
+            as_admin=True,
+            if_match=versions,
+        )
+    )
+    return answer(result, response)
+
+
+@router.post("/enrollments/{user_id}/unenroll", response_model=CommandOut[EnrollmentChangedOut])
+def admin_unenroll(
+    training_id: UUID,
+    user_id: str,
+    body: UnenrollIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """Administrator override (R13)."""
+    result = services.rollcall.unenroll(
+        Unenroll(
+            actor_id=who,
+            training_id=training_id,
+            user_id=user_id,
+            confirm=True,
+            reason=body.reason,
+            as_admin=True,
+            if_match=versions,
+        )
+    )
+    return answer(result, response)
+
+
+@router.post("/sessions/{session_id}/attendance", response_model=CommandOut[EnrollmentOut])
+def attendance(
+    training_id: UUID,
+    session_id: UUID,
+    body: AttendanceIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """Record whether a participant attended (administrators)."""
+    result = services.rollcall.record_attendance(
+        RecordAttendance(
+            actor_id=who,
+            training_id=training_id,
+            session_id=session_id,
+            user_id=body.user_id,
+            status=body.status,
+            if_match=versions,
+        )
+    )
+    return answer(result, response)

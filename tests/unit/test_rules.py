@@ -250,3 +250,36 @@ def test_events_have_stable_explicit_topics() -> None:
         assert event.actor_id == "ada"
         assert event.correlation_id == "corr-1"
     assert isinstance(enrollment.id, UUID)
+
+
+def test_r7_the_seat_count_follows_every_seat_event() -> None:
+    """Seats taken per session are kept by the ledger's events, not counted per read."""
+    training, (first, second) = make_training(capacity=None)
+    lena, otto = enroll(training, first), enroll(training, first, "otto")
+    enrolling.switch(CTX, training, lena, second.id, True, as_admin=False)
+    assert (training.seats_taken(first.id), training.seats_taken(second.id)) == (1, 1)
+    enrolling.unenroll(CTX, training, otto, "", True, as_admin=False)
+    assert (training.seats_taken(first.id), training.seats_taken(second.id)) == (0, 1)
+    assert training.seats_left(second.id) is None
+
+
+def test_a_copy_of_a_training_shares_nothing_a_command_can_change() -> None:
+    """The store's cache hands each command a copy (issue 14: a cheap one, whatever the
+    training's size); enrolling, switching and locking on the copy leave it untouched."""
+    import copy
+
+    training, (first, second) = make_training(capacity=3)
+    lena = enroll(training, first)
+    cached = copy.deepcopy(training)
+    working = copy.deepcopy(cached)
+    enroll(working, first, "otto")
+    enrolling.switch(CTX, working, copy.deepcopy(lena), second.id, True, as_admin=False)
+    working.set_locked(CTX, True)
+    working.record_deadline_passed(CTX, DeadlineKind.REGISTRATION, first.id)
+    assert set(cached.participants) == {"lena"}
+    assert cached.participants["lena"].session_id == first.id
+    assert (cached.seats_taken(first.id), cached.seats_taken(second.id)) == (1, 0)
+    assert not cached.locked
+    assert not cached.passed_deadlines
+    assert cached.pending_events == training.pending_events
+    assert (working.seats_taken(first.id), working.seats_taken(second.id)) == (1, 1)

@@ -1,0 +1,151 @@
+"""Enroll into a hot training: latency with 10, 1,000 and 10,000 prior enrollments in
+the same training, beside a bare single-row INSERT+COMMIT on the same database, all in
+one run, in-process (the application service alone: no API, relay or projector threads
+beside it).
+
+    python -m bench.hot_training [--sizes 10,1000,10000] [--enrolls 60] [--sqlite]
+
+Each size gets a fresh database. The prior enrollments are written in bulk through the
+domain (500 per save) so that building 10,000 of them takes seconds; what is timed is
+one ``Rollcall.enroll`` at a time by a new learner, as a request would run it. The
+first five of each series warm the aggregate cache and are not counted.
+Target (issue 14): p50 with 10,000 prior ÷ p50 with 10 <= 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from adapters.clock import ManualClock
+from adapters.db import engine_for
+from application.commands import CreateTraining, Enroll, PutUser, SessionInput
+from application.service import SYSTEM_ACTOR, Rollcall
+from bench.common import T0
+from domain import enrolling
+from domain.base import Context
+from domain.user import User
+from tests.infra import fresh_postgres_database
+
+BULK = 500
+WARM_UP = 5
+
+
+@contextlib.contextmanager
+def database(sqlite: bool) -> Iterator[str]:
+    if sqlite:
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
+    else:
+        with fresh_postgres_database("rollcall_bench") as url:
+            yield url
+
+
+def hot_training(rc: Rollcall, prior: int) -> tuple[uuid.UUID, uuid.UUID]:
+    rc.put_user(
+        PutUser(actor_id=SYSTEM_ACTOR, user_id="admin", name="A", email="a@x.org", roles=["admin"])
+    )
+    start = T0 + timedelta(days=30)
+    created = rc.create_training(
+        CreateTraining(
+            actor_id="admin",
+            title="Hot training",
+            sessions=[SessionInput(start, start + timedelta(hours=2), "UTC", "Hall", None)],
+        )
+    ).value
+    training_id, session_id = uuid.UUID(created["id"]), uuid.UUID(created["sessions"][0]["id"])
+    ctx = Context("admin", T0, "bench-fill")
+    for first in range(0, prior, BULK):
+        training = rc.store.repository.get(training_id)
+        batch: list[object] = []
+        for i in range(first, min(prior, first + BULK)):
+            user = User.register(
+                ctx, f"prior{i}", f"Prior {i}", f"prior{i}@example.com", None, [], []
+            )
+            enrollment = enrolling.enroll(ctx, training, session_id, user.user_id, as_admin=False)
+            batch += [user, enrollment]
+        rc.store.save(training, *batch)  # type: ignore[arg-type]
+    return training_id, session_id
+
+
+def enroll_latencies(
+    rc: Rollcall, training_id: uuid.UUID, session_id: uuid.UUID, n: int
+) -> list[float]:
+    for i in range(n):
+        rc.put_user(
+            PutUser(actor_id="admin", user_id=f"new{i}", name=f"New {i}", email=f"n{i}@x.org")
+        )
+    timings = []
+    for i in range(n):
+        began = time.perf_counter()
+        rc.enroll(Enroll(actor_id=f"new{i}", training_id=training_id, session_id=session_id))
+        timings.append(time.perf_counter() - began)
+    return timings[WARM_UP:]
+
+
+def bare_insert_latencies(url: str, n: int) -> list[float]:
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_bare (id INTEGER PRIMARY KEY, v TEXT)"))
+    timings = []
+    with engine.connect() as conn:
+        for i in range(n):
+            began = time.perf_counter()
+            conn.execute(text("INSERT INTO bench_bare (id, v) VALUES (:i, 'x')"), {"i": i})
+            conn.commit()
+            timings.append(time.perf_counter() - began)
+    engine.dispose()
+    return timings[WARM_UP:]
+
+
+def ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10,1000,10000")
+    parser.add_argument("--enrolls", type=int, default=60)
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    kind = "SQLite" if args.sqlite else "PostgreSQL"
+    print(f"enroll into one training, in-process, {kind}, load {os.getloadavg()[0]:.2f}")
+    p50s = {}
+    for size in sizes:
+        with database(args.sqlite) as url:
+            rc = Rollcall.open(url, ManualClock(T0))
+            try:
+                began = time.perf_counter()
+                training_id, session_id = hot_training(rc, size)
+                filled = time.perf_counter() - began
+                timings = enroll_latencies(rc, training_id, session_id, args.enrolls)
+                bare = bare_insert_latencies(url, args.enrolls)
+            finally:
+                rc.close()
+        p50s[size] = statistics.median(timings) * 1000
+        print(
+            f"  {size:>6} prior: enroll p50 {p50s[size]:6.2f} ms  p99 {ms(timings, 0.99):6.2f} ms"
+            f"   bare INSERT+COMMIT p50 {statistics.median(bare) * 1000:5.2f} ms"
+            f"   (filled in {filled:.1f} s)"
+        )
+    smallest, largest = min(sizes), max(sizes)
+    print(
+        f"ratio p50 {largest} prior / {smallest} prior: {p50s[largest] / p50s[smallest]:.2f}"
+        "  (target <= 1.5)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -20,8 +20,9 @@ from uuid import UUID
 
 import httpx
 
-from application.commands import CreateTraining, Enroll, PutUser, SessionInput
-from application.service import SYSTEM_ACTOR, Rollcall
+from application.commands import CreateTraining, Enroll, SessionInput
+from application.service import Rollcall
+from bench.common import register
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.runtime import Runtime
@@ -55,23 +56,8 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         with Runtime(settings) as runtime:
             rc = runtime.rollcall
-            rc.put_user(
-                PutUser(
-                    actor_id=SYSTEM_ACTOR,
-                    user_id="admin",
-                    name="Admin",
-                    email="admin@example.com",
-                    roles=["admin"],
-                )
-            )
-            rc.put_user(
-                PutUser(
-                    actor_id=SYSTEM_ACTOR,
-                    user_id="learner",
-                    name="Learner",
-                    email="learner@example.com",
-                )
-            )
+            register(rc, "admin", admin=True)
+            register(rc, "learner")
             in_process, over_http, concurrent = trainings(rc, n), trainings(rc, n), trainings(rc, n)
 
             latencies = []

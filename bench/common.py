@@ -6,11 +6,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from adapters.store import EventStore
+from application.commands import PutUser
+from application.service import SYSTEM_ACTOR, Rollcall
 from domain import enrolling
 from domain.base import Context
 from domain.training import Session, Training
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def register(rc: Rollcall, user_id: str, admin: bool = False) -> None:
+    """A benchmark's directory entry (``user_id@example.com``), put by the system."""
+    email = f"{user_id}@example.com"
+    roles = ["admin"] if admin else []
+    rc.put_user(
+        PutUser(actor_id=SYSTEM_ACTOR, user_id=user_id, name=user_id, email=email, roles=roles)
+    )
 
 
 def fill(store: EventStore, events: int) -> None:

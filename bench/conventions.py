@@ -21,8 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from application.commands import PutUser
-from application.service import SYSTEM_ACTOR
+from bench.common import register
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.runtime import Runtime
@@ -50,15 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), rate_limit_burst=100_000)
         with Runtime(settings) as runtime:
-            runtime.rollcall.put_user(
-                PutUser(
-                    actor_id=SYSTEM_ACTOR,
-                    user_id="ada",
-                    name="Ada",
-                    email="ada@example.com",
-                    roles=["admin"],
-                )
-            )
+            register(runtime.rollcall, "ada", admin=True)
             token = issue_token("ada", jwt_secret(settings), datetime.now(UTC))
             auth = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=runtime.url, timeout=60, headers=auth) as http:

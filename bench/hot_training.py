@@ -29,9 +29,9 @@ from sqlalchemy import text
 
 from adapters.clock import ManualClock
 from adapters.db import engine_for
-from application.commands import CreateTraining, Enroll, PutUser, SessionInput
-from application.service import SYSTEM_ACTOR, Rollcall
-from bench.common import T0
+from application.commands import CreateTraining, Enroll, SessionInput
+from application.service import Rollcall
+from bench.common import T0, register
 from domain import enrolling
 from domain.base import Context
 from domain.user import User
@@ -52,9 +52,7 @@ def database(sqlite: bool) -> Iterator[str]:
 
 
 def hot_training(rc: Rollcall, prior: int) -> tuple[uuid.UUID, uuid.UUID]:
-    rc.put_user(
-        PutUser(actor_id=SYSTEM_ACTOR, user_id="admin", name="A", email="a@x.org", roles=["admin"])
-    )
+    register(rc, "admin", admin=True)
     start = T0 + timedelta(days=30)
     created = rc.create_training(
         CreateTraining(
@@ -82,9 +80,7 @@ def enroll_latencies(
     rc: Rollcall, training_id: uuid.UUID, session_id: uuid.UUID, n: int
 ) -> list[float]:
     for i in range(n):
-        rc.put_user(
-            PutUser(actor_id="admin", user_id=f"new{i}", name=f"New {i}", email=f"n{i}@x.org")
-        )
+        register(rc, f"new{i}")
     timings = []
     for i in range(n):
         began = time.perf_counter()

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from application.commands import PutUser
-from application.service import SYSTEM_ACTOR
+from bench.common import register
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.runtime import Runtime
@@ -84,14 +83,7 @@ def main() -> None:
             rc = runtime.rollcall
             users = ["learner", *(f"reader{i:02d}" for i in range(max(1, args.waiters // 4)))]
             for user in users:
-                rc.put_user(
-                    PutUser(
-                        actor_id=SYSTEM_ACTOR,
-                        user_id=user,
-                        name=user.title(),
-                        email=f"{user}@example.com",
-                    )
-                )
+                register(rc, user)
             secret = jwt_secret(settings)
             tokens = {u: issue_token(u, secret, datetime.now(UTC)) for u in users}
             baseline, beside = asyncio.run(run(runtime, tokens, args.waiters, args.requests))

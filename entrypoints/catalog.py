@@ -46,58 +46,19 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 def _story(rc: Rollcall, clock: ManualClock) -> None:
     """Every event type at least once: the directory, a training with its sessions,
     an enrollment that switches, a cancelled session, the lock, a deadline, attendance."""
-    rc.put_user(
-        PutUser(
-            actor_id=SYSTEM_ACTOR,
-            user_id="ada",
-            name="Ada Admin",
-            email="ada@example.com",
-            roles=["admin"],
-        )
-    )
-    rc.put_user(
-        PutUser(actor_id="ada", user_id="sam", name="Sam Supervisor", email="sam@example.com")
-    )
-    rc.put_user(
-        PutUser(
-            actor_id="ada",
-            user_id="lena",
-            name="Lena Learner",
-            email="lena@example.com",
-            supervisor_id="sam",
-        )
-    )
-    rc.put_user(
-        PutUser(actor_id="ada", user_id="otto", name="Otto Other", email="otto@example.com")
-    )
-    rc.put_user(
-        PutUser(
-            actor_id="ada",
-            user_id="lena",
-            name="Lena Learner-Smith",
-            email="lena@example.com",
-            supervisor_id="sam",
-        )
-    )
-    rc.put_user(
-        PutUser(
-            actor_id="ada",
-            user_id="otto",
-            name="Otto Other",
-            email="otto@example.com",
-            supervisor_id="sam",
-        )
-    )
-    rc.put_user(
-        PutUser(
-            actor_id="ada",
-            user_id="otto",
-            name="Otto Other",
-            email="otto@example.com",
-            supervisor_id="sam",
-            roles=["trainer"],
-        )
-    )
+    directory: list[tuple[str, str, dict[str, Any]]] = [
+        ("ada", "Ada Admin", {"roles": ["admin"]}),
+        ("sam", "Sam Supervisor", {}),
+        ("lena", "Lena Learner", {"supervisor_id": "sam"}),
+        ("otto", "Otto Other", {}),
+        ("lena", "Lena Learner-Smith", {"supervisor_id": "sam"}),  # renamed
+        ("otto", "Otto Other", {"supervisor_id": "sam"}),  # given a supervisor
+        ("otto", "Otto Other", {"supervisor_id": "sam", "roles": ["trainer"]}),  # a role
+    ]
+    for user_id, name, extra in directory:
+        actor = SYSTEM_ACTOR if user_id == "ada" else "ada"
+        email = f"{user_id}@example.com"
+        rc.put_user(PutUser(actor_id=actor, user_id=user_id, name=name, email=email, **extra))
 
     def session(days: int, room: str) -> SessionInput:
         starts = clock.now() + timedelta(days=days)

@@ -42,6 +42,7 @@ from application.commands import (
     TrainingCommand,
     Unenroll,
 )
+from application.group_commit import GroupCommit
 from domain import enrolling, inputs
 from domain.base import Context
 from domain.deadlines import Restriction
@@ -77,6 +78,7 @@ class Rollcall:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self._known_users: set[str] = set()
+        self.commits = GroupCommit(lambda *changed: self.store.save(*changed), self._run_alone)
 
     @classmethod
     def open(cls, database_url: str, clock: Clock | None = None) -> Rollcall:
@@ -93,7 +95,14 @@ class Rollcall:
         return Context(cmd.actor_id, self.clock.now(), correlation_id)
 
     def _run(self, command: Callable[[], tuple[Sequence[Aggregate], T]]) -> tuple[T, int | None]:
-        """Run ``command`` and save what it changed atomically, retrying on conflicts."""
+        """Run ``command`` and save what it changed atomically: committed together with
+        the commands that arrive at the same time (``application/group_commit.py``)."""
+        return self.commits.run(command)
+
+    def _run_alone(
+        self, command: Callable[[], tuple[Sequence[Aggregate], T]]
+    ) -> tuple[T, int | None]:
+        """Run ``command`` in its own save, re-running it on conflicts (R7)."""
         for attempt in range(MAX_ATTEMPTS):
             aggregates, value = command()
             try:
@@ -110,10 +119,14 @@ class Rollcall:
         return Result(value, position)
 
     def _get(self, kind: type[T], aggregate_id: UUID, what: str) -> T:
-        try:
-            aggregate: Aggregate = self.store.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            raise NotFound(what, aggregate_id) from None
+        """A copy of the aggregate to work on: as the commands committed with this one
+        left it, else as stored."""
+        aggregate = self.commits.working_copy(aggregate_id)
+        if aggregate is None:
+            try:
+                aggregate = self.store.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                raise NotFound(what, aggregate_id) from None
         if not isinstance(aggregate, kind):
             raise NotFound(what, aggregate_id)
         return aggregate
@@ -219,14 +232,24 @@ class Rollcall:
     @measured("create_training")
     def create_training(self, cmd: CreateTraining) -> Result:
         self.require_manager(cmd.actor_id)
-        ctx = self._context(cmd)
-        training = Training.create(
-            ctx, cmd.title, cmd.description, cmd.session_selection, cmd.notify_supervisors
-        )
-        for spec in cmd.sessions:
-            training.add_session(ctx, spec.session(uuid.uuid4()))
-        _, position = self._run(lambda: ([training], None))
-        return Result(training_view(training, ctx.now), position)
+        training_id = uuid.uuid4()
+        sessions = [spec.session(uuid.uuid4()) for spec in cmd.sessions]
+
+        def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            ctx = self._context(cmd)
+            training = Training.create(
+                ctx,
+                cmd.title,
+                cmd.description,
+                cmd.session_selection,
+                cmd.notify_supervisors,
+                training_id=training_id,
+            )
+            for session in sessions:
+                training.add_session(ctx, session)
+            return [training], training_view(training, ctx.now)
+
+        return self._result(command)
 
     def _change_training(
         self,
@@ -294,7 +317,8 @@ class Rollcall:
         """A learner enrolls themselves (R1, R4, R6); an administrator anyone (R13)."""
         user_id = cmd.user_id or cmd.actor_id
         self._authorize_on(cmd.actor_id, user_id, cmd.as_admin)
-        self._user(user_id)
+        if user_id != cmd.actor_id:  # the actor was just found in the directory
+            self._user(user_id)
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(cmd)

@@ -11,8 +11,23 @@ from application.service import SYSTEM_ACTOR, Rollcall
 from domain import enrolling
 from domain.base import Context
 from domain.training import Session, Training
+from domain.user import User
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def register_many(rc: Rollcall, prefix: str, count: int) -> list[str]:
+    """``count`` learners in the directory, written 500 to a save (seconds for 20,000)."""
+    ctx = Context(SYSTEM_ACTOR, T0, "bench-directory")
+    ids = [f"{prefix}{n}" for n in range(count)]
+    for first in range(0, count, 500):
+        rc.store.save(
+            *(
+                User.register(ctx, user_id, user_id, f"{user_id}@example.com", None, [], [])
+                for user_id in ids[first : first + 500]
+            )
+        )
+    return ids
 
 
 def register(rc: Rollcall, user_id: str, admin: bool = False) -> None:

@@ -1,0 +1,155 @@
+"""Enrollments per second with 1, 4 and 16 clients on one application service (one API
+process's worth), beside a bare single-row INSERT+COMMIT and a bare eventsourcing save
+on the same database, in the same run.
+
+    python -m bench.throughput [--seconds 5] [--sqlite]
+
+Clients are threads sharing one ``Rollcall``, as the request threads of an API process
+do; each enrolls new learners, one command at a time, into one training (the worst
+case: every command touches the same aggregate) and, separately, each into its own
+training. Group commit lets commands that arrive together share one transaction.
+Target (issue 14): enroll/s at 16 clients ÷ bare INSERT+COMMIT/s at 1 client >= 1.5 on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from eventsourcing.domain import Aggregate
+from sqlalchemy import text
+
+from adapters.clock import ManualClock
+from adapters.db import engine_for
+from application.commands import CreateTraining, Enroll, SessionInput
+from application.service import Rollcall
+from bench.common import T0, register, register_many
+from bench.hot_training import database
+
+CLIENTS = (1, 4, 16)
+SHAPES = ("one training", "a training each")
+Target = tuple[uuid.UUID, uuid.UUID]
+
+
+class Bare(Aggregate):
+    """The smallest thing the library can save: one event."""
+
+
+def rate(clients: int, seconds: float, work: Callable[[int, int], None]) -> tuple[float, float]:
+    """Operations per second of ``clients`` threads calling ``work(client, i)`` for
+    ``seconds``; and the p99 latency in ms."""
+    stop = time.monotonic() + seconds
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    barrier = threading.Barrier(clients)
+
+    def client(number: int) -> None:
+        barrier.wait()
+        for i in itertools.count():
+            if time.monotonic() >= stop:
+                return
+            began = time.perf_counter()
+            work(number, i)
+            latencies[number].append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    every = sorted(x for per in latencies for x in per)
+    return len(every) / elapsed, 1000 * every[int(0.99 * (len(every) - 1))]
+
+
+def training(rc: Rollcall) -> Target:
+    start = T0 + timedelta(days=30)
+    session = SessionInput(start, start + timedelta(hours=2), "UTC", "Hall", None)
+    created = rc.create_training(
+        CreateTraining(actor_id="admin", title="Bench", sessions=[session])
+    ).value
+    return uuid.UUID(created["id"]), uuid.UUID(created["sessions"][0]["id"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    args = parser.parse_args()
+    kind = "SQLite" if args.sqlite else "PostgreSQL"
+    print(f"enroll throughput, {kind}, 2 cores, load {os.getloadavg()[0]:.2f}")
+    with database(args.sqlite) as url:
+        ids = itertools.count()
+
+        def insert(client: int, i: int) -> None:
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO bench_bare VALUES (:i, 'x')"), {"i": next(ids)})
+
+        rc = Rollcall.open(url, ManualClock(T0))  # first: it refuses a foreign database
+        engine = engine_for(url)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE bench_bare (id BIGINT PRIMARY KEY, v TEXT)"))
+        register(rc, "admin", admin=True)
+        learners = iter(register_many(rc, "u", 30_000))  # more than any run enrolls
+        lock = threading.Lock()
+
+        def next_learner() -> str:
+            with lock:
+                return next(learners)
+
+        def bare_save(client: int, i: int) -> None:
+            rc.store.save(Bare())
+
+        results = {}
+        bare_insert_1, _ = rate(1, args.seconds, insert)
+        print(f"  bare INSERT+COMMIT      1 client : {bare_insert_1:7.0f}/s")
+        bare_insert_16, _ = rate(16, args.seconds, insert)
+        print(f"  bare INSERT+COMMIT     16 clients: {bare_insert_16:7.0f}/s")
+        bare_save_1, _ = rate(1, args.seconds, bare_save)
+        print(f"  bare eventsourcing save 1 client : {bare_save_1:7.0f}/s")
+        runs = [(shape, clients, 64) for shape in SHAPES for clients in CLIENTS]
+        runs += [(shape, 16, 1) for shape in SHAPES]  # the same without group commit
+        for shape, clients, group in runs:
+            rc.commits.max_group = group
+            targets = (
+                [training(rc)] * clients
+                if shape == "one training"
+                else [training(rc) for _ in range(clients)]
+            )
+
+            def enroll(client: int, i: int, targets: list[Target] = targets) -> None:
+                training_id, session_id = targets[client]
+                rc.enroll(
+                    Enroll(actor_id=next_learner(), training_id=training_id, session_id=session_id)
+                )
+
+            groups, commands = rc.commits.groups, rc.commits.commands
+            per_second, p99 = rate(clients, args.seconds, enroll)
+            grouped = rc.commits.commands - commands
+            mean = grouped / max(1, rc.commits.groups - groups)
+            results[(shape, clients, group)] = per_second
+            how = f"{mean:.1f} per group" if group > 1 else "no group commit"
+            print(
+                f"  enroll, {shape:<16} {clients:>2} clients: {per_second:7.0f}/s"
+                f"  p99 {p99:6.1f} ms  ({how})"
+            )
+        rc.close()
+        engine.dispose()
+    for shape in SHAPES:
+        grouped, alone = results[(shape, 16, 64)], results[(shape, 16, 1)]
+        print(
+            f"{shape}, 16 clients: enroll/s / bare INSERT+COMMIT/s at 1 client "
+            f"{grouped / bare_insert_1:.2f} (target >= 1.5); group commit / none "
+            f"{grouped / alone:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -178,6 +178,10 @@ def serve(
         int | None,
         typer.Option(help="a part run alone: serve /healthz, /readyz, /metrics on this port"),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="`serve api`: worker processes (one per core)"),
+    ] = 1,
 ) -> None:
     """Run Rollcall until interrupted (configured by ROLLCALL_* variables).
 
@@ -191,7 +195,7 @@ def serve(
         return
     logs.configure(settings.log_format, logging.INFO, part.value)
     if part is Part.api:
-        serve_api(settings, host, port)
+        serve_api(settings, host, port, workers)
         return
     with opened(settings) as rollcall:
         wiring = bootstrap.Wiring(settings, rollcall)
@@ -217,18 +221,36 @@ def serve(
             wiring.close()
 
 
-def serve_api(settings: Settings, host: str, port: int) -> None:
-    """The HTTP API alone (production: several replicas behind a load balancer)."""
+def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """The HTTP API alone (production: several replicas behind a load balancer; in one
+    replica, ``workers`` processes sharing its port)."""
     with opened(settings) as rollcall:
         wiring = bootstrap.Wiring(settings, rollcall)
         try:
-            with refusals_as_exit():
+            with refusals_as_exit():  # settings checked and migrations run once, here
                 app_ = wiring.api(settings.kafka_bootstrap)
-            uvicorn.run(
-                app_, host=host, port=port, log_level="info", log_config=None, server_header=False
-            )
+            if workers == 1:
+                uvicorn.run(
+                    app_,
+                    host=host,
+                    port=port,
+                    log_level="info",
+                    log_config=None,
+                    server_header=False,
+                )
+                return
         finally:
             wiring.close()
+    uvicorn.run(
+        "entrypoints.asgi:create",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        server_header=False,
+    )
 
 
 @app.command()

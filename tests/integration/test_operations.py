@@ -217,3 +217,62 @@ def _answers(http: httpx.Client) -> bool:
         return http.get("/healthz").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_serve_api_with_workers_runs_them_on_one_port_over_one_store(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """``serve api --workers 2`` (issue 14): two worker processes answer on one port,
+    each with its own service over the one store; a stop ends them all."""
+    from tests.infra import truncate_postgres
+
+    truncate_postgres(postgres_url)
+    variables = {
+        "ROLLCALL_DATA_DIR": str(tmp_path),
+        "ROLLCALL_DATABASE_URL": postgres_url,
+        "ROLLCALL_JWT_SECRET": SECRET,
+    }
+    added = cli(
+        "users", "add", ADMIN, "--name", "Ada", "--email", "a@x.org", "--admin", **variables
+    )
+    assert added.returncode == 0, added.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")} | variables
+    port = free_port()
+    api = subprocess.Popen(
+        [CLI, "serve", "api", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    admin = {"Authorization": f"Bearer {issue_token(ADMIN, SECRET, datetime.now(UTC))}"}
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=30) as http:
+            wait_for(lambda: _answers(http), timeout=60)
+        workers = _workers(api.pid)
+        assert len(workers) == 2, workers
+        created = []
+        for _ in range(20):  # a new connection each time: the kernel spreads them
+            with httpx.Client(base_url=base, timeout=30) as http:
+                answer = http.post("/v1/trainings", json={"title": "T"}, headers=admin)
+                assert answer.status_code == 201, answer.text
+                created.append(answer.json()["data"]["id"])
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for training_id in created:
+                assert http.get(f"/v1/trainings/{training_id}", headers=admin).status_code == 200
+    finally:
+        api.terminate()
+        api.communicate(timeout=60)
+    assert api.returncode == 0
+    wait_for(lambda: not [pid for pid in workers if Path(f"/proc/{pid}").exists()], timeout=10)
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes uvicorn spawned (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]

@@ -3,9 +3,13 @@ iCalendar attachment for the session, times shown in the session's own timezone.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -134,3 +138,90 @@ def email_message(
             params={"method": ics_method},
         )
     return message
+
+
+def rendered(
+    *,
+    message_id: str,
+    sender: str,
+    recipient: str,
+    subject: str,
+    text: str,
+    html: str,
+    ics: str | None,
+    ics_method: str,
+    date: datetime,
+) -> bytes:
+    """The message as SMTP sends it: the same structure as ``email_message`` (mixed:
+    alternative text and HTML, then the calendar), written directly as bytes with
+    base64 bodies. Building it through the email package's header machinery cost
+    more CPU than sending it (2.3 ms per mail, bench/mail.py). A header value with a
+    line break is refused, never written (no header injection); addresses that are not
+    plain ASCII take the email package's path."""
+    if not (sender.isascii() and recipient.isascii()):
+        message = email_message(
+            message_id=message_id,
+            sender=sender,
+            recipient=recipient,
+            subject=subject,
+            text=text,
+            html=html,
+            ics=ics,
+            ics_method=ics_method,
+        )
+        message["Date"] = format_datetime(date)
+        return message.as_bytes(policy=SMTP)
+    mixed, alternative = f"=_rollcall_mixed_{message_id}", f"=_rollcall_alt_{message_id}"
+    head = [
+        _header("Message-ID", f"<{message_id}@rollcall.invalid>"),
+        _header("Date", format_datetime(date)),
+        _header("From", sender),
+        _header("To", recipient),
+        "Subject: " + _subject(subject),
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{mixed}"',
+    ]
+    parts = [
+        f"--{mixed}",
+        f'Content-Type: multipart/alternative; boundary="{alternative}"',
+        "",
+        f"--{alternative}",
+        *_part("text/plain", text),
+        f"--{alternative}",
+        *_part("text/html", html),
+        f"--{alternative}--",
+    ]
+    if ics:
+        method = _header("method", ics_method).removeprefix("method: ")
+        parts += [
+            f"--{mixed}",
+            *_part(
+                f"text/calendar; method={method}",
+                ics,
+                'Content-Disposition: attachment; filename="session.ics"',
+            ),
+        ]
+    parts.append(f"--{mixed}--")
+    return ("\r\n".join([*head, "", *parts]) + "\r\n").encode()
+
+
+def _header(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"the {name} header would carry a line break")
+    return f"{name}: {value}"
+
+
+def _subject(subject: str) -> str:
+    if "\r" in subject or "\n" in subject:
+        raise ValueError("the Subject header would carry a line break")
+    if subject.isascii() and len(subject) <= 900:
+        return subject
+    return Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
+
+
+def _part(content_type: str, body: str, *extra: str) -> list[str]:
+    canonical = body.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+    encoded = base64.encodebytes(canonical).decode().replace("\n", "\r\n").rstrip("\r\n")
+    kind, _, params = content_type.partition(";")
+    charset = f'{kind}; charset="utf-8"' + (f";{params}" if params else "")
+    return [f"Content-Type: {charset}", "Content-Transfer-Encoding: base64", *extra, "", encoded]

@@ -104,6 +104,11 @@ class Wiring:
     built: dict[str, object] = field(default_factory=dict)
 
     @cached_property
+    def mail_queued(self) -> threading.Event:
+        """The notifier sets it when it queues mail; the sender beside it wakes."""
+        return threading.Event()
+
+    @cached_property
     def engine(self) -> Engine:
         return engine_for(self.settings.resolved_database_url)
 
@@ -133,11 +138,13 @@ class Wiring:
             self.settings.topic_prefix,
             self.clock,
             self.reader,
+            queued=self.mail_queued,
         )
 
     def sender(self) -> Sender:
         lease = timedelta(seconds=self.settings.mail_lease_seconds)
-        return Sender(self.engine, self.smtp or smtp_config(self.settings), self.clock, lease)
+        smtp = self.smtp or smtp_config(self.settings)
+        return Sender(self.engine, smtp, self.clock, lease, wake=self.mail_queued)
 
     def scheduler(self) -> DeadlineScheduler:
         return DeadlineScheduler(self.rollcall)

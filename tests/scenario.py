@@ -96,6 +96,18 @@ class World:
             Enroll(actor_id=user, training_id=ref.id, session_id=ref.sessions[index])
         ).value
 
+    def admin_enroll(self, ref: TrainingRef, user: str, index: int = 0) -> dict[str, Any]:
+        """An administrator enrolls ``user`` (R13)."""
+        return self.rc.enroll(
+            Enroll(
+                actor_id=ADMIN,
+                training_id=ref.id,
+                session_id=ref.sessions[index],
+                user_id=user,
+                as_admin=True,
+            )
+        ).value
+
     def user(self, user_id: str) -> None:
         self.rc.put_user(
             PutUser(

@@ -50,23 +50,13 @@ def refused(reason: Reason) -> pytest.RaisesExc[RollcallError]:
 
 def test_r1_learner_cannot_change_a_preassigned_training(world: World) -> None:
     training = world.training(selection="preassigned")
-    world.rc.enroll(
-        Enroll(
-            actor_id=ADMIN,
-            training_id=training.id,
-            session_id=training.sessions[0],
-            user_id=LEARNER,
-            as_admin=True,
-        )
-    )
+    world.admin_enroll(training, LEARNER, 0)
     with refused(Reason.PREASSIGNED_SESSION):
         world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.PREASSIGNED_SESSION):
         world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.PREASSIGNED_SESSION):  # nor choose the session in the first place
-        world.rc.enroll(
-            Enroll(actor_id=OTHER, training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, OTHER, 0)
 
 
 def test_r2_learner_cannot_leave_a_started_session(world: World) -> None:
@@ -110,9 +100,7 @@ def test_r4_locked_list_stops_learners_not_admins(world: World) -> None:
     with refused(Reason.PARTICIPANT_LIST_LOCKED):
         world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
     with refused(Reason.PARTICIPANT_LIST_LOCKED):
-        world.rc.enroll(
-            Enroll(actor_id=OTHER, training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, OTHER, 0)
     result = world.rc.enroll(
         Enroll(
             actor_id=ADMIN,
@@ -151,9 +139,7 @@ def test_r5_cancellation_deadline_removes_the_unenroll_action(world: World) -> N
 def test_r6_registration_closes_at_the_deadline(world: World) -> None:
     training = world.training(days=(10, 20), stop_registration=days_before(2, "weeks"))
     with refused(Reason.REGISTRATION_CLOSED):  # 10 days away, deadline 14 days before
-        world.rc.enroll(
-            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, LEARNER, 0)
     assert world.rc.enroll(
         Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[1])
     ).value["active"]
@@ -163,19 +149,9 @@ def test_r6_one_active_enrollment_per_user_per_training(world: World) -> None:
     training = world.training()
     world.enroll(training)
     with refused(Reason.ALREADY_ENROLLED):
-        world.rc.enroll(
-            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[1])
-        )
+        world.enroll(training, LEARNER, 1)
     with refused(Reason.ALREADY_ENROLLED):  # not even an administrator
-        world.rc.enroll(
-            Enroll(
-                actor_id=ADMIN,
-                training_id=training.id,
-                session_id=training.sessions[1],
-                user_id=LEARNER,
-                as_admin=True,
-            )
-        )
+        world.admin_enroll(training, LEARNER, 1)
     world.rc.unenroll(Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True))
     again = world.rc.enroll(
         Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[1])
@@ -188,28 +164,16 @@ def test_r6_cannot_enroll_into_a_started_session(world: World) -> None:
     training = world.training(days=(1, 5))
     world.clock.advance(timedelta(days=1))
     with refused(Reason.SESSION_STARTED):
-        world.rc.enroll(
-            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, LEARNER, 0)
 
 
 def test_r7_full_session_refuses_learners_and_admins(world: World) -> None:
     training = world.training(capacity=1)
     world.enroll(training, OTHER)
     with refused(Reason.SESSION_FULL):
-        world.rc.enroll(
-            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, LEARNER, 0)
     with refused(Reason.SESSION_FULL):
-        world.rc.enroll(
-            Enroll(
-                actor_id=ADMIN,
-                training_id=training.id,
-                session_id=training.sessions[0],
-                user_id=LEARNER,
-                as_admin=True,
-            )
-        )
+        world.admin_enroll(training, LEARNER, 0)
     view = world.rc.get_training(LEARNER, training.id)
     assert view["sessions"][0]["seats_taken"] == 1
     assert view["sessions"][0]["seats_left"] == 0
@@ -417,9 +381,7 @@ def test_r13_admin_override_is_recorded_with_the_rules_it_overrode(world: World)
 def test_unknown_actor_is_forbidden(world: World) -> None:
     training = world.training()
     with refused(Reason.FORBIDDEN):
-        world.rc.enroll(
-            Enroll(actor_id="ghost", training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, "ghost", 0)
 
 
 # -- the remaining error codes ------------------------------------------------------------
@@ -442,15 +404,7 @@ def test_not_found(world: World) -> None:
     with refused(Reason.NOT_FOUND):
         world.rc.enroll(Enroll(actor_id=LEARNER, training_id=training.id, session_id=uuid4()))
     with refused(Reason.NOT_FOUND):
-        world.rc.enroll(
-            Enroll(
-                actor_id=ADMIN,
-                training_id=training.id,
-                session_id=training.sessions[0],
-                user_id="nobody",
-                as_admin=True,
-            )
-        )
+        world.admin_enroll(training, "nobody", 0)
     with refused(Reason.NOT_FOUND):  # a user id is not a training
         world.rc.get_training(ADMIN, UUID(int=0))
 
@@ -540,9 +494,7 @@ def test_conflict_after_retries_are_exhausted(
     monkeypatch.setattr("application.service.MAX_ATTEMPTS", 3)
     try:
         with refused(Reason.CONFLICT):
-            world.rc.enroll(
-                Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
-            )
+            world.enroll(training, LEARNER, 0)
     finally:
         competitor.close()
     monkeypatch.undo()
@@ -564,9 +516,7 @@ def test_cancelling_a_session_unenrolls_its_participants_atomically(world: World
     last = world.rc.history(ADMIN, UUID(enrolled["id"]))[-1]
     assert last["data"]["reason"] == "session_cancelled"
     with refused(Reason.NOT_FOUND):
-        world.rc.enroll(
-            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, LEARNER, 0)
 
 
 def test_rescheduling_moves_deadlines_and_cannot_drop_capacity_below_seats(world: World) -> None:
@@ -574,9 +524,7 @@ def test_rescheduling_moves_deadlines_and_cannot_drop_capacity_below_seats(world
 
     training = world.training(days=(10, 20), capacity=2, stop_registration=days_before(12))
     with refused(Reason.REGISTRATION_CLOSED):
-        world.rc.enroll(
-            Enroll(actor_id=LEARNER, training_id=training.id, session_id=training.sessions[0])
-        )
+        world.enroll(training, LEARNER, 0)
     later = world.session(15, capacity=2)
     world.rc.reschedule_session(
         RescheduleSession(

@@ -9,8 +9,6 @@ response model and a stable operation id (its function's name).
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
@@ -21,6 +19,7 @@ from entrypoints.api import errors
 from entrypoints.api.auth import check_secret, verify_token
 from entrypoints.api.correlation import CorrelationMiddleware
 from entrypoints.api.deps import Api
+from entrypoints.api.headers import SecurityHeaders
 from entrypoints.api.idempotency import IdempotencyMiddleware, Keys
 from entrypoints.api.limits import Freshness, RateLimit
 from entrypoints.api.routes import audit, directory, enrollments, me, operations, trainings
@@ -28,14 +27,6 @@ from entrypoints.observability import registry_for
 from projections.projector import caught_up, create_tables
 
 ROUTERS = [operations, directory, trainings, enrollments, me, audit]
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",  # answers carry personal data
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 def operation_id(route: APIRoute) -> str:
@@ -96,7 +87,6 @@ def create_app(
         except RollcallError:
             return None
 
-    # Added first, so the security headers (added next, outside it) cover replays too.
     app.add_middleware(
         IdempotencyMiddleware,
         keys=Keys(engine, rollcall.clock),
@@ -104,13 +94,7 @@ def create_app(
         error=errors.error_response,
     )
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        if request.url.path != "/docs":  # the docs page runs the CDN's scripts
-            response.headers["Content-Security-Policy"] = API_CSP
-        return response
+    app.add_middleware(SecurityHeaders)  # outside it: replays get the headers too
 
     # Outermost: the correlation id covers everything, the access log line included.
     app.add_middleware(CorrelationMiddleware)

@@ -17,6 +17,7 @@ place: the first revision creates only what is missing.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from importlib.resources import files
@@ -41,8 +42,10 @@ def _config() -> Config:
     return config
 
 
+@functools.cache
 def head() -> str:
-    """The newest revision this Rollcall knows."""
+    """The newest revision this Rollcall knows (read from the scripts once per process:
+    every part and consumer asks when it opens the database)."""
     found = ScriptDirectory.from_config(_config()).get_current_head()
     assert found is not None
     return found

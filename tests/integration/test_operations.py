@@ -276,3 +276,27 @@ def _workers(pid: int) -> list[int]:
         for child in children
         if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
     ]
+
+
+def test_the_workers_socket_answers_keep_alive_requests_without_waiting_for_acks() -> None:
+    """uvicorn binds the workers' socket without naming TCP, so asyncio left Nagle's
+    algorithm on and every keep-alive answer waited 40 ms for a delayed ACK (issue 14,
+    bench/http_load.py). The listening socket now switches it off for what it accepts."""
+    import socket
+
+    import uvicorn
+
+    from entrypoints.cli import listening_socket
+
+    config = uvicorn.Config("entrypoints.asgi:create", factory=True, port=free_port())
+    listening = listening_socket(config)
+    try:
+        assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        listening.listen()  # as each worker's server does
+        client = socket.create_connection(listening.getsockname())
+        accepted, _ = listening.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        accepted.close()
+        client.close()
+    finally:
+        listening.close()

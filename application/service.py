@@ -1,10 +1,11 @@
 """The application service: permissions, the clock, and retries around domain commands.
 
-Every command loads the aggregates it needs, checks the rules against the clock at
-the time of the command (R14), and saves every changed aggregate in one atomic write.
-A concurrent write to the same aggregate makes the save fail with an integrity error;
-the whole command is then re-run on fresh state, so no rule is ever checked against
-stale data (R7).
+Each method takes one command (``application/commands.py``), loads the aggregates it
+needs, checks the rules against the clock at the time of the command (R14), and saves
+every changed aggregate in one atomic write, shared with the commands that arrive at
+the same time (``application/group_commit.py``). A concurrent write to the same
+aggregate makes the save fail with an integrity error; the command is then re-run on
+fresh state, so no rule is ever checked against stale data (R7).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -98,6 +98,35 @@ def notification_id(event_id: str, recipient_id: str, kind: str, learner_id: str
     return str(uuid5(UUID(event_id), f"{recipient_id}/{kind}/{learner_id}"))
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A notification-center entry to write, and the mail that goes with it (for a
+    supervisor): the notice, its recipient and the event's time, rendered only if the
+    entry is new."""
+
+    row: dict[str, Any]
+    mail: tuple[Notice, User, datetime] | None
+
+    def outbox_row(self, due: datetime) -> dict[str, Any]:
+        assert self.mail is not None
+        notice, recipient, time = self.mail
+        return {
+            "message_id": self.row["notification_id"],
+            "event_id": self.row["event_id"],
+            "position": self.row["position"],
+            "recipient_id": recipient.user_id,
+            "recipient_email": recipient.email,
+            "subject": notice.subject,
+            "text": self.row["body"],
+            "html": notice.html(recipient.name),
+            "ics": notice.ics(time),
+            "ics_method": notice.ics_method,
+            "created_at": time,
+            "attempts": 0,
+            "next_attempt_at": due,
+        }
+
+
 class Notifier:
     """Turns published events into notification-center entries and outbox mails."""
 
@@ -115,6 +144,8 @@ class Notifier:
         self.reader = reader or StoreReader(store, engine)
         self.queued = queued or threading.Event()
         """Set once mail is committed to the outbox: wakes the sender at once."""
+        self._memo: dict[UUID, Any] | None = None
+        """While a batch is resolved: the trainings and users it read, read once."""
         self.clock: Clock = clock or SystemClock()
         migrate(engine)
         create_schema(engine, LIVE.metadata)
@@ -139,13 +170,19 @@ class Notifier:
         transaction with the versions seen: no database write lock is held while
         reading the store. A failing record fails the batch; the loop isolates it."""
         events = self._in_order([_parse(record) for record in records])
-        resolved = [(event, self._notices(event)) for event in events]
+        self._memo = {}
+        try:
+            resolved = [(event, self._notices(event)) for event in events]
+        finally:
+            self._memo = None
+        entries = [
+            entry
+            for event, notices in resolved
+            for notice in notices
+            for entry in self._entries(event, *notice)
+        ]
         with self.engine.begin() as conn:
-            written = sum(
-                self._record(conn, event, *notice)
-                for event, notices in resolved
-                for notice in notices
-            )
+            written = self._write(conn, entries)
             latest: dict[str, int] = {}
             for event in events:
                 latest[event.subject] = max(latest.get(event.subject, 0), event.sequence)
@@ -202,7 +239,7 @@ class Notifier:
         if name not in {"Enrolled", "SessionSwitched", "Unenrolled"}:
             return []
         enrollment: Enrollment = self.reader.aggregate(UUID(event.subject), version=event.sequence)
-        training = self.reader.aggregate(enrollment.training_id)
+        training = self._current(enrollment.training_id)
         session_of: Callable[[UUID], Session] = training.session
         notice = {
             "Enrolled": lambda: Notice(
@@ -234,75 +271,71 @@ class Notifier:
     def _addressed(
         self, notice: Notice, learner_id: str, training: Training
     ) -> tuple[Notice, User, User | None]:
-        learner: User = self.reader.aggregate(user_aggregate_id(learner_id))
+        learner: User = self._current(user_aggregate_id(learner_id))
         notice = Notice(**{**notice.__dict__, "learner_name": learner.name})
         supervisor: User | None = None
         if training.notify_supervisors and learner.supervisor_id:
             try:
-                supervisor = self.reader.aggregate(user_aggregate_id(learner.supervisor_id))
+                supervisor = self._current(user_aggregate_id(learner.supervisor_id))
             except AggregateNotFoundError:
                 log.warning(
                     "supervisor %s of %s is not in the directory", learner.supervisor_id, learner_id
                 )
         return notice, learner, supervisor
 
-    def _record(
-        self,
-        conn: Connection,
-        event: Event,
-        notice: Notice,
-        learner: User,
-        supervisor: User | None,
-    ) -> int:
-        """Write the entries (and the supervisor's mail) unless this event already did."""
+    def _current(self, aggregate_id: UUID) -> Any:
+        """A training or user as it is now, read once per batch."""
+        if self._memo is None:
+            return self.reader.aggregate(aggregate_id)
+        if aggregate_id not in self._memo:
+            self._memo[aggregate_id] = self.reader.aggregate(aggregate_id)
+        return self._memo[aggregate_id]
+
+    def _entries(
+        self, event: Event, notice: Notice, learner: User, supervisor: User | None
+    ) -> list[Entry]:
+        """The entries a notice makes: the learner's, and the supervisor's with a mail."""
         event_id = str(event_id_of(UUID(event.subject), event.sequence))
-        written = 0
-        entries = [(learner, notice.subject, notice.text(learner.name))]
-        if supervisor is not None:
-            entries.append((supervisor, notice.subject, notice.text(supervisor.name)))
-        for recipient, title, body in entries:
+        made = []
+        for recipient in [learner] if supervisor is None else [learner, supervisor]:
             nid = notification_id(event_id, recipient.user_id, notice.kind, learner.user_id)
-            exists = conn.execute(
-                select(LIVE.notifications.c.notification_id).where(
-                    LIVE.notifications.c.notification_id == nid
-                )
-            ).first()
-            if exists:
-                continue
-            conn.execute(
-                LIVE.notifications.insert().values(
-                    notification_id=nid,
-                    recipient_id=recipient.user_id,
-                    event_id=event_id,
-                    kind=notice.kind,
-                    title=title,
-                    body=body,
-                    data={"learner_id": learner.user_id, "session_id": str(notice.session.id)},
-                    position=event.position,
-                    created_at=event.time,
-                    read_at=None,
-                )
-            )
-            written += 1
-            if recipient is supervisor:
-                conn.execute(
-                    outbox.insert().values(
-                        message_id=nid,
-                        event_id=event_id,
-                        position=event.position,
-                        recipient_id=recipient.user_id,
-                        recipient_email=recipient.email,
-                        subject=notice.subject,
-                        text=body,
-                        html=notice.html(recipient.name),
-                        ics=notice.ics(event.time),
-                        ics_method=notice.ics_method,
-                        created_at=event.time,
-                        attempts=0,
-                        next_attempt_at=self.clock.now(),  # due now, however old the event
-                    )
-                )
-        return written
+            row = {
+                "notification_id": nid,
+                "recipient_id": recipient.user_id,
+                "event_id": event_id,
+                "kind": notice.kind,
+                "title": notice.subject,
+                "body": notice.text(recipient.name),
+                "data": {"learner_id": learner.user_id, "session_id": str(notice.session.id)},
+                "position": event.position,
+                "created_at": event.time,
+                "read_at": None,
+            }
+            mail = (notice, recipient, event.time) if recipient is supervisor else None
+            made.append(Entry(row, mail))
+        return made
+
+    def _write(self, conn: Connection, entries: list[Entry]) -> int:
+        """Write the entries (and mails) that no earlier delivery wrote: keyed by (event,
+        recipient, kind, learner), so a redelivered or republished event adds nothing.
+        One query finds those already there; one insert per table writes the rest."""
+        fresh = {entry.row["notification_id"]: entry for entry in entries}
+        ids = list(fresh)
+        n = LIVE.notifications.c
+        for first in range(0, len(ids), 1000):
+            chunk = ids[first : first + 1000]
+            for existing in conn.execute(
+                select(n.notification_id).where(n.notification_id.in_(chunk))
+            ).scalars():
+                del fresh[existing]
+        if not fresh:
+            return 0
+        conn.execute(LIVE.notifications.insert(), [entry.row for entry in fresh.values()])
+        now = self.clock.now()  # due now, however old the event
+        mails = [entry.outbox_row(now) for entry in fresh.values() if entry.mail]
+        if mails:
+            conn.execute(outbox.insert(), mails)
+        return len(fresh)
 
     def run(self, stop: threading.Event) -> None:
         self.loop.run(stop)

@@ -439,13 +439,15 @@ class Sender:
         return [row for row in rows if row["message_id"] in mine]
 
     async def send_due(self, limit: int = 100) -> int:
-        """Send what is due, up to ``limit`` mails over one SMTP connection; return how
-        many were delivered. Each mail is recorded as sent as soon as the server has
-        accepted it, so a crash can resend at most the one in flight (same Message-ID)."""
-        delivered = 0
+        """Try up to ``limit`` due mails over one SMTP connection; return how many were
+        delivered. Each mail is recorded as sent as soon as the server has accepted it,
+        so a crash can resend at most the one in flight (same Message-ID). Failures
+        count against ``limit`` too: an SMTP server that is down costs one bounded round."""
+        delivered = tried = 0
         smtp: aiosmtplib.SMTP | None = None
         try:
-            while delivered < limit and (rows := self._claim(min(50, limit - delivered))):
+            while tried < limit and (rows := self._claim(min(50, limit - tried))):
+                tried += len(rows)
                 for row in rows:
                     try:
                         content = rendered(
@@ -577,7 +579,7 @@ class Sender:
                     await asyncio.sleep(delay)
                     continue
                 backoff.reset()
-                if sent < limit:  # all due mail sent: wait for more, or for retries
+                if sent < limit:  # nothing more due, or some failed: wait a moment
                     await asyncio.to_thread(self.wake.wait, interval)
                     self.wake.clear()
 

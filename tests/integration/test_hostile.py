@@ -373,3 +373,47 @@ def test_a_mail_that_cannot_be_built_is_recorded_retried_and_given_up(
         assert [m["message_id"] for m in sender.given_up()] == [row["message_id"]]
         assert sender.pending() == 0
         assert catcher.received() == []
+
+
+def test_a_mail_server_that_is_down_costs_one_bounded_round(
+    database_url: str, clock: ManualClock
+) -> None:
+    """Nobody listens on the SMTP port: a round tries at most ``limit`` mails (each
+    failure recorded on its row, retried later) and returns, instead of trying every
+    due mail before the loop can look at anything else."""
+    from sqlalchemy import select
+
+    from adapters.db import engine_for
+    from adapters.embedded import free_port
+    from consumers.notifier import Sender, SmtpConfig, outbox
+
+    engine = engine_for(database_url)
+    sender = Sender(engine, SmtpConfig("127.0.0.1", free_port(), "rollcall@example.com"), clock)
+    with engine.begin() as conn:
+        conn.execute(
+            outbox.insert(),
+            [
+                {
+                    "message_id": f"00000000-0000-0000-0000-{n:012d}",
+                    "event_id": f"00000000-0000-0000-0001-{n:012d}",
+                    "position": n,
+                    "recipient_id": SUPERVISOR,
+                    "recipient_email": "sam@example.com",
+                    "subject": "Lena enrolled",
+                    "text": "hello",
+                    "html": "<p>hello</p>",
+                    "ics": None,
+                    "ics_method": "PUBLISH",
+                    "created_at": clock.now(),
+                    "attempts": 0,
+                    "next_attempt_at": clock.now(),
+                }
+                for n in range(10)
+            ],
+        )
+    assert asyncio.run(sender.send_due(limit=3)) == 0
+    with engine.connect() as conn:
+        attempts = conn.execute(select(outbox.c.attempts).order_by(outbox.c.position)).scalars()
+        assert list(attempts) == [1, 1, 1] + [0] * 7
+    assert sender.pending() == 10
+    engine.dispose()

@@ -139,15 +139,21 @@ def _event_classes(aggregate: type[RollcallAggregate]) -> list[type[Aggregate.Ev
 
 def _build(aggregate_name: str, event_class: type[Aggregate.Event]) -> EventType:
     hints = typing.get_type_hints(event_class)
-    own = tuple(
-        f.name
+    declared = [
+        f
         for f in dataclasses.fields(event_class)
         if f.name not in _STORE_FIELDS and f.name not in EventData.model_fields
-    )
+    ]
+    own = tuple(f.name for f in declared)
     stored_topic: str = event_class.TOPIC  # type: ignore[attr-defined]
     name = stored_topic.rsplit(".", 1)[1]
     version: int = getattr(event_class, "class_version", 1)
-    fields: dict[str, Any] = {f: (hints[f], ...) for f in own}
+    # A field added to an event later has a default: older records lack it, so the
+    # schema does not require it (docs/contract.md, additive changes).
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], ... if f.default is dataclasses.MISSING else f.default)
+        for f in declared
+    }
     model = create_model(f"{name}V{version}", __base__=EventData, __module__=__name__, **fields)
     return EventType(aggregate_name, name, version, stored_topic, event_class, model, own)
 

@@ -8,7 +8,7 @@ those versions (an HTTP ``If-Match``), checked on the state the command runs on.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,9 +28,17 @@ class SessionInput:
     capacity: int | None = None
 
     def session(self, session_id: UUID) -> Session:
-        return Session.validated(
-            session_id, self.starts_at, self.ends_at, self.timezone, self.location, self.capacity
-        )
+        return Session.validated(session_id, **self.changes())
+
+    def changes(self) -> dict[str, Any]:
+        """Every field, as the changes of an ``UpdateSession`` that replaces them all."""
+        return {
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "timezone": self.timezone,
+            "location": self.location,
+            "capacity": self.capacity,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,14 +86,27 @@ class TrainingCommand(Conditional):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UpdateTraining(TrainingCommand):
+    """Change a training's descriptive fields; ``None`` keeps a field as it is."""
+
+    title: str | None = None
+    description: str | None = None
+    session_selection: str | None = None
+    notify_supervisors: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class AddSession(TrainingCommand):
     session: SessionInput
 
 
 @dataclass(frozen=True, kw_only=True)
-class RescheduleSession(TrainingCommand):
+class UpdateSession(TrainingCommand):
+    """Change some of a session's fields (``starts_at``, ``ends_at``, ``timezone``,
+    ``location``, ``capacity``), the others kept; ``capacity`` None means unlimited."""
+
     session_id: UUID
-    session: SessionInput
+    changes: Mapping[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +114,7 @@ class CancelSession(TrainingCommand):
     """Cancel a session; its participants are unenrolled in the same transaction."""
 
     session_id: UUID
+    reason: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,24 +36,25 @@ from application.commands import (
     Enroll,
     PutUser,
     RecordAttendance,
-    RescheduleSession,
     SetLock,
     SetRestrictions,
     Switch,
     TrainingCommand,
     Unenroll,
+    UpdateSession,
+    UpdateTraining,
 )
 from application.group_commit import GroupCommit
 from domain import enrolling, inputs
 from domain.base import Context
 from domain.deadlines import Restriction
 from domain.enrollment import Attendance, Enrollment
-from domain.errors import Forbidden, NotFound, Reason, RollcallError
+from domain.errors import Forbidden, NotFound, Reason, RollcallError, ValidationFailed
 from domain.rules import (
     eligible_sessions,
     switch_warnings,
 )
-from domain.training import DeadlineKind, Training
+from domain.training import DeadlineKind, Session, Training
 from domain.user import User, user_aggregate_id, validate_user_id
 from domain.views import enrollment_view, session_view, training_view, user_view
 
@@ -63,6 +64,7 @@ SYSTEM_ACTOR = "rollcall:system"
 """The actor of time-driven commands and of bootstrap; cannot be a directory user id."""
 
 MAX_ATTEMPTS = 60
+SESSION_FIELDS = {"starts_at", "ends_at", "timezone", "location", "capacity"}
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class Rollcall:
         except (NotFound, RollcallError):
             raise Forbidden("the acting user is not in the directory") from None
 
-    def _require_admin(self, actor_id: str) -> None:
+    def require_admin(self, actor_id: str) -> None:
         actor = self._actor(actor_id)
         if actor is not None and not actor.is_admin:
             raise Forbidden("only an account administrator may do this")
@@ -185,9 +187,10 @@ class Rollcall:
             )
 
     def _authorize_on(self, actor_id: str, user_id: str, as_admin: bool) -> None:
-        """R13: learners act on their own enrollments; administrators on anyone's."""
+        """R13: learners act on their own enrollments; administrators, and roles with
+        both R12 permissions (SPEC §9.2), on anyone's, as an override."""
         if as_admin:
-            self._require_admin(actor_id)
+            self.require_manager(actor_id)
         elif actor_id != user_id:
             raise Forbidden("learners may act only on their own enrollments")
         else:
@@ -198,7 +201,7 @@ class Rollcall:
     @measured("put_user")
     def put_user(self, cmd: PutUser) -> Result:
         """Create or update a directory entry (admin, or the system actor at bootstrap)."""
-        self._require_admin(cmd.actor_id)
+        self.require_admin(cmd.actor_id)
         if cmd.supervisor_id is not None:
             self._user(cmd.supervisor_id)
         details = (cmd.name, cmd.email, cmd.supervisor_id, list(cmd.roles), list(cmd.permissions))
@@ -223,7 +226,7 @@ class Rollcall:
         actor = self._actor(actor_id)
         user = self._user(user_id)
         if actor is not None and not (
-            actor.is_admin or actor.user_id in {user.user_id, user.supervisor_id}
+            actor.may_manage_trainings or actor.user_id in {user.user_id, user.supervisor_id}
         ):
             raise Forbidden("you may read only yourself and your direct reports")
         return user_view(user)
@@ -276,14 +279,44 @@ class Rollcall:
         result.value["session_id"] = str(session.id)
         return result
 
-    @measured("reschedule_session")
-    def reschedule_session(self, cmd: RescheduleSession) -> Result:
-        session = cmd.session.session(cmd.session_id)
-        return self._change_training(cmd, lambda ctx, t: t.reschedule_session(ctx, session))
+    @measured("update_training")
+    def update_training(self, cmd: UpdateTraining) -> Result:
+        """Change a training's title, description, session selection or notices."""
+
+        def change(ctx: Context, training: Training) -> None:
+            training.change_details(
+                ctx,
+                _kept(cmd.title, training.title),
+                _kept(cmd.description, training.description),
+                _kept(cmd.session_selection, training.session_selection.value),
+                _kept(cmd.notify_supervisors, training.notify_supervisors),
+            )
+
+        return self._change_training(cmd, change)
+
+    @measured("update_session")
+    def update_session(self, cmd: UpdateSession) -> Result:
+        """Reschedule a session, move it, or change its capacity (never below the seats
+        taken). Deadlines follow the new start; participants are told (notifier)."""
+        unknown = set(cmd.changes) - SESSION_FIELDS
+        if unknown:
+            raise ValidationFailed(
+                f"a session has no field {', '.join(sorted(unknown))}",
+                {"known": sorted(SESSION_FIELDS)},
+            )
+
+        def change(ctx: Context, training: Training) -> None:
+            current = training.session(cmd.session_id)
+            fields = {**current.fields(), **cmd.changes}
+            fields.pop("session_id")
+            training.reschedule_session(ctx, Session.validated(cmd.session_id, **fields))
+
+        return self._change_training(cmd, change)
 
     @measured("cancel_session")
     def cancel_session(self, cmd: CancelSession) -> Result:
         """Cancel a session; its participants are unenrolled in the same transaction."""
+        reason = inputs.multi_line("reason", cmd.reason, inputs.REASON_MAX)
 
         def change(ctx: Context, training: Training) -> list[Aggregate]:
             participants = {
@@ -291,7 +324,9 @@ class Rollcall:
                 for seat in training.participants.values()
                 if seat.session_id == cmd.session_id
             }
-            return list(enrolling.cancel_session(ctx, training, cmd.session_id, participants))
+            return list(
+                enrolling.cancel_session(ctx, training, cmd.session_id, participants, reason)
+            )
 
         return self._change_training(cmd, change)
 
@@ -374,7 +409,7 @@ class Rollcall:
 
     @measured("record_attendance")
     def record_attendance(self, cmd: RecordAttendance) -> Result:
-        self._require_admin(cmd.actor_id)
+        self.require_manager(cmd.actor_id)
         try:
             attendance = Attendance(cmd.status)
         except ValueError:
@@ -467,13 +502,33 @@ class Rollcall:
 
     # -- audit ---------------------------------------------------------------------------
 
-    def history(self, actor_id: str, aggregate_id: UUID) -> list[dict[str, Any]]:
-        """Every event of an aggregate, in order, with who, when and why."""
-        self._require_admin(actor_id)
+    def history(
+        self, actor_id: str, aggregate_id: UUID, as_of: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Every event of an aggregate, in order, with who, when and why; with ``as_of``,
+        only those that had happened by then."""
+        self.require_admin(actor_id)
         events = list(self.store.events.get(aggregate_id))
         if not events:
             raise NotFound("aggregate", aggregate_id)
-        return [history_entry(e) for e in events]
+        return [history_entry(e) for e in events if _by(e, as_of)]
+
+    def user_history(
+        self, actor_id: str, user_id: str, enrollment_ids: Collection[UUID]
+    ) -> list[dict[str, Any]]:
+        """Every event of a user and of their enrollments (``enrollment_ids``, from the
+        read models), in the order they happened, each naming its aggregate."""
+        self.require_admin(actor_id)
+        user = self._user(user_id)
+        entries: list[tuple[datetime, int, dict[str, Any]]] = []
+        for rank, aggregate_id in enumerate([user.id, *sorted(enrollment_ids)]):
+            for event in self.store.events.get(aggregate_id):
+                timed = cast(Aggregate.Event, event)
+                entry = history_entry(event)
+                entry["aggregate_id"] = str(aggregate_id)
+                entries.append((timed.timestamp, rank, entry))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]["version"]))
+        return [entry for _, _, entry in entries]
 
     def state_as_of(
         self,
@@ -484,11 +539,11 @@ class Rollcall:
         as_of: datetime | None = None,
     ) -> dict[str, Any]:
         """The aggregate as it was at a version, or at an instant (its last event then)."""
-        self._require_admin(actor_id)
+        self.require_admin(actor_id)
         if as_of is not None:
             version = None
             for event in self.store.events.get(aggregate_id):
-                if cast(Aggregate.Event, event).timestamp > as_of:
+                if not _by(event, as_of):
                     break
                 version = event.originator_version
             if version is None:
@@ -518,3 +573,13 @@ def _changed(
     view = enrollment_view(training, enrollment, now)
     view["warnings"] = [w.to_dict() for w in warnings]
     return [training, enrollment], view
+
+
+def _by(event: object, as_of: datetime | None) -> bool:
+    """Had ``event`` happened by ``as_of`` (always, without one)?"""
+    return as_of is None or cast(Aggregate.Event, event).timestamp <= as_of
+
+
+def _kept(asked: T | None, current: T) -> T:
+    """A partial update's field: what was asked for, else what it is."""
+    return current if asked is None else asked

@@ -117,12 +117,20 @@ def unenroll(
     return warnings
 
 
+SESSION_CANCELLED = "The session was cancelled."
+"""The unenrollment reason of a cancelled session's participants when none was given."""
+
+
 def cancel_session(
-    ctx: Context, training: Training, session_id: UUID, enrollments: dict[UUID, Enrollment]
+    ctx: Context,
+    training: Training,
+    session_id: UUID,
+    enrollments: dict[UUID, Enrollment],
+    reason: str = "",
 ) -> list[Enrollment]:
-    """Cancel a session: each participant is unenrolled (by the administrator, reason
-    ``session_cancelled``) and their seat released. ``enrollments``: the participants'
-    enrollments by id. Returns those changed."""
+    """Cancel a session: each participant is unenrolled (by the administrator, with
+    ``reason``, else ``SESSION_CANCELLED``) and their seat released. ``enrollments``:
+    the participants' enrollments by id. Returns those changed."""
     training.session(session_id)
     unenrolled = []
     for user_id, seat in list(training.participants.items()):
@@ -132,13 +140,13 @@ def cancel_session(
         training.release_seat(ctx, user_id)
         enrollment.unenroll(
             ctx,
-            "session_cancelled",
+            reason or SESSION_CANCELLED,
             by_admin=True,
             reenrollment_possible=reenrollment_possible(training, ctx.now),
             overrides=[],
         )
         unenrolled.append(enrollment)
-    training.cancel_session(ctx, session_id)
+    training.cancel_session(ctx, session_id, reason)
     return unenrolled
 
 

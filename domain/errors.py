@@ -21,6 +21,7 @@ class Reason(StrEnum):
     NOT_ENROLLED = "not_enrolled"
     ALREADY_ENROLLED = "already_enrolled"
     CONFIRMATION_REQUIRED = "confirmation_required"
+    CAPACITY_BELOW_ENROLLED = "capacity_below_enrolled"
     # Everything else.
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
@@ -42,6 +43,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.NOT_ENROLLED: "There is no active enrollment in this training.",
     Reason.ALREADY_ENROLLED: "There is already an active enrollment in this training.",
     Reason.CONFIRMATION_REQUIRED: "Please confirm: review the warnings and send confirm=true.",
+    Reason.CAPACITY_BELOW_ENROLLED: "The new capacity is below the seats already taken.",
     Reason.FORBIDDEN: "You are not allowed to do this.",
     Reason.NOT_FOUND: "Not found.",
     Reason.VALIDATION_ERROR: "The request is not valid.",

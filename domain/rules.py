@@ -185,9 +185,24 @@ def _unique(reasons: Iterable[Reason]) -> list[Reason]:
 # -- R8 warnings, R10 suggestion --------------------------------------------------------
 
 
+def training_status(training: Training, now: datetime) -> str:
+    """``open``: a session is open for registration (R11); ``past``: every session that
+    was not cancelled has ended; ``closed``: neither (registration over but a session
+    still ahead or under way, or no session at all)."""
+    sessions = training.active_sessions()
+    if any(r6_registration_open(training, s, now) is None for s in sessions):
+        return "open"
+    if sessions and all(s.ends_at <= now for s in sessions):
+        return "past"
+    return "closed"
+
+
 def reenrollment_possible(training: Training, now: datetime) -> bool:
-    """Is any session of the training still open for registration (R8, R11)?"""
-    return any(r6_registration_open(training, s, now) is None for s in training.active_sessions())
+    """Could the learner enroll again: is the list unlocked (R4) and any session of the
+    training still open for registration (R8, R11)?"""
+    return not training.locked and any(
+        r6_registration_open(training, s, now) is None for s in training.active_sessions()
+    )
 
 
 def unenroll_warnings(training: Training, now: datetime) -> list[Warning]:

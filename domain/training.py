@@ -119,6 +119,21 @@ class Training(RollcallAggregate):
             training.seats = Counter()
             training.passed_deadlines = set()
 
+    class DetailsChanged(Event):
+        """Title, description, session selection or supervisor notices changed."""
+
+        TOPIC = topic("training", "TrainingDetailsChanged")
+        title: str
+        description: str
+        session_selection: str
+        notify_supervisors: bool
+
+        def apply(self, training: Training) -> None:
+            training.title = self.title
+            training.description = self.description
+            training.session_selection = SessionSelection(self.session_selection)
+            training.notify_supervisors = self.notify_supervisors
+
     class SessionAdded(Event):
         """A session (time, timezone, place, capacity; null capacity = unlimited) was added."""
 
@@ -155,10 +170,12 @@ class Training(RollcallAggregate):
             }
 
     class SessionCancelled(Event):
-        """A session was cancelled; its participants were unenrolled in the same transaction."""
+        """A session was cancelled; its participants were unenrolled in the same
+        transaction, with ``reason`` (added in release 2; older events carry none)."""
 
         TOPIC = topic("training", "SessionCancelled")
         session_id: UUID
+        reason: str = ""
 
         def apply(self, training: Training) -> None:
             session = training.sessions[self.session_id]
@@ -279,23 +296,11 @@ class Training(RollcallAggregate):
         notify_supervisors: bool = True,
         training_id: UUID | None = None,
     ) -> Training:
-        title = inputs.single_line("title", title, inputs.TITLE_MAX, required=True).strip()
-        description = inputs.multi_line("description", description, inputs.DESCRIPTION_MAX)
-        try:
-            selection = SessionSelection(session_selection)
-        except ValueError:
-            raise ValidationFailed(
-                "session_selection must be 'participant' or 'preassigned'",
-                {"session_selection": session_selection},
-            ) from None
         return cls._create(
             cls.Created,
             id=training_id or uuid4(),
             **ctx.stamp(),
-            title=title,
-            description=description,
-            session_selection=selection.value,
-            notify_supervisors=bool(notify_supervisors),
+            **_details(title, description, session_selection, notify_supervisors),
         )
 
     @classmethod
@@ -315,9 +320,11 @@ class Training(RollcallAggregate):
         locked: bool,
         participants: dict[str, Seat],
         passed_deadlines: set[tuple[DeadlineKind, UUID]],
+        seats: dict[UUID, int] | None = None,
     ) -> Training:
         """A training rebuilt from read-model rows, so the read side evaluates the very
-        same rules (never saved: it has no pending events)."""
+        same rules (never saved: it has no pending events). ``seats``: the seats taken
+        per session, when the rows count them (else counted from ``participants``)."""
         training = cls.__new__(cls)
         training.__base_init__(training_id, version, created_on)
         training.title = title
@@ -329,11 +336,28 @@ class Training(RollcallAggregate):
         training.stop_cancellation = stop_cancellation
         training.locked = locked
         training.participants = participants
-        training.seats = Counter(seat.session_id for seat in participants.values())
+        training.seats = (
+            Counter(seat.session_id for seat in participants.values())
+            if seats is None
+            else Counter(seats)
+        )
         training.passed_deadlines = passed_deadlines
         return training
 
     # -- administration ---------------------------------------------------------------
+
+    def change_details(
+        self,
+        ctx: Context,
+        title: str,
+        description: str,
+        session_selection: str,
+        notify_supervisors: bool,
+    ) -> None:
+        details = _details(title, description, session_selection, notify_supervisors)
+        current = (self.title, self.description, self.session_selection, self.notify_supervisors)
+        if tuple(details.values()) != current:
+            self._trigger(self.DetailsChanged, ctx, **details)
 
     def add_session(self, ctx: Context, session: Session) -> None:
         if session.id in self.sessions:
@@ -347,19 +371,20 @@ class Training(RollcallAggregate):
         taken = self.seats_taken(session.id)
         if session.capacity is not None and session.capacity < taken:
             raise RuleViolation(
-                Reason.SESSION_FULL,
+                Reason.CAPACITY_BELOW_ENROLLED,
                 f"capacity {session.capacity} is below the {taken} seats already taken",
-                {"seats_taken": taken},
+                {"capacity": session.capacity, "seats_taken": taken},
             )
-        self._trigger(self.SessionRescheduled, ctx, **session.fields())
+        if session != current:
+            self._trigger(self.SessionRescheduled, ctx, **session.fields())
 
-    def cancel_session(self, ctx: Context, session_id: UUID) -> None:
+    def cancel_session(self, ctx: Context, session_id: UUID, reason: str = "") -> None:
         """The caller unenrolls the session's participants in the same save first."""
         if self.session(session_id).cancelled:
             return
         if self.seats_taken(session_id):
             raise ValidationFailed("release the session's seats before cancelling it")
-        self._trigger(self.SessionCancelled, ctx, session_id=session_id)
+        self._trigger(self.SessionCancelled, ctx, session_id=session_id, reason=reason)
 
     def set_restrictions(
         self, ctx: Context, stop_registration: Restriction, stop_cancellation: Restriction
@@ -469,3 +494,22 @@ class Training(RollcallAggregate):
             (s for s in self.sessions.values() if not s.cancelled),
             key=lambda s: (s.starts_at, str(s.id)),
         )
+
+
+def _details(
+    title: str, description: str, session_selection: str, notify_supervisors: bool
+) -> dict[str, Any]:
+    """A training's descriptive fields, validated (the domain's input policy)."""
+    try:
+        selection = SessionSelection(session_selection)
+    except ValueError:
+        raise ValidationFailed(
+            "session_selection must be 'participant' or 'preassigned'",
+            {"session_selection": session_selection},
+        ) from None
+    return {
+        "title": inputs.single_line("title", title, inputs.TITLE_MAX, required=True).strip(),
+        "description": inputs.multi_line("description", description, inputs.DESCRIPTION_MAX),
+        "session_selection": selection.value,
+        "notify_supervisors": bool(notify_supervisors),
+    }

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.enrollment import Enrollment
-from domain.rules import available_actions, r6_registration_open
+from domain.rules import available_actions, r6_registration_open, training_status
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User
 
@@ -58,6 +58,7 @@ def training_view(training: Training, now: datetime) -> dict[str, Any]:
         "session_selection": training.session_selection.value,
         "notify_supervisors": training.notify_supervisors,
         "locked": training.locked,
+        "status": training_status(training, now),
         "restrictions": {
             "stop_registration": training.stop_registration.to_dict(),
             "stop_cancellation": training.stop_cancellation.to_dict(),

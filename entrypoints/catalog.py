@@ -31,11 +31,12 @@ from application.commands import (
     Enroll,
     PutUser,
     RecordAttendance,
-    RescheduleSession,
     SessionInput,
     SetLock,
     SetRestrictions,
     Switch,
+    UpdateSession,
+    UpdateTraining,
 )
 from application.service import SYSTEM_ACTOR, Rollcall
 
@@ -74,6 +75,13 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
     ).value
     training = UUID(created["id"])
     first, second = (UUID(s["id"]) for s in created["sessions"])
+    rc.update_training(
+        UpdateTraining(
+            actor_id="ada",
+            training_id=training,
+            description="Basic life support, the recovery position and burns.",
+        )
+    )
     days_before = {"enabled": True, "amount": 2, "unit": "days"}
     rc.set_restrictions(
         SetRestrictions(
@@ -94,13 +102,20 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
             AddSession(actor_id="ada", training_id=training, session=session(30, "Room 3"))
         ).value["session_id"]
     )
-    rc.reschedule_session(
-        RescheduleSession(
-            actor_id="ada", training_id=training, session_id=third, session=session(31, "Room 3")
+    rc.update_session(
+        UpdateSession(
+            actor_id="ada",
+            training_id=training,
+            session_id=third,
+            changes=session(31, "Room 3").changes(),
         )
     )
     rc.enroll(Enroll(actor_id="otto", training_id=training, session_id=third))
-    rc.cancel_session(CancelSession(actor_id="ada", training_id=training, session_id=third))
+    rc.cancel_session(
+        CancelSession(
+            actor_id="ada", training_id=training, session_id=third, reason="Trainer unavailable"
+        )
+    )
     rc.set_lock(SetLock(actor_id="ada", training_id=training, locked=True))
     rc.set_lock(SetLock(actor_id="ada", training_id=training, locked=False))
     clock.advance(timedelta(days=19))

@@ -9,7 +9,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from adapters.clock import ManualClock
-from application.commands import CancelSession, RescheduleSession, SetRestrictions, Unenroll
+from application.commands import CancelSession, SetRestrictions, Unenroll, UpdateSession
 from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
 from tests.scenario import ADMIN, LEARNER, OTHER, TrainingRef, World, days_before
@@ -112,12 +112,12 @@ def test_reschedule_and_new_restrictions_move_future_deadlines(
     training = world.training(days=(10,), stop_registration=days_before(5))
     scheduler = DeadlineScheduler(rollcall)
     scheduler.tick()
-    world.rc.reschedule_session(
-        RescheduleSession(
+    world.rc.update_session(
+        UpdateSession(
             actor_id=ADMIN,
             training_id=training.id,
             session_id=training.sessions[0],
-            session=world.session(20),
+            changes=world.session(20).changes(),
         )
     )
     clock.advance(timedelta(days=6))  # the old deadline (day 5) passed: nothing is due now

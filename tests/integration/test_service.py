@@ -15,11 +15,11 @@ from application.commands import (
     Enroll,
     PutUser,
     RecordAttendance,
-    RescheduleSession,
     SetLock,
     SetRestrictions,
     Switch,
     Unenroll,
+    UpdateSession,
 )
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import Reason, RollcallError
@@ -338,10 +338,13 @@ def test_r13_learner_acts_only_on_their_own_enrollment(world: World) -> None:
                 user_id=LEARNER,
             )
         )
-    with refused(Reason.FORBIDDEN):
-        world.rc.unenroll(
-            Unenroll(actor_id=MANAGER, training_id=training.id, user_id=LEARNER, as_admin=True)
-        )
+    for one_permission in (VIEWER, ENROLLER):  # SPEC §9.2: overrides need both (R12)
+        with refused(Reason.FORBIDDEN):
+            world.rc.unenroll(
+                Unenroll(
+                    actor_id=one_permission, training_id=training.id, user_id=LEARNER, as_admin=True
+                )
+            )
     with refused(Reason.FORBIDDEN):
         world.rc.enrollment(OTHER, training.id, LEARNER)
 
@@ -514,7 +517,7 @@ def test_cancelling_a_session_unenrolls_its_participants_atomically(world: World
     assert view["sessions"][0]["cancelled"]
     assert view["sessions"][0]["seats_taken"] == 0
     last = world.rc.history(ADMIN, UUID(enrolled["id"]))[-1]
-    assert last["data"]["reason"] == "session_cancelled"
+    assert last["data"]["reason"] == "The session was cancelled."
     with refused(Reason.NOT_FOUND):
         world.enroll(training, LEARNER, 0)
 
@@ -526,21 +529,24 @@ def test_rescheduling_moves_deadlines_and_cannot_drop_capacity_below_seats(world
     with refused(Reason.REGISTRATION_CLOSED):
         world.enroll(training, LEARNER, 0)
     later = world.session(15, capacity=2)
-    world.rc.reschedule_session(
-        RescheduleSession(
-            actor_id=ADMIN, training_id=training.id, session_id=training.sessions[0], session=later
+    world.rc.update_session(
+        UpdateSession(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=training.sessions[0],
+            changes=later.changes(),
         )
     )
     world.enroll(training)
     world.enroll(training, OTHER)
     smaller = SessionInput(later.starts_at, later.ends_at, later.timezone, capacity=1)
-    with refused(Reason.SESSION_FULL):
-        world.rc.reschedule_session(
-            RescheduleSession(
+    with refused(Reason.CAPACITY_BELOW_ENROLLED):
+        world.rc.update_session(
+            UpdateSession(
                 actor_id=ADMIN,
                 training_id=training.id,
                 session_id=training.sessions[0],
-                session=smaller,
+                changes=smaller.changes(),
             )
         )
 

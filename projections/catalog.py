@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from domain.deadlines import Restriction
 from domain.training import DeadlineKind, Seat, Session, Training
-from domain.views import session_view
+from domain.views import session_view, training_view
+from projections.paging import Order, Page, page
 from projections.tables import Tables
 from projections.unit import Event, Row, UnitOfWork
 
@@ -137,7 +138,13 @@ def _deadline_passed(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> No
     uow.changed(t.sessions, ev.data["session_id"])[f"{ev.data['kind']}_passed"] = True
 
 
+def _details_changed(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    for field in ("title", "description", "session_selection", "notify_supervisors"):
+        training[field] = ev.data[field]
+
+
 TRAINING_HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Row, Event], None]] = {
+    "TrainingDetailsChanged": _details_changed,
     "SessionAdded": _session_added,
     "SessionRescheduled": _session_rescheduled,
     "SessionCancelled": _session_cancelled,
@@ -190,14 +197,60 @@ def catalog(conn: Connection, t: Tables, now: datetime) -> list[dict[str, Any]]:
     return list(entries.values())
 
 
+STATUSES = ("open", "closed", "past", "locked")
+
+
+def status_condition(t: Tables, status: str, now: datetime) -> ColumnElement[bool]:
+    """SQL for ``rules.training_status`` (and ``locked``), judged at ``now``."""
+    s = t.sessions.c
+    mine = s.training_id == t.trainings.c.training_id
+    has_open = exists().where(mine, open_for_registration(t, now))
+    has_ahead = exists().where(mine, s.cancelled.is_(False), s.ends_at > now)
+    has_any = exists().where(mine, s.cancelled.is_(False))
+    past = and_(has_any, ~has_ahead)
+    return {
+        "open": has_open,
+        "past": past,
+        "closed": and_(~has_open, ~past),
+        "locked": t.trainings.c.locked.is_(True),
+    }[status]
+
+
+def trainings_page(
+    conn: Connection,
+    t: Tables,
+    now: datetime,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    q: str | None = None,
+) -> Page:
+    """Every training, oldest first (also closed, locked and past ones), a page at a
+    time; ``status`` and ``q`` (in the title, any case) narrow it."""
+    query = select(t.trainings.c.training_id, t.trainings.c.created_at)
+    if status is not None:
+        query = query.where(status_condition(t, status, now))
+    if q:
+        query = query.where(func.lower(t.trainings.c.title).contains(q.lower(), autoescape=True))
+    order = Order([t.trainings.c.created_at, t.trainings.c.training_id], frozenset({0}))
+
+    def shape(rows: list[Any]) -> list[dict[str, Any]]:
+        ids = [row["training_id"] for row in rows]
+        trainings = restore_trainings(conn, t, set(ids), participants=False)
+        return [training_view(trainings[i], now) for i in ids]
+
+    return page(conn, query, order, cursor, limit, shape)
+
+
 def restore_trainings(
     conn: Connection, t: Tables, training_ids: set[str], participants: bool = True
 ) -> dict[str, Training]:
     """Domain Trainings rebuilt from rows, for the rule functions and the views.
 
     ``participants=False`` leaves the seat ledger out (it grows with the training): such
-    a Training answers about sessions, deadlines and the lock, not about who holds which
-    seat, so its views take their seat counts from the session rows."""
+    a Training answers about sessions, deadlines, seat counts and the lock, not about
+    who holds which seat. Seat counts come from the session rows either way."""
     if not training_ids:
         return {}
     columns = [c for c in t.trainings.c if participants or c.name != "participants"]
@@ -233,6 +286,7 @@ def restore_trainings(
                 for kind in DeadlineKind
                 if s[f"{kind.value}_passed"]
             },
+            seats={UUID(s["session_id"]): s["seats_taken"] for s in rows},
         )
     return restored
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from domain.enrollment import Enrollment
 from domain.views import enrollment_view, session_view
 from projections.catalog import restore_trainings
+from projections.paging import Order, Page, page
 from projections.tables import Tables
 from projections.unit import Event, Row, UnitOfWork
 
@@ -82,6 +83,8 @@ def on_user_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
                 "name": ev.data["name"],
                 "email": ev.data["email"],
                 "supervisor_id": ev.data["supervisor_id"],
+                "roles": ev.data["roles"],
+                "permissions": ev.data["permissions"],
                 "version": ev.sequence,
             },
         )
@@ -92,6 +95,8 @@ def on_user_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
         row.update(name=ev.data["name"], email=ev.data["email"])
     elif ev.name == "SupervisorChanged":
         row["supervisor_id"] = ev.data["supervisor_id"]
+    elif ev.name == "AccessChanged":
+        row.update(roles=ev.data["roles"], permissions=ev.data["permissions"])
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -176,3 +181,60 @@ def team(conn: Connection, t: Tables, supervisor_id: str, now: datetime) -> list
     for report in reports:
         report["enrollments"] = [e for e in enrollments if e["user_id"] == report["user_id"]]
     return reports
+
+
+USER_FIELDS = ("user_id", "name", "email", "supervisor_id", "roles", "permissions", "version")
+
+
+def _user(row: Any) -> dict[str, Any]:
+    """A directory row in the shape of ``domain.views.user_view``."""
+    found = {field: row[field] for field in USER_FIELDS}
+    found["id"] = found.pop("user_id")
+    return found
+
+
+def users_page(conn: Connection, t: Tables, *, limit: int, cursor: str | None = None) -> Page:
+    """The directory, by user id, a page at a time."""
+    query = select(*(t.users.c[field] for field in USER_FIELDS))
+    order = Order([t.users.c.user_id])
+    return page(conn, query, order, cursor, limit, lambda rows: [_user(r) for r in rows])
+
+
+def training_enrollments_page(
+    conn: Connection, t: Tables, training_id: str, *, limit: int, cursor: str | None = None
+) -> Page:
+    """Every enrollment of a training, also ended ones with their reason and time, in
+    the order they were made, a page at a time."""
+    e = t.enrollments.c
+    query = (
+        select(t.enrollments, t.users.c.name)
+        .outerjoin(t.users, t.users.c.user_id == e.user_id)
+        .where(e.training_id == training_id)
+    )
+    order = Order([e.enrolled_at, e.enrollment_id], frozenset({0}))
+
+    def shape(rows: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": row["enrollment_id"],
+                "user_id": row["user_id"],
+                "name": row["name"],
+                "session_id": row["session_id"],
+                "active": row["active"],
+                "by_admin": row["by_admin"],
+                "attendance": row["attendance"],
+                "enrolled_at": row["enrolled_at"].isoformat(),
+                "unenrolled_at": None if row["active"] else row["updated_at"].isoformat(),
+                "unenroll_reason": None if row["active"] else row["unenroll_reason"],
+                "version": row["version"],
+            }
+            for row in rows
+        ]
+
+    return page(conn, query, order, cursor, limit, shape)
+
+
+def enrollment_ids_of(conn: Connection, t: Tables, user_id: str) -> list[str]:
+    """Every enrollment a user ever had (for their history)."""
+    query = select(t.enrollments.c.enrollment_id).where(t.enrollments.c.user_id == user_id)
+    return list(conn.execute(query).scalars())

@@ -10,6 +10,7 @@ no-ops, and a crash between the two commits replays harmlessly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -17,13 +18,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.consumer_loop import ConsumerLoop
 from adapters.contract import event_type_of
-from adapters.db import advance_position, create_schema, drop_schema, get_position
+from adapters.db import advance_position, create_schema, drop_schema, get_position, lock_schema
 from adapters.kafka import DEAD_LETTER, consumer, topic_names
 from adapters.migrations import migrate
 from adapters.store import EventStore
@@ -48,11 +49,64 @@ class ProjectionGap(Exception):
     """An aggregate's events skipped a version: applying on would corrupt the views."""
 
 
-def create_tables(engine: Engine, t: Tables = LIVE) -> None:
+def create_tables(engine: Engine, t: Tables = LIVE, reader: StoreReader | None = None) -> None:
     """The operational tables (migrated), then the read models (rebuildable, so created
-    as they are defined now)."""
+    as they are defined now).
+
+    Read models an older release built (their columns or indexes are not this release's)
+    are rebuilt from the store when ``reader`` is given (the API and the projector give
+    it): replayed into fresh tables of the new shape, swapped in in one transaction.
+    Without a reader they are left as they are, for ``rollcall replay`` to rebuild."""
     migrate(engine)
+    stale = t is LIVE and shape_is_stale(engine)
     create_schema(engine, t.metadata)
+    if not stale:
+        return
+    if reader is None:
+        log.warning("read models were built by an older release: run `rollcall replay`")
+        return
+    with _one_rebuilder(engine):
+        if shape_is_stale(engine):  # not done by another process meanwhile
+            log.warning("read models were built by an older release: rebuilding them")
+            replay(engine, reader.batches())
+
+
+def shape_is_stale(engine: Engine) -> bool:
+    """Does a live read-model table exist with other columns or indexes than this
+    release defines (built by an older one)?"""
+    inspector = inspect(engine)
+    for name in REPLAYED:
+        table = getattr(LIVE, name)
+        if not inspector.has_table(table.name):
+            continue
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        indexes = {
+            i["name"]
+            for i in inspector.get_indexes(table.name)
+            if not i.get("duplicates_constraint")  # PostgreSQL's index of a UNIQUE
+        }
+        if columns != set(table.columns.keys()) or indexes != {i.name for i in table.indexes}:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _one_rebuilder(engine: Engine) -> Iterator[None]:
+    """One process at a time rebuilds (PostgreSQL: an advisory lock held meanwhile)."""
+    with engine.connect() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": REBUILD_LOCK})
+            conn.commit()
+        try:
+            yield
+        finally:
+            if postgres:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": REBUILD_LOCK})
+                conn.commit()
+
+
+REBUILD_LOCK = 0x526F6C6C52656275  # "RollRebu"
 
 
 Backfill = Callable[[str, int, int], list[Event]]
@@ -159,7 +213,7 @@ class Projector(ConsumerLoop):
         group_id = group_id or f"{prefix}-projector"
         self.engine = engine
         self.reader = reader
-        create_tables(engine)
+        create_tables(engine, reader=reader)
         names = topic_names(prefix)
         topics = [names["training"], names["enrollment"], names["user"]]
         super().__init__(
@@ -232,11 +286,14 @@ def replay(
     batches: Iterable[list[Event]],
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Rebuild the read models into fresh tables, then swap them in atomically."""
+    """Rebuild the read models into fresh tables, then swap them in atomically.
+    Live tables of an older shape (after an upgrade that changed it) are made anew in
+    the swap, in the shape this release defines."""
     shadow = tables("_replay")
     drop_schema(engine, shadow.metadata)
-    create_tables(engine)
-    create_schema(engine, shadow.metadata)
+    migrate(engine)
+    recreate = shape_is_stale(engine)
+    create_schema(engine, LIVE.metadata, shadow.metadata)
     total = 0
     with engine.begin() as conn:
         uow = UnitOfWork(conn, fresh=True)
@@ -245,9 +302,18 @@ def replay(
             on_progress(len(events))
         uow.flush()
     with engine.begin() as conn:
-        for name in REPLAYED:
-            live, fresh = getattr(LIVE, name), getattr(shadow, name)
+        live_tables = [getattr(LIVE, name) for name in REPLAYED]
+        for live in live_tables:
+            # First a DML statement: SQLite's driver opens the transaction only then,
+            # and the DDL below must be part of it.
             conn.execute(delete(live))
+        if recreate:
+            lock_schema(conn)
+            for live in live_tables:
+                live.drop(conn)
+                live.create(conn)
+        for name, live in zip(REPLAYED, live_tables, strict=True):
+            fresh = getattr(shadow, name)
             conn.execute(insert(live).from_select(list(fresh.columns.keys()), select(fresh)))
     drop_schema(engine, shadow.metadata)
     return total

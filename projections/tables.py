@@ -124,6 +124,8 @@ def tables(suffix: str = "") -> Tables:
         Column("name", String(200), nullable=False),
         Column("email", String(254), nullable=False),
         Column("supervisor_id", String(128)),
+        Column("roles", JSON, nullable=False),
+        Column("permissions", JSON, nullable=False),
         Column("version", Integer, nullable=False),
     )
     notifications = t(
@@ -145,9 +147,15 @@ def tables(suffix: str = "") -> Tables:
         Column("version", Integer, nullable=False),
         Column("position", BigInteger, nullable=False),
     )
+    Index(f"ix_rm_trainings_created{suffix}", trainings.c.created_at, trainings.c.training_id)
     Index(f"ix_rm_sessions_training{suffix}", sessions.c.training_id)
     Index(f"ix_rm_enrollments_user{suffix}", enrollments.c.user_id)
-    Index(f"ix_rm_enrollments_training{suffix}", enrollments.c.training_id)
+    Index(
+        f"ix_rm_enrollments_training{suffix}",
+        enrollments.c.training_id,
+        enrollments.c.enrolled_at,
+        enrollments.c.enrollment_id,
+    )
     Index(f"ix_rm_users_supervisor{suffix}", users.c.supervisor_id)
     Index(f"ix_rm_notifications_recipient{suffix}", notifications.c.recipient_id)
     return Tables(md, trainings, sessions, enrollments, users, notifications, applied)

@@ -22,7 +22,17 @@ from adapters.embedded import LocalBroker
 from adapters.kafka import KafkaPublisher
 from adapters.relay import Relay
 from adapters.store_reader import StoreReader
-from application.commands import Enroll, RecordAttendance, SetLock, Switch, Unenroll
+from application.commands import (
+    CancelSession,
+    Enroll,
+    PutUser,
+    RecordAttendance,
+    SetLock,
+    Switch,
+    Unenroll,
+    UpdateSession,
+    UpdateTraining,
+)
 from application.service import Rollcall
 from projections.catalog import catalog
 from projections.people import enrollments_of, roster, team
@@ -41,7 +51,8 @@ from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World, days_before
 
 
 def scenario(world: World) -> dict[str, Any]:
-    """Two trainings: enrollments, a switch, an unenrollment, a lock, attendance."""
+    """Two trainings: enrollments, a switch, an unenrollment, a lock, attendance; a
+    third edited, its sessions rescheduled and cancelled (SPEC §9.2); access changed."""
     first = world.training(days=(10, 20), capacity=3, stop_registration=days_before(5))
     second = world.training(days=(2, 30), capacity=None, stop_cancellation=days_before(1))
     world.enroll(first)
@@ -53,6 +64,34 @@ def scenario(world: World) -> dict[str, Any]:
         Unenroll(actor_id=LEARNER, training_id=second.id, confirm=True, reason="clash")
     )
     world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=first.id, locked=True))
+    third = world.training(days=(12, 25))
+    world.enroll(third, OTHER)
+    world.rc.update_training(
+        UpdateTraining(
+            actor_id=ADMIN, training_id=third.id, title="Renamed", notify_supervisors=False
+        )
+    )
+    world.rc.update_session(
+        UpdateSession(
+            actor_id=ADMIN,
+            training_id=third.id,
+            session_id=third.sessions[0],
+            changes={"location": "Hall", "starts_at": world.clock.now() + timedelta(days=11)},
+        )
+    )
+    for sid in third.sessions:
+        world.rc.cancel_session(
+            CancelSession(actor_id=ADMIN, training_id=third.id, session_id=sid, reason="ill")
+        )
+    world.rc.put_user(
+        PutUser(
+            actor_id=ADMIN,
+            user_id=OTHER,
+            name="Otto Other",
+            email="otto@example.com",
+            permissions=["enroll_users"],
+        )
+    )
     world.clock.advance(timedelta(days=2, hours=3))
     world.rc.record_attendance(
         RecordAttendance(
@@ -64,7 +103,7 @@ def scenario(world: World) -> dict[str, Any]:
         )
     )
     world.rc.record_passed_deadlines(first.id)
-    return {"first": first, "second": second}
+    return {"first": first, "second": second, "third": third}
 
 
 def publish_all(rc: Rollcall, url: str, bootstrap: str, prefix: str) -> int:
@@ -158,6 +197,26 @@ def test_views_equal_the_expected_rows(
     assert [p["user_id"] for p in first_roster["participants"]] == [LEARNER]
     assert first_roster["session"]["seats_taken"] == 1
     assert first_roster["session"]["seats_left"] == 2
+
+    # the third training: edited, both sessions cancelled, Otto unenrolled with the reason
+    with engine.connect() as conn:
+        third = conn.execute(
+            select(LIVE.trainings).where(LIVE.trainings.c.training_id == str(built["third"].id))
+        ).one()
+        sessions = conn.execute(
+            select(LIVE.sessions).where(LIVE.sessions.c.training_id == str(built["third"].id))
+        ).all()
+        otto = conn.execute(
+            select(LIVE.enrollments).where(LIVE.enrollments.c.training_id == str(built["third"].id))
+        ).one()
+        access = conn.execute(select(LIVE.users).where(LIVE.users.c.user_id == OTHER)).one()
+    assert (third.title, third.notify_supervisors) == ("Renamed", False)
+    assert sorted((s.cancelled, s.seats_taken, s.location) for s in sessions) == [
+        (True, 0, "Hall"),
+        (True, 0, "Room 25"),
+    ]
+    assert (otto.active, otto.unenroll_reason, otto.by_admin) == (False, "ill", True)
+    assert (access.roles, access.permissions) == ([], ["enroll_users"])
 
     # team view: Sam supervises Lena only
     assert [m["user_id"] for m in team_view] == [LEARNER]

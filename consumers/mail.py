@@ -1,10 +1,11 @@
-"""What a supervisor is told: subject, plain-text and HTML bodies from templates, and an
-iCalendar attachment for the session, times shown in the session's own timezone."""
+"""What a supervisor or a learner is told: subject, plain-text and HTML bodies from
+templates, and an iCalendar attachment for the session, times shown in the session's
+own timezone."""
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.header import Header
 from email.message import EmailMessage
@@ -33,12 +34,28 @@ HEADLINES = {
     "switched": "{learner} switched to another training session.",
     "unenrolled": "{learner} unenrolled from a training session.",
     "attendance": "The participant list is final: {learner} will attend this session.",
+    "rescheduled": "The training session of {learner} was rescheduled.",
 }
 SUBJECTS = {
     "enrolled": "{learner} enrolled in {training}",
     "switched": "{learner} switched sessions of {training}",
     "unenrolled": "{learner} unenrolled from {training}",
     "attendance": "{learner}'s session of {training} is final",
+    "rescheduled": "{learner}'s session of {training} was rescheduled",
+}
+LEARNER_HEADLINES = {
+    "enrolled": "You are enrolled in a training session.",
+    "switched": "You moved to another training session.",
+    "unenrolled": "You are no longer enrolled in a training session.",
+    "attendance": "The participant list is final: you will attend this session.",
+    "rescheduled": "Your training session was rescheduled.",
+}
+LEARNER_SUBJECTS = {
+    "enrolled": "You are enrolled in {training}",
+    "switched": "Your session of {training} changed",
+    "unenrolled": "You are no longer enrolled in {training}",
+    "attendance": "Your session of {training} is final",
+    "rescheduled": "Your session of {training} was rescheduled",
 }
 
 
@@ -63,10 +80,22 @@ class Notice:
     previous: Session | None = None
     reason: str | None = None
     by_admin: bool = False
+    to_learner: bool = False
+    """Written to the learner (second person); else to their supervisor."""
+
+    def for_learner(self) -> Notice:
+        return replace(self, to_learner=True)
+
+    @property
+    def mails_learner(self) -> bool:
+        """Someone else changed the learner's enrollment or session: they are mailed
+        too (what learners do themselves reaches their notification center only)."""
+        return self.kind == "rescheduled" or (self.by_admin and self.kind != "attendance")
 
     @property
     def subject(self) -> str:
-        return SUBJECTS[self.kind].format(learner=self.learner_name, training=self.training_title)
+        subjects = LEARNER_SUBJECTS if self.to_learner else SUBJECTS
+        return subjects[self.kind].format(learner=self.learner_name, training=self.training_title)
 
     def context(self, recipient_name: str) -> dict[str, Any]:
         def session(s: Session) -> dict[str, str]:
@@ -74,7 +103,9 @@ class Notice:
 
         return {
             "recipient_name": recipient_name,
-            "headline": HEADLINES[self.kind].format(learner=self.learner_name),
+            "headline": (LEARNER_HEADLINES if self.to_learner else HEADLINES)[self.kind].format(
+                learner=self.learner_name
+            ),
             "training_title": self.training_title,
             "session_label": "Session left" if self.kind == "unenrolled" else "Session",
             "session": session(self.session),

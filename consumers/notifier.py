@@ -1,6 +1,7 @@
-"""Supervisor notifications (R15, SPEC §6): one email and one notification-center entry
-per enrollment, switch, unenrollment and locked participant, whatever crashes or
-retries happen.
+"""Notifications (R15, SPEC §6, §9.2): for each enrollment, switch, unenrollment, locked
+participant and rescheduled session, one email and one notification-center entry for
+the learner's supervisor, and an entry for the learner (with a mail when someone else
+made the change), whatever crashes or retries happen.
 
 The consumer writes each notification-center entry and its outbox mail in the one
 transaction whose primary keys derive from the event id: a redelivered event finds its
@@ -236,6 +237,8 @@ class Notifier:
                 )
                 for user_id, seat in sorted(training.participants.items())
             ]
+        if name == "SessionRescheduled":
+            return self._rescheduled(event)
         if name not in {"Enrolled", "SessionSwitched", "Unenrolled"}:
             return []
         enrollment: Enrollment = self.reader.aggregate(UUID(event.subject), version=event.sequence)
@@ -268,6 +271,27 @@ class Notifier:
         }[name]()
         return [self._addressed(notice, enrollment.user_id, training)]
 
+    def _rescheduled(self, event: Event) -> list[tuple[Notice, User, User | None]]:
+        """A session's new time or place, for each of its participants then (a change
+        of capacity alone tells nobody)."""
+        training: Training = self.reader.aggregate(UUID(event.subject), version=event.sequence)
+        before: Training = self.reader.aggregate(UUID(event.subject), version=event.sequence - 1)
+        session_id = UUID(event.data["session_id"])
+        new, old = training.session(session_id), before.session(session_id)
+        if (new.starts_at, new.ends_at, new.timezone, new.location) == (
+            old.starts_at,
+            old.ends_at,
+            old.timezone,
+            old.location,
+        ):
+            return []
+        notice = Notice("rescheduled", "", training.title, new, previous=old, by_admin=True)
+        return [
+            self._addressed(notice, user_id, training)
+            for user_id, seat in sorted(training.participants.items())
+            if seat.session_id == session_id
+        ]
+
     def _addressed(
         self, notice: Notice, learner_id: str, training: Training
     ) -> tuple[Notice, User, User | None]:
@@ -294,25 +318,28 @@ class Notifier:
     def _entries(
         self, event: Event, notice: Notice, learner: User, supervisor: User | None
     ) -> list[Entry]:
-        """The entries a notice makes: the learner's, and the supervisor's with a mail."""
+        """The entries a notice makes: the learner's, written to them (with a mail when
+        someone else made the change), and the supervisor's with a mail."""
         event_id = str(event_id_of(UUID(event.subject), event.sequence))
         made = []
-        for recipient in [learner] if supervisor is None else [learner, supervisor]:
+        addressed = [(learner, notice.for_learner(), notice.mails_learner)]
+        if supervisor is not None:
+            addressed.append((supervisor, notice, True))
+        for recipient, told, mailed in addressed:
             nid = notification_id(event_id, recipient.user_id, notice.kind, learner.user_id)
             row = {
                 "notification_id": nid,
                 "recipient_id": recipient.user_id,
                 "event_id": event_id,
                 "kind": notice.kind,
-                "title": notice.subject,
-                "body": notice.text(recipient.name),
+                "title": told.subject,
+                "body": told.text(recipient.name),
                 "data": {"learner_id": learner.user_id, "session_id": str(notice.session.id)},
                 "position": event.position,
                 "created_at": event.time,
                 "read_at": None,
             }
-            mail = (notice, recipient, event.time) if recipient is supervisor else None
-            made.append(Entry(row, mail))
+            made.append(Entry(row, (told, recipient, event.time) if mailed else None))
         return made
 
     def _write(self, conn: Connection, entries: list[Entry]) -> int:

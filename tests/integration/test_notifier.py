@@ -1,6 +1,7 @@
-"""R15 and SPEC §6: supervisors get exactly one mail and one notification-center entry
-per enrollment, switch, unenrollment and locked participant, over a real SMTP server and
-the real broker, through SMTP outages, crashes and poison messages."""
+"""R15 and SPEC §6, §9.2: supervisors get exactly one mail and one notification-center
+entry per enrollment, switch, unenrollment, locked participant and rescheduled session,
+learners an entry (and a mail when someone else made the change), over a real SMTP
+server and the real broker, through SMTP outages, crashes and poison messages."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import trustme
@@ -30,7 +32,15 @@ from adapters.db import engine_for
 from adapters.embedded import LocalBroker, MailCatcher, free_port
 from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
 from adapters.relay import Relay
-from application.commands import Enroll, PutUser, SetLock, Switch, Unenroll
+from application.commands import (
+    CancelSession,
+    Enroll,
+    PutUser,
+    SetLock,
+    Switch,
+    Unenroll,
+    UpdateSession,
+)
 from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
 from projections.notifications import entries, mark_read
@@ -191,6 +201,90 @@ def test_r15_locking_the_list_sends_one_attendance_notice_per_participant(
         "Lena Learner's session of Fire safety is final": 2,
         "Otto Other's session of Fire safety is final": 2,
     }
+
+
+def test_rescheduling_and_cancelling_a_session_tells_each_learner_and_supervisor_once(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    """SPEC §9.2: a new time tells the session's participants and their supervisors
+    (with the calendar event at the new time); a cancellation unenrolls every
+    participant with the reason, one mail and one entry each for learner and
+    supervisor, a calendar CANCEL; a change of capacity alone tells nobody."""
+    world = World(rollcall, clock)
+    world.rc.put_user(
+        PutUser(
+            actor_id=ADMIN,
+            user_id=OTHER,
+            name="Otto Other",
+            email="otto@example.com",
+            supervisor_id=SUPERVISOR,
+        )
+    )
+    training = world.training(days=(10, 20))
+    world.enroll(training)
+    world.enroll(training, OTHER)
+    world.enroll(training, ADMIN, index=1)  # another session: told nothing below
+    first = training.sessions[0]
+    moved = world.session(11)
+    world.rc.update_session(
+        UpdateSession(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=first,
+            changes={"starts_at": moved.starts_at, "ends_at": moved.ends_at},
+        )
+    )
+    world.rc.update_session(
+        UpdateSession(
+            actor_id=ADMIN, training_id=training.id, session_id=first, changes={"capacity": 5}
+        )
+    )
+    cancelled = world.rc.cancel_session(
+        CancelSession(
+            actor_id=ADMIN, training_id=training.id, session_id=first, reason="Trainer is ill"
+        )
+    ).value
+    assert [s["seats_taken"] for s in cancelled["sessions"]] == [0, 1]
+    assert cancelled["sessions"][0]["cancelled"] is True
+
+    pipeline.until(lambda: len(catcher.received()) >= 10)
+    pipeline.pump()  # anything extra would arrive now
+    received = catcher.received()
+    by_recipient = Counter((m["To"], m["Subject"]) for m in received)
+    assert by_recipient == {
+        ("sam@example.com", "Lena Learner enrolled in Fire safety"): 1,
+        ("sam@example.com", "Otto Other enrolled in Fire safety"): 1,
+        ("sam@example.com", "Lena Learner's session of Fire safety was rescheduled"): 1,
+        ("sam@example.com", "Otto Other's session of Fire safety was rescheduled"): 1,
+        ("lena@example.com", "Your session of Fire safety was rescheduled"): 1,
+        ("otto@example.com", "Your session of Fire safety was rescheduled"): 1,
+        ("sam@example.com", "Lena Learner unenrolled from Fire safety"): 1,
+        ("sam@example.com", "Otto Other unenrolled from Fire safety"): 1,
+        ("lena@example.com", "You are no longer enrolled in Fire safety"): 1,
+        ("otto@example.com", "You are no longer enrolled in Fire safety"): 1,
+    }
+    rescheduled = next(m for m in to(received, "lena@example.com") if "rescheduled" in m["Subject"])
+    text = rescheduled.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Hello Lena Learner" in text
+    assert "Your training session was rescheduled." in text
+    assert "Previous session: " in text
+    berlin = moved.starts_at.astimezone(ZoneInfo("Europe/Berlin"))
+    assert f"DTSTART;TZID=Europe/Berlin:{berlin:%Y%m%dT%H%M%S}" in calendar(rescheduled)
+    gone = next(m for m in to(received, "otto@example.com") if "no longer" in m["Subject"])
+    assert "Reason given: Trainer is ill" in gone.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "This change was made by an administrator." in gone.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "METHOD:CANCEL" in calendar(gone)
+
+    with pipeline.engine.connect() as conn:
+        for learner in (LEARNER, OTHER):
+            kinds = [e["kind"] for e in entries(conn, LIVE, learner)]
+            assert kinds == ["unenrolled", "rescheduled", "enrolled"], learner
+        assert Counter(e["kind"] for e in entries(conn, LIVE, SUPERVISOR)) == {
+            "enrolled": 2,
+            "rescheduled": 2,
+            "unenrolled": 2,
+        }
+        assert [e["kind"] for e in entries(conn, LIVE, ADMIN)] == ["enrolled"]
 
 
 def test_smtp_outage_delays_mail_but_loses_and_duplicates_nothing(

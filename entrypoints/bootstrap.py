@@ -157,6 +157,7 @@ class Wiring:
             self.engine,
             jwt_secret(s),
             s.token_max_hours,
+            read_wait=s.read_wait_seconds,
             docs=s.docs,
             rate_limit=RateLimit(s.rate_limit_per_minute, s.rate_limit_burst),
             kafka=kafka,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.logs import LogFormat
@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     docs: bool = False
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60
+    read_wait_seconds: float = Field(default=3.0, ge=0, le=60)
+    """How long a read with ``min_position`` waits for the read models at most."""
     log_format: LogFormat = "text"
 
     @property

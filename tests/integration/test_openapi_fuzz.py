@@ -37,6 +37,7 @@ def running(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> It
         1,  # unreachable: mail stays in the outbox, which is fine here
         SECRET,
         rate_limit_burst=100_000,  # the fuzzer is one very busy user
+        read_wait_seconds=0.1,  # min_position far ahead answers stale at once
     )
     clock = ManualClock(T0)
     with Runtime(settings, clock=clock) as runtime:

@@ -10,6 +10,7 @@ import pytest
 from adapters.clock import ManualClock
 from adapters.embedded import LocalBroker
 from application.service import Rollcall
+from tests.api import Client, api_client
 from tests.infra import fresh_postgres_database, truncate_postgres
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -53,3 +54,10 @@ def broker() -> Iterator[LocalBroker]:
 @pytest.fixture
 def topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def client(rollcall: Rollcall, database_url: str, clock: ManualClock) -> Iterator[Client]:
+    """The HTTP API in-process over this test's store (tests/api.py)."""
+    with api_client(rollcall, database_url, clock) as running:
+        yield running

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
+from adapters.store_reader import StoreReader
 from application.service import Rollcall
 from domain.errors import RollcallError
 from entrypoints.api import errors
@@ -57,7 +58,7 @@ def create_app(
         responses=errors.RESPONSES,
         generate_unique_id_function=operation_id,
     )
-    create_tables(engine)
+    create_tables(engine, reader=StoreReader(rollcall.store, engine))
 
     def is_fresh(position: int) -> bool:
         with engine.begin() as conn:  # short: caught_up() remembers what it proved

@@ -19,6 +19,7 @@ from application.service import Result, Rollcall
 from domain.errors import Reason, RollcallError
 from entrypoints.api.auth import verify_token
 from entrypoints.api.limits import Freshness, RateLimit
+from projections.paging import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 T = TypeVar("T")
 STALE_HEADER = "X-Rollcall-Stale"
@@ -118,6 +119,34 @@ def if_match(
 
 
 IfMatch = Annotated[frozenset[int] | None, Depends(if_match)]
+
+
+@dataclass(frozen=True)
+class Paging:
+    """A list's ``limit`` and ``cursor`` (SPEC §9.2)."""
+
+    limit: int
+    cursor: str | None
+
+
+def paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="from the previous page's next_cursor")
+    ] = None,
+) -> Paging:
+    return Paging(limit, cursor)
+
+
+PageOf = Annotated[Paging, Depends(paging)]
+
+
+def paged(page: Page, request: Request, response: Response) -> dict[str, Any]:
+    """A page as the API answers it, with ``Link: <...>; rel="next"`` while there is more."""
+    if page.next_cursor is not None:
+        following = request.url.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return {"data": page.data, "next_cursor": page.next_cursor}
 
 
 def etag(version: int) -> str:

@@ -108,6 +108,38 @@ class RestrictionsIn(Body):
     stop_cancellation: RestrictionIn = RestrictionIn()
 
 
+class TrainingPatchIn(Body):
+    """The fields to change; those left out keep their value."""
+
+    title: single_line("title", inputs.TITLE_MAX) | None = None  # type: ignore[valid-type]
+    description: multi_line("description", inputs.DESCRIPTION_MAX) | None = None  # type: ignore[valid-type]
+    session_selection: Literal["participant", "preassigned"] | None = None
+    notify_supervisors: StrictBool | None = None
+
+
+class SessionPatchIn(Body):
+    """The fields to change; those left out keep their value (``capacity: null`` makes
+    the session unlimited)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
+    timezone: Zone | None = None
+    location: single_line("location", inputs.LOCATION_MAX) | None = None  # type: ignore[valid-type]
+    capacity: StrictInt | None = Field(default=None, ge=1, le=100_000)
+
+    def changes(self) -> dict[str, Any]:
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        nulls = [name for name, value in given.items() if value is None and name != "capacity"]
+        if nulls:
+            raise ValidationFailed(f"{', '.join(sorted(nulls))} cannot be null")
+        return given
+
+
+class CancelSessionIn(Body):
+    reason: multi_line("reason", inputs.REASON_MAX) = ""  # type: ignore[valid-type]
+
+
 class LockIn(Body):
     locked: StrictBool
 
@@ -126,6 +158,17 @@ class SwitchIn(Body):
 
 class UnenrollIn(Body):
     confirm: StrictBool = False
+    reason: multi_line("reason", inputs.REASON_MAX) = ""  # type: ignore[valid-type]
+
+
+class OverrideSwitchIn(Body):
+    """An override (R13) needs no confirmation: it has none to give."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+    session_id: UUID | None = Field(default=None, description="default: the suggested session")
+
+
+class OverrideUnenrollIn(Body):
     reason: multi_line("reason", inputs.REASON_MAX) = ""  # type: ignore[valid-type]
 
 
@@ -194,6 +237,9 @@ class TrainingOut(Out):
     session_selection: Literal["participant", "preassigned"]
     notify_supervisors: bool
     locked: bool
+    status: Literal["open", "closed", "past"] = Field(
+        description="open: a session takes registrations; past: every session ended"
+    )
     restrictions: RestrictionsOut
     sessions: list[SessionOut]
     version: int = Field(description="the training's version: its ETag")
@@ -292,6 +338,31 @@ class AuditEventOut(Out):
     data: dict[str, Any]
 
 
+class UserHistoryEventOut(AuditEventOut):
+    aggregate_id: Id = Field(description="the user's or one of their enrollments' id")
+
+
+class UserHistoryOut(Out):
+    user_id: str
+    events: list[UserHistoryEventOut]
+
+
+class TrainingEnrollmentOut(Out):
+    """One enrollment in a training's list, also ended ones."""
+
+    id: Id
+    user_id: str
+    name: str | None
+    session_id: Id
+    active: bool
+    by_admin: bool = Field(description="last changed by an administrator's override")
+    attendance: Literal["attended", "absent"] | None
+    enrolled_at: Timestamp
+    unenrolled_at: Timestamp | None
+    unenroll_reason: str | None
+    version: int
+
+
 class AuditOut(Out):
     aggregate_id: Id
     events: list[AuditEventOut]
@@ -304,6 +375,14 @@ T = TypeVar("T", bound=BaseModel)
 class CommandOut(BaseModel, Generic[T]):
     data: T
     position: int | None = Field(description="store position of the command's last event")
+
+
+class PageOut(BaseModel, Generic[T]):
+    """One page of a list; ``next_cursor`` (also in the ``Link`` header) fetches the
+    next, null on the last page."""
+
+    data: list[T]
+    next_cursor: str | None
 
 
 class ErrorOut(BaseModel):

@@ -22,11 +22,12 @@ def audit(
     services: Services,
     as_of: Annotated[datetime | None, Query(description="the state at this instant")] = None,
 ) -> dict[str, Any]:
-    """An aggregate's full history (administrators); with ``as_of``, its state then."""
-    history = services.rollcall.history(who, aggregate_id)
+    """An aggregate's full history (administrators); with ``as_of``, its events up to
+    that instant and its state then."""
+    if as_of is not None and as_of.tzinfo is None:
+        raise RollcallError(Reason.VALIDATION_ERROR, "as_of must carry a UTC offset")
+    history = services.rollcall.history(who, aggregate_id, as_of)
     state = None
     if as_of is not None:
-        if as_of.tzinfo is None:
-            raise RollcallError(Reason.VALIDATION_ERROR, "as_of must carry a UTC offset")
         state = services.rollcall.state_as_of(who, aggregate_id, as_of=as_of)
     return {"aggregate_id": str(aggregate_id), "events": history, "state": state}

@@ -1,14 +1,29 @@
-"""The directory: who exists, their supervisor, roles and permissions (SPEC §2)."""
+"""The directory: who exists, their supervisor, roles and permissions (SPEC §2), and
+each user's history for auditors."""
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from application.commands import PutUser
-from entrypoints.api.deps import Commander, IfMatch, Services, answer
-from entrypoints.api.models import CommandOut, UserIn, UserOut
+from entrypoints.api.deps import (
+    Commander,
+    CurrentUser,
+    IfMatch,
+    MinPosition,
+    PageOf,
+    Services,
+    answer,
+    etag,
+    paged,
+)
+from entrypoints.api.models import CommandOut, PageOut, UserHistoryOut, UserIn, UserOut
+from projections import people
+from projections.tables import LIVE
 
 router = APIRouter(prefix="/v1/users", tags=["directory"])
 
@@ -38,3 +53,54 @@ def put_user(
     new = result.value["version"] == 1 and bool(result.position)
     created = f"/v1/users/{user_id}" if new else None
     return answer(result, response, created=created, tagged=True)
+
+
+@router.get("", response_model=PageOut[UserOut])
+async def list_users(
+    who: CurrentUser,
+    services: Services,
+    request: Request,
+    response: Response,
+    paging: PageOf,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """The directory by user id (administrators, R12 roles); a page at a time."""
+    await run_in_threadpool(services.rollcall.require_manager, who)
+    found = await services.read(
+        min_position,
+        who,
+        response,
+        lambda conn: people.users_page(conn, LIVE, limit=paging.limit, cursor=paging.cursor),
+    )
+    return paged(found, request, response)
+
+
+@router.get("/{user_id}", response_model=UserOut)
+def get_user(
+    user_id: str, who: CurrentUser, services: Services, response: Response
+) -> dict[str, Any]:
+    """One directory entry (administrators, R12 roles; users themselves and their
+    supervisor). Its ETag makes a ``PUT`` conditional."""
+    found = services.rollcall.get_user(who, user_id)
+    response.headers["ETag"] = etag(found["version"])
+    return found
+
+
+@router.get("/{user_id}/history", response_model=UserHistoryOut)
+async def user_history(
+    user_id: str,
+    who: CurrentUser,
+    services: Services,
+    response: Response,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """Every event of a user and of their enrollments, in the order they happened
+    (administrators)."""
+    await run_in_threadpool(services.rollcall.require_admin, who)
+    found = await services.read(
+        min_position, who, response, lambda conn: people.enrollment_ids_of(conn, LIVE, user_id)
+    )
+    events = await run_in_threadpool(
+        services.rollcall.user_history, who, user_id, [UUID(e) for e in found]
+    )
+    return {"user_id": user_id, "events": events}

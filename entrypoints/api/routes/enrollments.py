@@ -16,8 +16,8 @@ from entrypoints.api.models import (
     EnrollIn,
     EnrollmentChangedOut,
     EnrollmentOut,
-    SwitchIn,
-    UnenrollIn,
+    OverrideSwitchIn,
+    OverrideUnenrollIn,
 )
 
 router = APIRouter(prefix="/v1/trainings/{training_id}", tags=["enrollments"])
@@ -32,7 +32,7 @@ def enroll(
     response: Response,
     versions: IfMatch,
 ) -> dict[str, Any]:
-    """Enroll yourself, or (administrators) anyone: R1, R4, R6, R7, R13."""
+    """Enroll yourself, or (administrators, R12 roles) anyone: R1, R4, R6, R7, R13."""
     result = services.rollcall.enroll(
         Enroll(
             actor_id=who,
@@ -50,13 +50,14 @@ def enroll(
 def admin_switch(
     training_id: UUID,
     user_id: str,
-    body: SwitchIn,
+    body: OverrideSwitchIn,
     who: Commander,
     services: Services,
     response: Response,
     versions: IfMatch,
 ) -> dict[str, Any]:
-    """Administrator override (R13): past deadlines and locks, never past capacity."""
+    """Override (R13; administrators and R12 roles): past deadlines and locks, never past
+    capacity; recorded with the acting user and the rules it overrode."""
     result = services.rollcall.switch(
         Switch(
             actor_id=who,
@@ -75,13 +76,13 @@ def admin_switch(
 def admin_unenroll(
     training_id: UUID,
     user_id: str,
-    body: UnenrollIn,
+    body: OverrideUnenrollIn,
     who: Commander,
     services: Services,
     response: Response,
     versions: IfMatch,
 ) -> dict[str, Any]:
-    """Administrator override (R13)."""
+    """Override (R13; administrators and R12 roles): past deadlines and locks."""
     result = services.rollcall.unenroll(
         Unenroll(
             actor_id=who,
@@ -106,7 +107,7 @@ def attendance(
     response: Response,
     versions: IfMatch,
 ) -> dict[str, Any]:
-    """Record whether a participant attended (administrators)."""
+    """Record whether a participant attended (administrators, R12 roles)."""
     result = services.rollcall.record_attendance(
         RecordAttendance(
             actor_id=who,

@@ -3,33 +3,48 @@ the catalog for learners (R11)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from application.commands import AddSession, CreateTraining, SetLock, SetRestrictions
+from application.commands import (
+    AddSession,
+    CancelSession,
+    CreateTraining,
+    SetLock,
+    SetRestrictions,
+    UpdateSession,
+    UpdateTraining,
+)
 from domain.errors import Reason, RollcallError
 from entrypoints.api.deps import (
     Commander,
     CurrentUser,
     IfMatch,
     MinPosition,
+    PageOf,
     Services,
     answer,
     etag,
+    paged,
 )
 from entrypoints.api.models import (
+    CancelSessionIn,
     CatalogEntryOut,
     CommandOut,
     LockIn,
+    PageOut,
     RestrictionsIn,
     RosterOut,
     SessionAddedOut,
     SessionIn,
+    SessionPatchIn,
+    TrainingEnrollmentOut,
     TrainingIn,
     TrainingOut,
+    TrainingPatchIn,
 )
 from projections import catalog, people
 from projections.tables import LIVE
@@ -74,6 +89,86 @@ def add_session(
         AddSession(actor_id=who, training_id=training_id, session=body.value(), if_match=versions)
     )
     return answer(result, response, f"/v1/trainings/{training_id}", True)
+
+
+@router.patch("/v1/trainings/{training_id}", response_model=CommandOut[TrainingOut])
+def update_training(
+    training_id: UUID,
+    body: TrainingPatchIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """Change a training's title, description, session selection or supervisor notices
+    (administrators, R12 roles); fields left out keep their value."""
+    result = services.rollcall.update_training(
+        UpdateTraining(
+            actor_id=who,
+            training_id=training_id,
+            title=body.title,
+            description=body.description,
+            session_selection=body.session_selection,
+            notify_supervisors=body.notify_supervisors,
+            if_match=versions,
+        )
+    )
+    return answer(result, response, tagged=True)
+
+
+@router.patch(
+    "/v1/trainings/{training_id}/sessions/{session_id}", response_model=CommandOut[TrainingOut]
+)
+def update_session(
+    training_id: UUID,
+    session_id: UUID,
+    body: SessionPatchIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """Reschedule a session, move it or change its capacity (R12 roles): never below the
+    seats taken (409 ``capacity_below_enrolled``). Its deadlines follow the new start;
+    participants and their supervisors are told, with a calendar update."""
+    result = services.rollcall.update_session(
+        UpdateSession(
+            actor_id=who,
+            training_id=training_id,
+            session_id=session_id,
+            changes=body.changes(),
+            if_match=versions,
+        )
+    )
+    return answer(result, response, tagged=True)
+
+
+@router.post(
+    "/v1/trainings/{training_id}/sessions/{session_id}/cancel",
+    response_model=CommandOut[TrainingOut],
+)
+def cancel_session(
+    training_id: UUID,
+    session_id: UUID,
+    body: CancelSessionIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """Cancel a session (R12 roles): each participant is unenrolled with the reason, by
+    the acting administrator, in the same transaction; learners and supervisors are
+    told, with a calendar cancellation."""
+    result = services.rollcall.cancel_session(
+        CancelSession(
+            actor_id=who,
+            training_id=training_id,
+            session_id=session_id,
+            reason=body.reason,
+            if_match=versions,
+        )
+    )
+    return answer(result, response, tagged=True)
 
 
 @router.put("/v1/trainings/{training_id}/restrictions", response_model=CommandOut[TrainingOut])
@@ -123,6 +218,61 @@ def get_training(
     found = services.rollcall.get_training(who, training_id)
     response.headers["ETag"] = etag(found["version"])
     return found
+
+
+@router.get("/v1/trainings", response_model=PageOut[TrainingOut])
+async def list_trainings(
+    who: CurrentUser,
+    services: Services,
+    request: Request,
+    response: Response,
+    paging: PageOf,
+    status: Annotated[
+        Literal["open", "closed", "past", "locked"] | None, Query(description="only these")
+    ] = None,
+    q: Annotated[str | None, Query(max_length=200, description="in the title, any case")] = None,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """Every training, oldest first, also closed, locked and past ones (administrators,
+    R12 roles); a page at a time."""
+    await run_in_threadpool(services.rollcall.require_manager, who)
+    now = services.rollcall.clock.now()
+    found = await services.read(
+        min_position,
+        who,
+        response,
+        lambda conn: catalog.trainings_page(
+            conn, LIVE, now, limit=paging.limit, cursor=paging.cursor, status=status, q=q
+        ),
+    )
+    return paged(found, request, response)
+
+
+@router.get(
+    "/v1/trainings/{training_id}/enrollments", response_model=PageOut[TrainingEnrollmentOut]
+)
+async def list_training_enrollments(
+    training_id: UUID,
+    who: CurrentUser,
+    services: Services,
+    request: Request,
+    response: Response,
+    paging: PageOf,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """Every enrollment of a training in the order they were made, also ended ones with
+    their reason and time (administrators, R12 roles); a page at a time."""
+    await run_in_threadpool(services.rollcall.require_manager, who)
+    await run_in_threadpool(services.rollcall.get_training, who, training_id)  # or 404
+    found = await services.read(
+        min_position,
+        who,
+        response,
+        lambda conn: people.training_enrollments_page(
+            conn, LIVE, str(training_id), limit=paging.limit, cursor=paging.cursor
+        ),
+    )
+    return paged(found, request, response)
 
 
 @router.get("/v1/catalog", response_model=list[CatalogEntryOut])

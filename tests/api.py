@@ -1,0 +1,84 @@
+"""The HTTP API in-process for tests: FastAPI's TestClient over the real application
+service and store (the ``client`` fixture, tests/conftest.py), with helpers to call it
+as any user of the scenario's directory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from adapters.clock import ManualClock
+from adapters.db import engine_for
+from adapters.store_reader import StoreReader
+from application.service import Rollcall
+from entrypoints.api.app import create_app
+from entrypoints.api.auth import issue_token
+from projections.projector import replay
+from tests.scenario import ADMIN, ENROLLER, LEARNER, MANAGER, OTHER, SUPERVISOR, VIEWER, World
+
+SECRET = "in-process-api-suite-secret-of-32-bytes!"
+USERS = [ADMIN, MANAGER, VIEWER, ENROLLER, LEARNER, SUPERVISOR, OTHER]
+
+
+@dataclass
+class Client:
+    http: TestClient
+    rollcall: Rollcall
+    clock: ManualClock
+    project: Callable[[], None]
+
+    def call(self, method: str, path: str, user: str | None, **kwargs: Any) -> Response:
+        headers = kwargs.pop("headers", {})
+        if user:
+            token = issue_token(user, SECRET, datetime.now(UTC))
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def ok(self, method: str, path: str, user: str, **kwargs: Any) -> Any:
+        response = self.call(method, path, user, **kwargs)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def training(self, capacity: int = 10) -> tuple[str, list[str]]:
+        body = {
+            "title": "Fire safety",
+            "sessions": [session(self.clock, d, capacity) for d in (10, 20)],
+        }
+        data = self.ok("POST", "/v1/trainings", ADMIN, json=body)["data"]
+        return data["id"], [s["id"] for s in data["sessions"]]
+
+    def stored(self) -> int:
+        return self.rollcall.store.recorder.max_notification_id() or 0
+
+
+def session(clock: ManualClock, days: float, capacity: int | None = 10) -> dict[str, Any]:
+    starts = clock.now() + timedelta(days=days)
+    return {
+        "starts_at": starts.isoformat(),
+        "ends_at": (starts + timedelta(hours=2)).isoformat(),
+        "timezone": "Europe/Berlin",
+        "location": f"Room {days}",
+        "capacity": capacity,
+    }
+
+
+@contextlib.contextmanager
+def api_client(rollcall: Rollcall, database_url: str, clock: ManualClock) -> Iterator[Client]:
+    World(rollcall, clock)  # the directory of tests/scenario.py
+    engine = engine_for(database_url)
+    app = create_app(rollcall, engine, SECRET, token_max_hours=100)
+
+    def project() -> None:
+        replay(engine, StoreReader(rollcall.store, engine).batches())
+
+    try:
+        with TestClient(app) as http:
+            yield Client(http, rollcall, clock, project)
+    finally:
+        engine.dispose()

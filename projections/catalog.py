@@ -260,9 +260,10 @@ def restore_trainings(
     ).mappings():
         sessions.setdefault(row["training_id"], []).append(dict(row))
     restored = {}
-    for row in conn.execute(
+    for found in conn.execute(
         select(*columns).where(t.trainings.c.training_id.in_(sorted(training_ids)))
     ).mappings():
+        row = dict(found)  # a plain dict: a row mapping's lookups cost more than the rest
         rows = sessions.get(row["training_id"], [])
         restored[row["training_id"]] = Training.restore(
             UUID(row["training_id"]),

@@ -77,6 +77,7 @@ class CreateTraining(Command):
     description: str = ""
     session_selection: str = "participant"
     notify_supervisors: bool = True
+    notify_learners: bool = True
     sessions: Sequence[SessionInput] = ()
 
 
@@ -93,6 +94,7 @@ class UpdateTraining(TrainingCommand):
     description: str | None = None
     session_selection: str | None = None
     notify_supervisors: bool | None = None
+    notify_learners: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +144,8 @@ class Enroll(TrainingCommand):
     session_id: UUID
     user_id: str | None = None
     """Whom to enroll; the actor when absent."""
+    confirm: bool = False
+    """A learner enrolling where they could not cancel later confirms first (R8, R9)."""
     as_admin: bool = False
 
 

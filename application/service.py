@@ -50,10 +50,7 @@ from domain.base import Context
 from domain.deadlines import Restriction
 from domain.enrollment import Attendance, Enrollment
 from domain.errors import Forbidden, NotFound, Reason, RollcallError, ValidationFailed
-from domain.rules import (
-    eligible_sessions,
-    switch_warnings,
-)
+from domain.rules import join_warnings, options_for
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User, user_aggregate_id, validate_user_id
 from domain.views import enrollment_view, session_view, training_view, user_view
@@ -203,7 +200,7 @@ class Rollcall:
         """Create or update a directory entry (admin, or the system actor at bootstrap)."""
         self.require_admin(cmd.actor_id)
         if cmd.supervisor_id is not None:
-            self._user(cmd.supervisor_id)
+            self._check_no_cycle(cmd.user_id, cmd.supervisor_id)
         details = (cmd.name, cmd.email, cmd.supervisor_id, list(cmd.roles), list(cmd.permissions))
 
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
@@ -221,6 +218,20 @@ class Rollcall:
             return [user], user_view(user)
 
         return self._result(command)
+
+    def _check_no_cycle(self, user_id: str, supervisor_id: str) -> None:
+        """The supervisor exists, and ``user_id`` is not among their supervisors: a
+        cycle would make each of them the other's report."""
+        chain = [user_id]
+        current: str | None = supervisor_id
+        while current is not None:
+            if current in chain:
+                raise ValidationFailed(
+                    "a supervisor cannot report to their own report",
+                    {"field": "supervisor_id", "cycle": [*chain, current]},
+                )
+            chain.append(current)
+            current = self._user(current).supervisor_id
 
     def get_user(self, actor_id: str, user_id: str) -> dict[str, Any]:
         actor = self._actor(actor_id)
@@ -248,6 +259,7 @@ class Rollcall:
                 cmd.session_selection,
                 cmd.notify_supervisors,
                 training_id=training_id,
+                notify_learners=cmd.notify_learners,
             )
             for session in sessions:
                 training.add_session(ctx, session)
@@ -290,6 +302,7 @@ class Rollcall:
                 _kept(cmd.description, training.description),
                 _kept(cmd.session_selection, training.session_selection.value),
                 _kept(cmd.notify_supervisors, training.notify_supervisors),
+                _kept(cmd.notify_learners, training.notify_learners),
             )
 
         return self._change_training(cmd, change)
@@ -332,11 +345,27 @@ class Rollcall:
 
     @measured("set_restrictions")
     def set_restrictions(self, cmd: SetRestrictions) -> Result:
+        """Both restrictions (R12); deadlines they put ahead again are reopened, on the
+        training and on each enrollment then in the session (SPEC §9.3)."""
         registration = Restriction.from_dict(cmd.stop_registration)
         cancellation = Restriction.from_dict(cmd.stop_cancellation)
-        return self._change_training(
-            cmd, lambda ctx, t: t.set_restrictions(ctx, registration, cancellation)
-        )
+
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
+            reopened = training.set_restrictions(ctx, registration, cancellation)
+            enrollments: dict[UUID, Enrollment] = {}
+            for kind, session_id in reopened:
+                deadline = training.deadline(kind, training.session(session_id))
+                for seat in training.participants.values():
+                    if seat.session_id != session_id:
+                        continue
+                    if seat.enrollment_id not in enrollments:
+                        enrollments[seat.enrollment_id] = self._get(
+                            Enrollment, seat.enrollment_id, "enrollment"
+                        )
+                    enrollments[seat.enrollment_id].reopen_deadline(ctx, kind, session_id, deadline)
+            return list(enrollments.values())
+
+        return self._change_training(cmd, change)
 
     @measured("set_lock")
     def set_lock(self, cmd: SetLock) -> Result:
@@ -360,7 +389,13 @@ class Rollcall:
             ctx = self._context(cmd)
             training = self._training(cmd.training_id)
             _expect(training, cmd.if_match)
-            enrollment = enrolling.enroll(ctx, training, cmd.session_id, user_id, cmd.as_admin)
+            try:
+                enrollment = enrolling.enroll(
+                    ctx, training, cmd.session_id, user_id, cmd.as_admin, cmd.confirm
+                )
+            except enrolling.ConfirmationRequired as needed:
+                _show_target(needed, training, ctx.now)
+                raise
             return [training, enrollment], enrollment_view(training, enrollment, ctx.now)
 
         return self._result(command)
@@ -383,8 +418,7 @@ class Rollcall:
                     ctx, training, enrollment, cmd.session_id, cmd.confirm, cmd.as_admin
                 )
             except enrolling.ConfirmationRequired as needed:
-                if needed.target is not None:  # what the learner is asked to confirm
-                    needed.details["session"] = session_view(training, needed.target, ctx.now)
+                _show_target(needed, training, ctx.now)
                 raise
             return _changed(training, enrollment, ctx.now, warnings)
 
@@ -440,26 +474,29 @@ class Rollcall:
         return enrollment_view(training, self._enrollment_of(training, user_id), self.clock.now())
 
     def options(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
-        """R10: where the learner could go now, and the one suggestion."""
+        """R10: where the learner could go now (to switch, or to enroll), the one
+        suggestion, and why nowhere when there is nowhere: what the commands decide."""
         self._actor(actor_id)
         now = self.clock.now()
         training = self._training(training_id)
-        current = None
+        enrollment = None
         if actor_id in training.participants:
-            current = training.session(training.participants[actor_id].session_id)
-        eligible = eligible_sessions(training, now, current)
+            enrollment = self._enrollment_of(training, actor_id)
+        eligible, refusal = options_for(training, enrollment, now)
         views = [
             {
                 **session_view(training, s, now),
-                "warnings": [w.to_dict() for w in switch_warnings(training, s, now)],
+                "warnings": [w.to_dict() for w in join_warnings(training, s, now)],
             }
             for s in eligible
         ]
         return {
             "training_id": str(training.id),
-            "current_session_id": str(current.id) if current else None,
+            "current_session_id": str(enrollment.session_id) if enrollment else None,
             "eligible": views,
             "suggested": views[0] if views else None,
+            "reason": refusal.reason.value if refusal else None,
+            "details": refusal.details if refusal else {},
         }
 
     def _authorize_read(self, actor_id: str, user_id: str) -> None:
@@ -564,6 +601,12 @@ def _expect(aggregate: Aggregate, if_match: Collection[int] | None) -> None:
             Reason.PRECONDITION_FAILED,
             details={"version": aggregate.version, "if_match": sorted(if_match)},
         )
+
+
+def _show_target(needed: enrolling.ConfirmationRequired, training: Training, now: datetime) -> None:
+    """Put the session the learner is asked to confirm into the refusal's details."""
+    if needed.target is not None:
+        needed.details["session"] = session_view(training, needed.target, now)
 
 
 def _changed(

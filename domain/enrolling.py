@@ -19,12 +19,12 @@ from domain.rules import (
     decide,
     eligible_sessions,
     enroll_refusals,
+    join_warnings,
     leave_refusals,
     no_target_refusal,
     r1_participant_selects,
     reenrollment_possible,
     switch_refusals,
-    switch_warnings,
     unenroll_warnings,
 )
 from domain.training import Session, Training
@@ -50,9 +50,15 @@ def open_session(training: Training, session_id: UUID) -> Session:
 
 
 def enroll(
-    ctx: Context, training: Training, session_id: UUID, user_id: str, as_admin: bool
+    ctx: Context,
+    training: Training,
+    session_id: UUID,
+    user_id: str,
+    as_admin: bool,
+    confirm: bool = False,
 ) -> Enrollment:
-    """R1, R4, R6, R7 (the seat), R13 (an administrator overrides what may be)."""
+    """R1, R4, R6, R7 (the seat), R13 (an administrator overrides what may be). A
+    learner enrolling where they could not cancel later confirms first (R8, R9)."""
     session = open_session(training, session_id)
     refusals = enroll_refusals(training, session, user_id, ctx.now)
     learner_rule = r1_participant_selects(training)
@@ -60,6 +66,9 @@ def enroll(
         refusals.insert(0, learner_rule)
     decision = decide(refusals, as_admin)
     decision.raise_if_refused()
+    warnings = join_warnings(training, session, ctx.now)
+    if warnings and not (confirm or as_admin):
+        raise ConfirmationRequired(warnings, session)
     enrollment = Enrollment.enroll(
         ctx, user_id, training.id, session.id, as_admin, decision.overrides
     )
@@ -87,7 +96,7 @@ def switch(
         )
     decision = decide(switch_refusals(training, enrollment, target, ctx.now), as_admin)
     decision.raise_if_refused()
-    warnings = switch_warnings(training, target, ctx.now)
+    warnings = join_warnings(training, target, ctx.now)
     if not (confirm or as_admin):
         raise ConfirmationRequired(warnings, target)
     enrollment.switch(ctx, target.id, as_admin, decision.overrides)

@@ -97,6 +97,18 @@ class Enrollment(RollcallAggregate):
         def apply(self, enrollment: Enrollment) -> None:
             enrollment.passed_deadlines.add((DeadlineKind(self.kind), self.session_id))
 
+    class DeadlineReopened(Event):
+        """A deadline recorded as passed lies ahead again, or no longer exists (the
+        training relaxed a restriction); it may pass, and be recorded, again."""
+
+        TOPIC = topic("enrollment", "DeadlineReopened")
+        kind: str
+        session_id: UUID
+        deadline_at: datetime | None
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.passed_deadlines.discard((DeadlineKind(self.kind), self.session_id))
+
     class AttendanceRecorded(Event):
         """An administrator recorded whether the user attended the session."""
 
@@ -210,6 +222,19 @@ class Enrollment(RollcallAggregate):
             deadline_at=deadline_at,
         )
         return True
+
+    def reopen_deadline(
+        self, ctx: Context, kind: DeadlineKind, session_id: UUID, deadline_at: datetime | None
+    ) -> None:
+        if (kind, session_id) not in self.passed_deadlines:
+            return
+        self._trigger(
+            self.DeadlineReopened,
+            ctx,
+            kind=kind.value,
+            session_id=session_id,
+            deadline_at=deadline_at,
+        )
 
     def record_attendance(self, ctx: Context, session: Session, status: Attendance) -> None:
         self._require_active()

@@ -22,6 +22,7 @@ class Reason(StrEnum):
     ALREADY_ENROLLED = "already_enrolled"
     CONFIRMATION_REQUIRED = "confirmation_required"
     CAPACITY_BELOW_ENROLLED = "capacity_below_enrolled"
+    NO_OTHER_SESSION = "no_other_session"
     # Everything else.
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
@@ -44,6 +45,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.ALREADY_ENROLLED: "There is already an active enrollment in this training.",
     Reason.CONFIRMATION_REQUIRED: "Please confirm: review the warnings and send confirm=true.",
     Reason.CAPACITY_BELOW_ENROLLED: "The new capacity is below the seats already taken.",
+    Reason.NO_OTHER_SESSION: "No other session of this training is open for you to switch to.",
     Reason.FORBIDDEN: "You are not allowed to do this.",
     Reason.NOT_FOUND: "Not found.",
     Reason.VALIDATION_ERROR: "The request is not valid.",

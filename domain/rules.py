@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from domain.deadlines import zone_info
 from domain.enrollment import Enrollment
 from domain.errors import Reason, RuleViolation
 from domain.training import DeadlineKind, Session, SessionSelection, Training
@@ -83,7 +84,7 @@ def r5_before_cancellation_deadline(
     if training.deadline_has_passed(DeadlineKind.CANCELLATION, session, now):
         return Refusal(
             Reason.CANCELLATION_DEADLINE_PASSED,
-            _deadline_details(training.deadline(DeadlineKind.CANCELLATION, session)),
+            _deadline_details(training.deadline(DeadlineKind.CANCELLATION, session), session),
         )
     return None
 
@@ -92,7 +93,7 @@ def r6_registration_open(training: Training, session: Session, now: datetime) ->
     if training.deadline_has_passed(DeadlineKind.REGISTRATION, session, now):
         return Refusal(
             Reason.REGISTRATION_CLOSED,
-            _deadline_details(training.deadline(DeadlineKind.REGISTRATION, session)),
+            _deadline_details(training.deadline(DeadlineKind.REGISTRATION, session), session),
         )
     return r2_not_started(session, now)
 
@@ -110,8 +111,17 @@ def r6_one_enrollment(training: Training, user_id: str) -> Refusal | None:
     return None
 
 
-def _deadline_details(deadline: datetime | None) -> dict[str, Any]:
-    return {"deadline_at": deadline.isoformat()} if deadline else {}
+def _deadline_details(deadline: datetime | None, session: Session) -> dict[str, Any]:
+    """A deadline as refusals and warnings name it: the instant, and the same instant
+    in the session's zone (SPEC §9.3)."""
+    if deadline is None:
+        return {}
+    return {"deadline_at": deadline.isoformat(), "deadline_at_local": local(deadline, session)}
+
+
+def local(instant: datetime, session: Session) -> str:
+    """``instant`` on the session's wall clock, with its offset then."""
+    return instant.astimezone(zone_info(session.timezone)).isoformat()
 
 
 # -- what each command needs ----------------------------------------------------------------
@@ -217,7 +227,9 @@ def unenroll_warnings(training: Training, now: datetime) -> list[Warning]:
     ]
 
 
-def switch_warnings(training: Training, target: Session, now: datetime) -> list[Warning]:
+def join_warnings(training: Training, target: Session, now: datetime) -> list[Warning]:
+    """R8: taking a seat in ``target`` whose cancellation deadline has passed (enroll,
+    switch) is warned about: it cannot be left later."""
     if not training.deadline_has_passed(DeadlineKind.CANCELLATION, target, now):
         return []
     return [
@@ -225,7 +237,7 @@ def switch_warnings(training: Training, target: Session, now: datetime) -> list[
             CANNOT_CANCEL_LATER,
             "The cancellation deadline of this session has passed: "
             "you will not be able to cancel or change this enrollment later.",
-            _deadline_details(training.deadline(DeadlineKind.CANCELLATION, target)),
+            _deadline_details(training.deadline(DeadlineKind.CANCELLATION, target), target),
         )
     ]
 
@@ -242,13 +254,38 @@ def eligible_sessions(
 
 
 def no_target_refusal(training: Training, current: Session, now: datetime) -> Refusal:
-    """Why there is nowhere to switch to: every other session is closed, or all are full."""
-    others = [s for s in training.active_sessions() if s.id != current.id]
-    if training.locked:
-        return Refusal(Reason.PARTICIPANT_LIST_LOCKED)
-    if any(r6_registration_open(training, s, now) is None for s in others):
-        return Refusal(Reason.SESSION_FULL)
-    return Refusal(Reason.REGISTRATION_CLOSED)
+    """Why there is nowhere to switch to: each other session with the reason it cannot
+    be joined now (R4, R6)."""
+    others = [
+        {"session_id": str(s.id), "reason": refusals[0].reason.value, **refusals[0].details}
+        for s in training.active_sessions()
+        if s.id != current.id and (refusals := join_refusals(training, s, now))
+    ]
+    return Refusal(Reason.NO_OTHER_SESSION, {"sessions": others})
+
+
+def options_for(
+    training: Training, enrollment: Enrollment | None, now: datetime
+) -> tuple[list[Session], Refusal | None]:
+    """Where a learner could go now (R10: to switch, or, not enrolled, to enroll), and
+    why nowhere when there is no such session: the very checks the commands make, so
+    what is offered succeeds and what is not is refused with the same reason."""
+    if enrollment is not None and enrollment.active:
+        current = training.session(enrollment.session_id)
+        refusals = leave_refusals(training, enrollment, current, now)
+        if refusals:
+            return [], refusals[0]
+        targets = eligible_sessions(training, now, current)
+        return targets, None if targets else no_target_refusal(training, current, now)
+    refusal = r1_participant_selects(training) or r4_not_locked(training)
+    if refusal is not None:
+        return [], refusal
+    targets = eligible_sessions(training, now)
+    if targets:
+        return targets, None
+    sessions = training.active_sessions()
+    first = join_refusals(training, sessions[0], now) if sessions else []
+    return [], first[0] if first else Refusal(Reason.REGISTRATION_CLOSED)
 
 
 # -- the learner's "available actions" --------------------------------------------------
@@ -285,10 +322,9 @@ def available_actions(training: Training, enrollment: Enrollment, now: datetime)
         return [_action("switch", refused, []), _action("unenroll", refused, [])]
     current = training.session(enrollment.session_id)
     leave = leave_refusals(training, enrollment, current, now)
-    targets = eligible_sessions(training, now, current)
-    switch_refused = leave or ([] if targets else [no_target_refusal(training, current, now)])
-    switch_warn = switch_warnings(training, targets[0], now) if targets else []
+    targets, nowhere = options_for(training, enrollment, now)
+    switch_warn = join_warnings(training, targets[0], now) if targets else []
     return [
-        _action("switch", switch_refused, switch_warn),
+        _action("switch", _present(nowhere), switch_warn),
         _action("unenroll", leave, unenroll_warnings(training, now)),
     ]

@@ -105,12 +105,16 @@ class Training(RollcallAggregate):
         description: str
         session_selection: str
         notify_supervisors: bool
+        notify_learners: bool = True
+        """Added in release 2 (before it, learners were not mailed: older events say on,
+        the new default)."""
 
         def apply(self, training: Training) -> None:
             training.title = self.title
             training.description = self.description
             training.session_selection = SessionSelection(self.session_selection)
             training.notify_supervisors = self.notify_supervisors
+            training.notify_learners = self.notify_learners
             training.sessions = {}
             training.stop_registration = Restriction()
             training.stop_cancellation = Restriction()
@@ -120,19 +124,21 @@ class Training(RollcallAggregate):
             training.passed_deadlines = set()
 
     class DetailsChanged(Event):
-        """Title, description, session selection or supervisor notices changed."""
+        """Title, description, session selection or notices changed."""
 
         TOPIC = topic("training", "TrainingDetailsChanged")
         title: str
         description: str
         session_selection: str
         notify_supervisors: bool
+        notify_learners: bool
 
         def apply(self, training: Training) -> None:
             training.title = self.title
             training.description = self.description
             training.session_selection = SessionSelection(self.session_selection)
             training.notify_supervisors = self.notify_supervisors
+            training.notify_learners = self.notify_learners
 
     class SessionAdded(Event):
         """A session (time, timezone, place, capacity; null capacity = unlimited) was added."""
@@ -259,11 +265,24 @@ class Training(RollcallAggregate):
         def apply(self, training: Training) -> None:
             training.passed_deadlines.add((DeadlineKind(self.kind), self.session_id))
 
+    class DeadlineReopened(Event):
+        """A deadline recorded as passed lies ahead again, or no longer exists: a
+        restriction was relaxed (``deadline_at``: the new deadline, None when off)."""
+
+        TOPIC = topic("training", "DeadlineReopened")
+        kind: str
+        session_id: UUID
+        deadline_at: datetime | None
+
+        def apply(self, training: Training) -> None:
+            training.passed_deadlines.discard((DeadlineKind(self.kind), self.session_id))
+
     if TYPE_CHECKING:  # state set by the events' apply(); declared for type checkers only
         title: str
         description: str
         session_selection: SessionSelection
         notify_supervisors: bool
+        notify_learners: bool
         sessions: dict[UUID, Session]
         stop_registration: Restriction
         stop_cancellation: Restriction
@@ -295,12 +314,13 @@ class Training(RollcallAggregate):
         session_selection: str = SessionSelection.PARTICIPANT,
         notify_supervisors: bool = True,
         training_id: UUID | None = None,
+        notify_learners: bool = True,
     ) -> Training:
         return cls._create(
             cls.Created,
             id=training_id or uuid4(),
             **ctx.stamp(),
-            **_details(title, description, session_selection, notify_supervisors),
+            **_details(title, description, session_selection, notify_supervisors, notify_learners),
         )
 
     @classmethod
@@ -314,6 +334,7 @@ class Training(RollcallAggregate):
         description: str,
         session_selection: str,
         notify_supervisors: bool,
+        notify_learners: bool,
         sessions: list[Session],
         stop_registration: Restriction,
         stop_cancellation: Restriction,
@@ -331,6 +352,7 @@ class Training(RollcallAggregate):
         training.description = description
         training.session_selection = SessionSelection(session_selection)
         training.notify_supervisors = notify_supervisors
+        training.notify_learners = notify_learners
         training.sessions = {s.id: s for s in sessions}
         training.stop_registration = stop_registration
         training.stop_cancellation = stop_cancellation
@@ -353,9 +375,18 @@ class Training(RollcallAggregate):
         description: str,
         session_selection: str,
         notify_supervisors: bool,
+        notify_learners: bool,
     ) -> None:
-        details = _details(title, description, session_selection, notify_supervisors)
-        current = (self.title, self.description, self.session_selection, self.notify_supervisors)
+        details = _details(
+            title, description, session_selection, notify_supervisors, notify_learners
+        )
+        current = (
+            self.title,
+            self.description,
+            self.session_selection,
+            self.notify_supervisors,
+            self.notify_learners,
+        )
         if tuple(details.values()) != current:
             self._trigger(self.DetailsChanged, ctx, **details)
 
@@ -388,18 +419,34 @@ class Training(RollcallAggregate):
 
     def set_restrictions(
         self, ctx: Context, stop_registration: Restriction, stop_cancellation: Restriction
-    ) -> None:
+    ) -> list[tuple[DeadlineKind, UUID]]:
+        """Set both restrictions; a deadline recorded as passed that the new ones put
+        ahead again (or turn off) is reopened, so that no refusal ever names a deadline
+        in the future (SPEC §9.3). Returns the (kind, session) reopened."""
         if (stop_registration, stop_cancellation) == (
             self.stop_registration,
             self.stop_cancellation,
         ):
-            return
+            return []
         self._trigger(
             self.RestrictionsSet,
             ctx,
             stop_registration=stop_registration.to_dict(),
             stop_cancellation=stop_cancellation.to_dict(),
         )
+        reopened = []
+        for kind, session_id in sorted(self.passed_deadlines):
+            deadline = self.deadline(kind, self.sessions[session_id])
+            if deadline is None or deadline > ctx.now:
+                self._trigger(
+                    self.DeadlineReopened,
+                    ctx,
+                    kind=kind.value,
+                    session_id=session_id,
+                    deadline_at=deadline,
+                )
+                reopened.append((kind, session_id))
+        return reopened
 
     def set_locked(self, ctx: Context, locked: bool) -> None:
         if locked == self.locked:
@@ -497,7 +544,11 @@ class Training(RollcallAggregate):
 
 
 def _details(
-    title: str, description: str, session_selection: str, notify_supervisors: bool
+    title: str,
+    description: str,
+    session_selection: str,
+    notify_supervisors: bool,
+    notify_learners: bool,
 ) -> dict[str, Any]:
     """A training's descriptive fields, validated (the domain's input policy)."""
     try:
@@ -512,4 +563,5 @@ def _details(
         "description": inputs.multi_line("description", description, inputs.DESCRIPTION_MAX),
         "session_selection": selection.value,
         "notify_supervisors": bool(notify_supervisors),
+        "notify_learners": bool(notify_learners),
     }

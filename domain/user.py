@@ -17,6 +17,11 @@ from domain.errors import ValidationFailed
 ADMIN_ROLE = "admin"
 VIEW_USERS_AND_ENROLL = "view_users_and_enroll"
 ENROLL_USERS = "enroll_users"
+KNOWN = {
+    "role": (ADMIN_ROLE,),
+    "permission": (ENROLL_USERS, VIEW_USERS_AND_ENROLL),
+}
+"""What Rollcall gives meaning to; anything else would grant nothing, silently."""
 
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -43,6 +48,12 @@ def _identifiers(kind: str, values: Iterable[str]) -> list[str]:
     for value in items:
         if not isinstance(value, str) or not _IDENT.match(value):
             raise ValidationFailed(f"invalid {kind}", {"field": kind})
+    unknown = sorted(set(items) - set(KNOWN[kind]))
+    if unknown:
+        raise ValidationFailed(
+            f"unknown {kind}: {', '.join(unknown)}",
+            {"field": f"{kind}s", "unknown": unknown, "known": list(KNOWN[kind])},
+        )
     return sorted(set(items))
 
 

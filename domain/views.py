@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.enrollment import Enrollment
-from domain.rules import available_actions, r6_registration_open, training_status
+from domain.rules import available_actions, local, r6_registration_open, training_status
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User
 
@@ -35,7 +35,9 @@ def session_view(
     return {
         "id": str(session.id),
         "starts_at": iso(session.starts_at),
+        "starts_at_local": local(session.starts_at, session),
         "ends_at": iso(session.ends_at),
+        "ends_at_local": local(session.ends_at, session),
         "timezone": session.timezone,
         "location": session.location,
         "capacity": capacity,
@@ -43,8 +45,11 @@ def session_view(
         "seats_taken": seats_taken,
         "seats_left": None if capacity is None else max(0, capacity - seats_taken),
         "registration_deadline": iso(registration),
+        "registration_deadline_local": registration and local(registration, session),
         "cancellation_deadline": iso(cancellation),
+        "cancellation_deadline_local": cancellation and local(cancellation, session),
         "open_for_registration": not session.cancelled
+        and not training.locked
         and r6_registration_open(training, session, now) is None,
     }
 
@@ -57,6 +62,7 @@ def training_view(training: Training, now: datetime) -> dict[str, Any]:
         "description": training.description,
         "session_selection": training.session_selection.value,
         "notify_supervisors": training.notify_supervisors,
+        "notify_learners": training.notify_learners,
         "locked": training.locked,
         "status": training_status(training, now),
         "restrictions": {

@@ -54,7 +54,7 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
         ("otto", "Otto Other", {}),
         ("lena", "Lena Learner-Smith", {"supervisor_id": "sam"}),  # renamed
         ("otto", "Otto Other", {"supervisor_id": "sam"}),  # given a supervisor
-        ("otto", "Otto Other", {"supervisor_id": "sam", "roles": ["trainer"]}),  # a role
+        ("otto", "Otto Other", {"supervisor_id": "sam", "permissions": ["enroll_users"]}),
     ]
     for user_id, name, extra in directory:
         actor = SYSTEM_ACTOR if user_id == "ada" else "ada"
@@ -120,6 +120,14 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
     rc.set_lock(SetLock(actor_id="ada", training_id=training, locked=False))
     clock.advance(timedelta(days=19))
     rc.record_passed_deadlines(training)
+    rc.set_restrictions(  # relaxed: the cancellation deadline of Lena's session reopens
+        SetRestrictions(
+            actor_id="ada",
+            training_id=training,
+            stop_registration=None,
+            stop_cancellation={"enabled": True, "amount": 1, "unit": "hours"},
+        )
+    )
     clock.advance(timedelta(days=1, hours=4))
     rc.record_attendance(
         RecordAttendance(

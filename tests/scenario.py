@@ -66,6 +66,7 @@ class World:
         stop_registration: dict[str, Any] | None = None,
         stop_cancellation: dict[str, Any] | None = None,
         notify: bool = True,
+        notify_learners: bool = True,
     ) -> TrainingRef:
         result = self.rc.create_training(
             CreateTraining(
@@ -74,6 +75,7 @@ class World:
                 description="How to leave the building in time.",
                 session_selection=selection,
                 notify_supervisors=notify,
+                notify_learners=notify_learners,
                 sessions=[self.session(d, capacity) for d in days],
             )
         )
@@ -91,9 +93,14 @@ class World:
             )
         return ref
 
-    def enroll(self, ref: TrainingRef, user: str = LEARNER, index: int = 0) -> dict[str, Any]:
+    def enroll(
+        self, ref: TrainingRef, user: str = LEARNER, index: int = 0, confirm: bool = True
+    ) -> dict[str, Any]:
+        """``user`` enrolls themselves, confirming any warning (R8, R9) unless told not to."""
         return self.rc.enroll(
-            Enroll(actor_id=user, training_id=ref.id, session_id=ref.sessions[index])
+            Enroll(
+                actor_id=user, training_id=ref.id, session_id=ref.sessions[index], confirm=confirm
+            )
         ).value
 
     def admin_enroll(self, ref: TrainingRef, user: str, index: int = 0) -> dict[str, Any]:

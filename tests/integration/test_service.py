@@ -250,9 +250,14 @@ def test_r10_no_alternative_means_no_switch(world: World) -> None:
     training = world.training(days=(10, 12), stop_registration=days_before(11))
     world.enroll(training, index=1)
     view = world.rc.enrollment(LEARNER, training.id, LEARNER)
-    assert view["actions"]["switch"]["reason"] == "registration_closed"
+    assert view["actions"]["switch"]["reason"] == "no_other_session"
+    (other,) = view["actions"]["switch"]["details"]["sessions"]
+    assert (other["session_id"], other["reason"]) == (
+        str(training.sessions[0]),
+        "registration_closed",
+    )
     assert world.rc.options(LEARNER, training.id)["suggested"] is None
-    with refused(Reason.REGISTRATION_CLOSED):
+    with refused(Reason.NO_OTHER_SESSION):
         world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
 
 

@@ -19,9 +19,9 @@ from domain.rules import (
     decide,
     eligible_sessions,
     enroll_refusals,
+    join_warnings,
     leave_refusals,
     switch_refusals,
-    switch_warnings,
     unenroll_warnings,
 )
 from domain.training import DeadlineKind, Session, Training
@@ -112,15 +112,26 @@ def test_r5_cancellation_deadline_refuses_leaving_with_the_deadline() -> None:
     assert after[0].details["deadline_at"] == deadline.isoformat()
 
 
-def test_r5_recorded_deadline_stays_passed_when_restrictions_relax() -> None:
+def test_r5_a_recorded_deadline_reopens_only_when_a_relaxed_restriction_puts_it_ahead() -> None:
+    """SPEC §9.3: a DeadlinePassed does not keep an old deadline alive; a refusal never
+    names a deadline that lies ahead."""
     training, (s1, _) = make_training(10, 20)
     enrollment = enroll(training, s1)
-    restrict(training, None, 3)
-    late = Context("scheduler", s1.starts_at - timedelta(days=2), "c")
+    r = Restriction
+    three, two, one = (r(True, Offset(n, Unit.DAYS)) for n in (3, 2, 1))
+    training.set_restrictions(CTX, r(), three)
+    late = Context("ada", s1.starts_at - timedelta(days=1, hours=12), "c")
     assert training.record_deadline_passed(late, DeadlineKind.CANCELLATION, s1.id) is not None
-    restrict(training, None, None)  # relaxed after the fact: the fixed enrollment stays fixed
-    assert reasons(leave_refusals(training, enrollment, s1, late.now)) == [
-        Reason.CANCELLATION_DEADLINE_PASSED
+    assert training.set_restrictions(late, r(), two) == []  # day -2 still behind: stays passed
+    refusal = leave_refusals(training, enrollment, s1, late.now)[0]
+    assert refusal.reason is Reason.CANCELLATION_DEADLINE_PASSED
+    assert refusal.details["deadline_at"] == (s1.starts_at - timedelta(days=2)).isoformat()
+    assert training.set_restrictions(late, r(), one) == [(DeadlineKind.CANCELLATION, s1.id)]
+    assert type(training.pending_events[-1]).__name__ == "DeadlineReopened"
+    assert leave_refusals(training, enrollment, s1, late.now) == []
+    day_before = s1.starts_at - timedelta(days=1)
+    assert reasons(leave_refusals(training, enrollment, s1, day_before)) == [
+        Reason.CANCELLATION_DEADLINE_PASSED  # the clock decides again (R14)
     ]
 
 
@@ -158,8 +169,8 @@ def test_r8_unenroll_warns_when_no_session_is_open_any_more() -> None:
 def test_r8_switch_into_a_session_past_its_cancellation_deadline_warns() -> None:
     training, (_s1, s2) = make_training(10, 12)
     restrict(training, None, 11)  # s2's cancellation deadline is 1 day from NOW
-    assert switch_warnings(training, s2, NOW) == []
-    warned = switch_warnings(training, s2, NOW + timedelta(days=1))
+    assert join_warnings(training, s2, NOW) == []
+    warned = join_warnings(training, s2, NOW + timedelta(days=1))
     assert [w.code for w in warned] == [CANNOT_CANCEL_LATER]
     assert warned[0].details["deadline_at"] == (s2.starts_at - timedelta(days=11)).isoformat()
 
@@ -214,7 +225,10 @@ def test_switch_action_unavailable_when_every_other_session_is_full() -> None:
     enrollment = enroll(training, s1)
     enroll(training, s2, "otto")
     actions = {a.name: a for a in available_actions(training, enrollment, NOW)}
-    assert actions["switch"].reason is Reason.SESSION_FULL
+    assert actions["switch"].reason is Reason.NO_OTHER_SESSION
+    assert actions["switch"].details == {
+        "sessions": [{"session_id": str(s2.id), "reason": "session_full", "capacity": 1}]
+    }
     assert actions["unenroll"].available
 
 

@@ -5,17 +5,19 @@ own timezone."""
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar
+from icalendar import Calendar, Timezone
 from icalendar import Event as CalendarEvent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -82,15 +84,14 @@ class Notice:
     by_admin: bool = False
     to_learner: bool = False
     """Written to the learner (second person); else to their supervisor."""
+    enrollment_id: UUID | None = None
+    """The calendar event's identity: one per enrollment, whatever its session."""
+    sequence: int = 0
+    """The calendar event's revision: the event's store position, so a later notice
+    about the same enrollment always supersedes an earlier one."""
 
     def for_learner(self) -> Notice:
         return replace(self, to_learner=True)
-
-    @property
-    def mails_learner(self) -> bool:
-        """Someone else changed the learner's enrollment or session: they are mailed
-        too (what learners do themselves reaches their notification center only)."""
-        return self.kind == "rescheduled" or (self.by_admin and self.kind != "attendance")
 
     @property
     def subject(self) -> str:
@@ -125,13 +126,19 @@ class Notice:
         return "CANCEL" if self.kind == "unenrolled" else "PUBLISH"
 
     def ics(self, stamp: datetime) -> str:
+        """The session as a calendar event: one UID per enrollment, so a switch or a
+        new time moves the one event (a higher SEQUENCE) and an unenrollment cancels
+        it; times in the session's zone, described by its VTIMEZONE."""
         calendar = Calendar()
         calendar.add("prodid", "-//Rollcall//Training sessions//EN")
         calendar.add("version", "2.0")
         calendar.add("method", self.ics_method)
+        calendar.add_component(_vtimezone(self.session.timezone, self.session.starts_at.year))
         event = CalendarEvent()
-        event.add("uid", f"{self.session.id}@rollcall")
-        event.add("summary", f"{self.training_title} ({self.learner_name})")
+        event.add("uid", f"{self.enrollment_id or self.session.id}@rollcall")
+        event.add("sequence", self.sequence)
+        summary = self.training_title if self.to_learner else None
+        event.add("summary", summary or f"{self.training_title} ({self.learner_name})")
         event.add("dtstart", self.session.starts_at.astimezone(ZoneInfo(self.session.timezone)))
         event.add("dtend", self.session.ends_at.astimezone(ZoneInfo(self.session.timezone)))
         event.add("dtstamp", stamp)
@@ -140,6 +147,13 @@ class Notice:
         calendar.add_component(event)
         ical: bytes = calendar.to_ical()
         return ical.decode()
+
+
+@functools.lru_cache(maxsize=256)
+def _vtimezone(tzid: str, year: int) -> Timezone:
+    """The zone's rules around the session (from the year before to two after): what a
+    calendar needs to place it, at a size that stays small."""
+    return Timezone.from_tzid(tzid, first_date=date(year - 1, 1, 1), last_date=date(year + 2, 1, 1))
 
 
 def email_message(

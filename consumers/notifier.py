@@ -1,7 +1,7 @@
-"""Notifications (R15, SPEC §6, §9.2): for each enrollment, switch, unenrollment, locked
-participant and rescheduled session, one email and one notification-center entry for
-the learner's supervisor, and an entry for the learner (with a mail when someone else
-made the change), whatever crashes or retries happen.
+"""Notifications (R15, SPEC §6, §9.2, §9.3): for each enrollment, switch, unenrollment,
+locked participant and rescheduled session, one email and one notification-center entry
+for the learner's supervisor (``notify_supervisors``) and for the learner, written to
+them (``notify_learners``), whatever crashes or retries happen.
 
 The consumer writes each notification-center entry and its outbox mail in the one
 transaction whose primary keys derive from the event id: a redelivered event finds its
@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
@@ -101,8 +101,8 @@ def notification_id(event_id: str, recipient_id: str, kind: str, learner_id: str
 
 @dataclass(frozen=True)
 class Entry:
-    """A notification-center entry to write, and the mail that goes with it (for a
-    supervisor): the notice, its recipient and the event's time, rendered only if the
+    """A notification-center entry to write, and the mail that goes with it: the notice
+    as its recipient reads it, the recipient and the event's time, rendered only if the
     entry is new."""
 
     row: dict[str, Any]
@@ -126,6 +126,16 @@ class Entry:
             "attempts": 0,
             "next_attempt_at": due,
         }
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """A notice about one learner, and whom it goes to."""
+
+    notice: Notice
+    learner: User
+    tell_learner: bool
+    supervisor: User | None
 
 
 class Notifier:
@@ -180,7 +190,7 @@ class Notifier:
             entry
             for event, notices in resolved
             for notice in notices
-            for entry in self._entries(event, *notice)
+            for entry in self._entries(event, notice)
         ]
         with self.engine.begin() as conn:
             written = self._write(conn, entries)
@@ -219,7 +229,7 @@ class Notifier:
             seen[SEEN + event.subject] = event.sequence
         return todo
 
-    def _notices(self, event: Event) -> list[tuple[Notice, User, User | None]]:
+    def _notices(self, event: Event) -> list[Addressed]:
         """(notice, learner, supervisor to mail or None) for each participant concerned."""
         name, data = event.name, event.data
         if name == "ParticipantListLocked":
@@ -231,6 +241,7 @@ class Notifier:
                         "",
                         training.title,
                         training.session(seat.session_id),
+                        enrollment_id=seat.enrollment_id,
                     ),
                     user_id,
                     training,
@@ -251,6 +262,7 @@ class Notifier:
                 training.title,
                 session_of(UUID(data["session_id"])),
                 by_admin=data["by_admin"],
+                enrollment_id=enrollment.id,
             ),
             "SessionSwitched": lambda: Notice(
                 "switched",
@@ -259,6 +271,7 @@ class Notifier:
                 session_of(UUID(data["to_session_id"])),
                 previous=session_of(UUID(data["from_session_id"])),
                 by_admin=data["by_admin"],
+                enrollment_id=enrollment.id,
             ),
             "Unenrolled": lambda: Notice(
                 "unenrolled",
@@ -267,11 +280,12 @@ class Notifier:
                 session_of(UUID(data["session_id"])),
                 reason=data["reason"] or None,
                 by_admin=data["by_admin"],
+                enrollment_id=enrollment.id,
             ),
         }[name]()
         return [self._addressed(notice, enrollment.user_id, training)]
 
-    def _rescheduled(self, event: Event) -> list[tuple[Notice, User, User | None]]:
+    def _rescheduled(self, event: Event) -> list[Addressed]:
         """A session's new time or place, for each of its participants then (a change
         of capacity alone tells nobody)."""
         training: Training = self.reader.aggregate(UUID(event.subject), version=event.sequence)
@@ -287,16 +301,14 @@ class Notifier:
             return []
         notice = Notice("rescheduled", "", training.title, new, previous=old, by_admin=True)
         return [
-            self._addressed(notice, user_id, training)
+            self._addressed(replace(notice, enrollment_id=seat.enrollment_id), user_id, training)
             for user_id, seat in sorted(training.participants.items())
             if seat.session_id == session_id
         ]
 
-    def _addressed(
-        self, notice: Notice, learner_id: str, training: Training
-    ) -> tuple[Notice, User, User | None]:
+    def _addressed(self, notice: Notice, learner_id: str, training: Training) -> Addressed:
         learner: User = self._current(user_aggregate_id(learner_id))
-        notice = Notice(**{**notice.__dict__, "learner_name": learner.name})
+        notice = replace(notice, learner_name=learner.name)
         supervisor: User | None = None
         if training.notify_supervisors and learner.supervisor_id:
             try:
@@ -305,7 +317,7 @@ class Notifier:
                 log.warning(
                     "supervisor %s of %s is not in the directory", learner.supervisor_id, learner_id
                 )
-        return notice, learner, supervisor
+        return Addressed(notice, learner, training.notify_learners, supervisor)
 
     def _current(self, aggregate_id: UUID) -> Any:
         """A training or user as it is now, read once per batch."""
@@ -315,17 +327,18 @@ class Notifier:
             self._memo[aggregate_id] = self.reader.aggregate(aggregate_id)
         return self._memo[aggregate_id]
 
-    def _entries(
-        self, event: Event, notice: Notice, learner: User, supervisor: User | None
-    ) -> list[Entry]:
-        """The entries a notice makes: the learner's, written to them (with a mail when
-        someone else made the change), and the supervisor's with a mail."""
+    def _entries(self, event: Event, addressed: Addressed) -> list[Entry]:
+        """The entries and mails a notice makes: the learner's, written to them (when
+        the training notifies learners), and the supervisor's (when it notifies
+        supervisors and the learner has one)."""
         event_id = str(event_id_of(UUID(event.subject), event.sequence))
-        made = []
-        addressed = [(learner, notice.for_learner(), notice.mails_learner)]
+        notice = replace(addressed.notice, sequence=event.position)
+        learner, supervisor = addressed.learner, addressed.supervisor
+        recipients = [(learner, notice.for_learner())] if addressed.tell_learner else []
         if supervisor is not None:
-            addressed.append((supervisor, notice, True))
-        for recipient, told, mailed in addressed:
+            recipients.append((supervisor, notice))
+        made = []
+        for recipient, told in recipients:
             nid = notification_id(event_id, recipient.user_id, notice.kind, learner.user_id)
             row = {
                 "notification_id": nid,
@@ -339,7 +352,7 @@ class Notifier:
                 "created_at": event.time,
                 "read_at": None,
             }
-            made.append(Entry(row, (told, recipient, event.time) if mailed else None))
+            made.append(Entry(row, (told, recipient, event.time)))
         return made
 
     def _write(self, conn: Connection, entries: list[Entry]) -> int:

@@ -53,6 +53,7 @@ def on_training_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
                 "description": ev.data["description"],
                 "session_selection": ev.data["session_selection"],
                 "notify_supervisors": ev.data["notify_supervisors"],
+                "notify_learners": ev.data.get("notify_learners", True),  # release 2
                 "locked": False,
                 "stop_registration": Restriction().to_dict(),
                 "stop_cancellation": Restriction().to_dict(),
@@ -138,8 +139,18 @@ def _deadline_passed(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> No
     uow.changed(t.sessions, ev.data["session_id"])[f"{ev.data['kind']}_passed"] = True
 
 
+def _deadline_reopened(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    uow.changed(t.sessions, ev.data["session_id"])[f"{ev.data['kind']}_passed"] = False
+
+
 def _details_changed(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
-    for field in ("title", "description", "session_selection", "notify_supervisors"):
+    for field in (
+        "title",
+        "description",
+        "session_selection",
+        "notify_supervisors",
+        "notify_learners",
+    ):
         training[field] = ev.data[field]
 
 
@@ -155,6 +166,7 @@ TRAINING_HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Row, Event], None]] =
     "SeatMoved": _seat_moved,
     "SeatReleased": _seat_released,
     "DeadlinePassed": _deadline_passed,
+    "DeadlineReopened": _deadline_reopened,
 }
 
 
@@ -189,6 +201,8 @@ def catalog(conn: Connection, t: Tables, now: datetime) -> list[dict[str, Any]]:
                 "id": row.training_id,
                 "title": training.title,
                 "description": training.description,
+                "session_selection": training.session_selection.value,
+                "locked": training.locked,
                 "sessions": [],
             },
         )
@@ -255,10 +269,10 @@ def restore_trainings(
         return {}
     columns = [c for c in t.trainings.c if participants or c.name != "participants"]
     sessions: dict[str, list[Row]] = {}
-    for row in conn.execute(
+    for session in conn.execute(
         select(t.sessions).where(t.sessions.c.training_id.in_(sorted(training_ids)))
     ).mappings():
-        sessions.setdefault(row["training_id"], []).append(dict(row))
+        sessions.setdefault(session["training_id"], []).append(dict(session))
     restored = {}
     for found in conn.execute(
         select(*columns).where(t.trainings.c.training_id.in_(sorted(training_ids)))
@@ -273,6 +287,7 @@ def restore_trainings(
             description=row["description"],
             session_selection=row["session_selection"],
             notify_supervisors=row["notify_supervisors"],
+            notify_learners=row["notify_learners"],
             sessions=[_session(s) for s in rows],
             stop_registration=Restriction.from_dict(row["stop_registration"]),
             stop_cancellation=Restriction.from_dict(row["stop_cancellation"]),

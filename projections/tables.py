@@ -79,6 +79,7 @@ def tables(suffix: str = "") -> Tables:
         Column("description", Text, nullable=False),
         Column("session_selection", String(20), nullable=False),
         Column("notify_supervisors", Boolean, nullable=False),
+        Column("notify_learners", Boolean, nullable=False),
         Column("locked", Boolean, nullable=False),
         Column("stop_registration", JSON, nullable=False),
         Column("stop_cancellation", JSON, nullable=False),

@@ -19,6 +19,7 @@ from adapters.store_reader import StoreReader
 from application.service import Rollcall
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import issue_token
+from entrypoints.api.limits import RateLimit
 from projections.projector import replay
 from tests.scenario import ADMIN, ENROLLER, LEARNER, MANAGER, OTHER, SUPERVISOR, VIEWER, World
 
@@ -43,6 +44,17 @@ class Client:
     def ok(self, method: str, path: str, user: str, **kwargs: Any) -> Any:
         response = self.call(method, path, user, **kwargs)
         assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def refused(
+        self, status: int, error: str, method: str, path: str, user: str = ADMIN, **kwargs: Any
+    ) -> Any:
+        """The call is refused with ``status`` and ``error``, and stores nothing."""
+        before = self.stored()
+        response = self.call(method, path, user, **kwargs)
+        assert response.status_code == status, response.text
+        assert response.json()["error"] == error, response.text
+        assert self.stored() == before
         return response.json()
 
     def training(self, capacity: int = 10) -> tuple[str, list[str]]:
@@ -72,7 +84,9 @@ def session(clock: ManualClock, days: float, capacity: int | None = 10) -> dict[
 def api_client(rollcall: Rollcall, database_url: str, clock: ManualClock) -> Iterator[Client]:
     World(rollcall, clock)  # the directory of tests/scenario.py
     engine = engine_for(database_url)
-    app = create_app(rollcall, engine, SECRET, token_max_hours=100)
+    # The suites act as a few very busy users; rate limits have their own tests.
+    limit = RateLimit(per_minute=1_000_000, burst=100_000)
+    app = create_app(rollcall, engine, SECRET, token_max_hours=100, rate_limit=limit)
 
     def project() -> None:
         replay(engine, StoreReader(rollcall.store, engine).batches())
@@ -82,3 +96,14 @@ def api_client(rollcall: Rollcall, database_url: str, clock: ManualClock) -> Ite
             yield Client(http, rollcall, clock, project)
     finally:
         engine.dispose()
+
+
+OFF = {"enabled": False, "amount": 0, "unit": "hours"}
+"""A restriction turned off, as ``PUT .../restrictions`` takes it."""
+
+
+def restrictions(
+    registration: dict[str, Any] | None = None, cancellation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A restrictions body: both keys, always (SPEC §9.3); ``None`` is off."""
+    return {"stop_registration": registration or OFF, "stop_cancellation": cancellation or OFF}

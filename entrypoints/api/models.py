@@ -94,18 +94,21 @@ class TrainingIn(Body):
     description: multi_line("description", inputs.DESCRIPTION_MAX) = ""  # type: ignore[valid-type]
     session_selection: Literal["participant", "preassigned"] = "participant"
     notify_supervisors: StrictBool = True
+    notify_learners: StrictBool = Field(default=True, description="learners' own notices")
     sessions: list[SessionIn] = Field(default=[], max_length=inputs.SESSIONS_MAX)
 
 
 class RestrictionIn(Body):
-    enabled: StrictBool = False
-    amount: StrictInt = Field(default=0, ge=0, le=1000)
-    unit: Literal["hours", "days", "weeks", "months"] = "hours"
+    enabled: StrictBool
+    amount: StrictInt = Field(ge=0, le=1000)
+    unit: Literal["hours", "days", "weeks", "months"]
 
 
 class RestrictionsIn(Body):
-    stop_registration: RestrictionIn = RestrictionIn()
-    stop_cancellation: RestrictionIn = RestrictionIn()
+    """Both restrictions, always: one left out would silently turn it off."""
+
+    stop_registration: RestrictionIn
+    stop_cancellation: RestrictionIn
 
 
 class TrainingPatchIn(Body):
@@ -115,6 +118,7 @@ class TrainingPatchIn(Body):
     description: multi_line("description", inputs.DESCRIPTION_MAX) | None = None  # type: ignore[valid-type]
     session_selection: Literal["participant", "preassigned"] | None = None
     notify_supervisors: StrictBool | None = None
+    notify_learners: StrictBool | None = None
 
 
 class SessionPatchIn(Body):
@@ -147,7 +151,10 @@ class LockIn(Body):
 class EnrollIn(Body):
     model_config = ConfigDict(extra="forbid", strict=False)
     session_id: UUID
-    user_id: UserId | None = Field(default=None, description="admin only: enroll someone else")
+    user_id: UserId | None = Field(default=None, description="managers only: enroll someone else")
+    confirm: StrictBool = Field(
+        default=False, description="needed when the answer would carry warnings (R8, R9)"
+    )
 
 
 class SwitchIn(Body):
@@ -205,9 +212,13 @@ class ActionOut(Out):
 
 
 class SessionOut(Out):
+    """Every instant also on the session's wall clock (``*_local``, with its offset)."""
+
     id: Id
     starts_at: Timestamp
+    starts_at_local: Timestamp
     ends_at: Timestamp
+    ends_at_local: Timestamp
     timezone: str
     location: str
     capacity: int | None
@@ -215,8 +226,12 @@ class SessionOut(Out):
     seats_taken: int
     seats_left: int | None
     registration_deadline: Timestamp | None
+    registration_deadline_local: Timestamp | None
     cancellation_deadline: Timestamp | None
-    open_for_registration: bool
+    cancellation_deadline_local: Timestamp | None
+    open_for_registration: bool = Field(
+        description="a learner could enroll in it now: registration open, list not locked"
+    )
 
 
 class RestrictionOut(Out):
@@ -236,6 +251,7 @@ class TrainingOut(Out):
     description: str
     session_selection: Literal["participant", "preassigned"]
     notify_supervisors: bool
+    notify_learners: bool
     locked: bool
     status: Literal["open", "closed", "past"] = Field(
         description="open: a session takes registrations; past: every session ended"
@@ -280,6 +296,10 @@ class CatalogEntryOut(Out):
     id: Id
     title: str
     description: str
+    session_selection: Literal["participant", "preassigned"] = Field(
+        description="preassigned: an administrator assigns the session (R1)"
+    )
+    locked: bool = Field(description="the participant list is locked (R4)")
     sessions: list[SessionOut] = Field(description="the sessions open for registration")
 
 
@@ -305,6 +325,8 @@ class OptionsOut(Out):
     current_session_id: Id | None
     eligible: list[OptionOut]
     suggested: OptionOut | None
+    reason: str | None = Field(description="why no session is eligible, when none is")
+    details: dict[str, Any]
 
 
 class TeamMemberOut(Out):

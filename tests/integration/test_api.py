@@ -17,7 +17,7 @@ import pytest
 from application.service import SYSTEM_ACTOR
 from domain import inputs
 from entrypoints.api.auth import issue_token
-from tests.api import SECRET, USERS, Client, session
+from tests.api import SECRET, USERS, Client, restrictions, session
 from tests.scenario import ADMIN, LEARNER, MANAGER, OTHER, SUPERVISOR
 
 # -- authorization (R12, R13, SPEC §7) ---------------------------------------------------
@@ -64,7 +64,7 @@ ROUTES: dict[str, tuple[set[str], Callable[[Client, str], Request]]] = {
         lambda c, u: (
             "PUT",
             f"/v1/trainings/{c.training()[0]}/restrictions",
-            {"stop_registration": {"enabled": True, "amount": 1, "unit": "days"}},
+            restrictions({"enabled": True, "amount": 1, "unit": "days"}),
         ),
     ),
     "set_lock": (
@@ -338,7 +338,7 @@ BAD_BODIES: dict[str, tuple[str, Callable[[Client], tuple[str, dict[str, Any]]],
         "PUT",
         lambda c: (
             f"/v1/trainings/{c.training()[0]}/restrictions",
-            {"stop_registration": {"enabled": True, "amount": 1001, "unit": "days"}},
+            restrictions({"enabled": True, "amount": 1001, "unit": "days"}),
         ),
         ["body", "stop_registration", "amount"],
     ),
@@ -346,7 +346,7 @@ BAD_BODIES: dict[str, tuple[str, Callable[[Client], tuple[str, dict[str, Any]]],
         "PUT",
         lambda c: (
             f"/v1/trainings/{c.training()[0]}/restrictions",
-            {"stop_registration": {"enabled": True, "amount": 1, "unit": "fortnights"}},
+            restrictions({"enabled": True, "amount": 1, "unit": "fortnights"}),
         ),
         ["body", "stop_registration", "unit"],
     ),

@@ -1,6 +1,6 @@
 """SPEC §8: `rollcall serve` with no configuration, in an empty directory, runs
 everything (local broker, SMTP catcher, SQLite under ./var); the seed's story driven over
-HTTP ends with the supervisor's mail in the catcher; Ctrl-C stops it cleanly."""
+HTTP ends with the supervisor's and the learner's mail in the catcher; Ctrl-C stops it cleanly."""
 
 from __future__ import annotations
 
@@ -53,7 +53,10 @@ def test_serve_with_no_configuration_runs_the_seed_story(tmp_path: Path) -> None
         BytesParser(policy=policy.default).parsebytes(p.read_bytes())
         for p in sorted((tmp_path / "var" / "mail").glob("*.eml"))
     ]
-    assert [(m["To"], m["Subject"]) for m in mails] == [
+    assert sorted((m["To"], m["Subject"]) for m in mails) == [
+        ("demo-lena@example.com", "You are enrolled in Fire safety"),
+        ("demo-lena@example.com", "You are no longer enrolled in Fire safety"),
+        ("demo-lena@example.com", "Your session of Fire safety changed"),
         ("demo-sam@example.com", "Lena Learner enrolled in Fire safety"),
         ("demo-sam@example.com", "Lena Learner switched sessions of Fire safety"),
         ("demo-sam@example.com", "Lena Learner unenrolled from Fire safety"),

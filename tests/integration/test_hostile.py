@@ -184,14 +184,16 @@ def test_hostile_input_is_refused_naming_the_field_and_the_pipeline_goes_on(stac
     )
     assert answer.status_code == 200, answer.text
 
-    # Afterwards everything still flows: the supervisor's two mails arrive, escaped.
-    wait_for(lambda: len(s.catcher.received()) >= 2, timeout=30)
+    # Afterwards everything still flows: the supervisor's two mails arrive, escaped
+    # (and the learner's own two).
+    wait_for(lambda: len(s.catcher.received()) >= 4, timeout=30)
     unenrolled = next(m for m in s.catcher.received() if "unenrolled" in str(m["Subject"]))
     html = unenrolled.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert script not in html
     assert "&lt;script&gt;" in html
     assert '<a href="https://evil.example' not in html
-    assert {str(m["To"]) for m in s.catcher.received()} == {f"{SUPERVISOR}@example.com"}
+    recipients = {str(m["To"]) for m in s.catcher.received()}
+    assert recipients == {f"{SUPERVISOR}@example.com", f"{LEARNER}@example.com"}
     assert all("Bcc" not in m for m in s.catcher.received())
     assert s.runtime.healthy()
     assert s.runtime.supervisor.restarts == {}

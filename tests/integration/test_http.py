@@ -151,15 +151,26 @@ def test_learner_story_switch_unenroll_with_confirmation(api: Api) -> None:
 
 def test_every_rule_refusal_code_over_http(api: Api) -> None:
     stop = {"enabled": True, "amount": 15, "unit": "days"}
+    off = {"enabled": False, "amount": 0, "unit": "hours"}
     created = api.training(days=(10, 20), capacity=1)
     tid, (s1, s2) = created["data"]["id"], [s["id"] for s in created["data"]["sessions"]]
     enroll = f"/v1/trainings/{tid}/enrollments"
     api.ok("POST", enroll, LEARNER, 201, json={"session_id": s1})
     api.refused("POST", enroll, LEARNER, "already_enrolled", json={"session_id": s2})
     api.refused("POST", enroll, OTHER, "session_full", json={"session_id": s1})
-    api.ok("PUT", f"/v1/trainings/{tid}/restrictions", ADMIN, json={"stop_registration": stop})
+    api.ok(
+        "PUT",
+        f"/v1/trainings/{tid}/restrictions",
+        ADMIN,
+        json={"stop_registration": stop, "stop_cancellation": off},
+    )
     api.refused("POST", enroll, OTHER, "registration_closed", json={"session_id": s1})
-    api.ok("PUT", f"/v1/trainings/{tid}/restrictions", ADMIN, json={"stop_cancellation": stop})
+    api.ok(
+        "PUT",
+        f"/v1/trainings/{tid}/restrictions",
+        ADMIN,
+        json={"stop_registration": stop, "stop_cancellation": stop},
+    )
     api.refused(
         "POST",
         f"/v1/me/trainings/{tid}/unenroll",
@@ -167,7 +178,8 @@ def test_every_rule_refusal_code_over_http(api: Api) -> None:
         "cancellation_deadline_passed",
         json={"confirm": True},
     )
-    api.ok("PUT", f"/v1/trainings/{tid}/restrictions", ADMIN, json={})
+    both_off = {"stop_registration": off, "stop_cancellation": off}
+    api.ok("PUT", f"/v1/trainings/{tid}/restrictions", ADMIN, json=both_off)
     api.ok("PUT", f"/v1/trainings/{tid}/lock", ADMIN, json={"locked": True})
     api.refused(
         "POST",

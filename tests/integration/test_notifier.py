@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from icalendar import Calendar
 from kafka import KafkaProducer
 from sqlalchemy import select
 
@@ -40,6 +42,7 @@ from application.commands import (
     Switch,
     Unenroll,
     UpdateSession,
+    UpdateTraining,
 )
 from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
@@ -115,9 +118,12 @@ def calendar(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
-def test_r15_enroll_switch_unenroll_sends_exactly_three_mails_and_entries(
+def test_r15_enroll_switch_unenroll_sends_exactly_one_mail_and_entry_each_to_both(
     pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
 ) -> None:
+    """R15 and SPEC §9.3: the supervisor in the third person, the learner in the second;
+    each mail dated, its calendar event one per enrollment (same UID, rising SEQUENCE)
+    in the session's zone with its VTIMEZONE, cancelled by the unenrollment."""
     world = World(rollcall, clock)
     training = world.training(days=(10, 20))
     world.enroll(training)
@@ -125,32 +131,57 @@ def test_r15_enroll_switch_unenroll_sends_exactly_three_mails_and_entries(
     world.rc.unenroll(
         Unenroll(actor_id=LEARNER, training_id=training.id, confirm=True, reason="Project deadline")
     )
-    pipeline.until(lambda: len(catcher.received()) >= 3)
+    pipeline.until(lambda: len(catcher.received()) >= 6)
     pipeline.pump()  # anything extra would arrive now
 
-    mails = to(catcher.received(), "sam@example.com")
-    assert len(catcher.received()) == len(mails) == 3
+    received = catcher.received()
+    mails = to(received, "sam@example.com")
+    own = to(received, "lena@example.com")
+    assert len(received) == 6
     assert [m["Subject"] for m in mails] == [
         "Lena Learner enrolled in Fire safety",
         "Lena Learner switched sessions of Fire safety",
         "Lena Learner unenrolled from Fire safety",
     ]
-    assert len({m["Message-ID"] for m in mails}) == 3
+    assert [m["Subject"] for m in own] == [
+        "You are enrolled in Fire safety",
+        "Your session of Fire safety changed",
+        "You are no longer enrolled in Fire safety",
+    ]
+    assert len({m["Message-ID"] for m in received}) == 6
     enrolled, switched, unenrolled = (m.get_body(("plain",)).get_content() for m in mails)  # type: ignore[union-attr]
     assert "Hello Sam Supervisor" in enrolled
     assert "(UTC+01:00), Europe/Berlin" in enrolled  # the session's own timezone, offset shown
     assert "Previous session:" in switched
     assert "Reason given: Project deadline" in unenrolled
+    mine = own[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Hello Lena Learner" in mine
+    assert "You are enrolled in a training session." in mine
+    assert "Lena Learner enrolled" not in mine
     assert mails[0].get_body(("html",)) is not None
-    assert "METHOD:PUBLISH" in calendar(mails[0])
-    assert "DTSTART;TZID=Europe/Berlin" in calendar(mails[1])
-    assert "METHOD:CANCEL" in calendar(mails[2])
+    for sent in received:
+        assert parsedate_to_datetime(sent["Date"]) == clock.now()
+
+    for mailed in (mails, own):
+        events = [Calendar.from_ical(calendar(m)) for m in mailed]
+        assert [str(c["METHOD"]) for c in events] == ["PUBLISH", "PUBLISH", "CANCEL"]
+        found = [c.walk("VEVENT")[0] for c in events]
+        assert len({str(e["UID"]) for e in found}) == 1  # one event per enrollment
+        sequences = [int(e["SEQUENCE"]) for e in found]
+        assert sequences == sorted(set(sequences))  # each supersedes the one before
+        moved = found[1].decoded("DTSTART")
+        assert moved == clock.now() + timedelta(days=20)
+        assert str(found[1]["DTSTART"].params["TZID"]) == "Europe/Berlin"
+        for parsed in events:
+            (zone,) = parsed.walk("VTIMEZONE")
+            assert str(zone["TZID"]) == "Europe/Berlin"
 
     with pipeline.engine.connect() as conn:
         supervisor = entries(conn, LIVE, SUPERVISOR)
         learner = entries(conn, LIVE, LEARNER)
     assert [e["kind"] for e in supervisor] == ["unenrolled", "switched", "enrolled"]
     assert [e["kind"] for e in learner] == ["unenrolled", "switched", "enrolled"]
+    assert learner[0]["title"] == "You are no longer enrolled in Fire safety"
 
 
 def test_r15_no_supervisor_or_notifications_off_sends_nothing(
@@ -158,17 +189,26 @@ def test_r15_no_supervisor_or_notifications_off_sends_nothing(
 ) -> None:
     world = World(rollcall, clock)
     quiet = world.training(notify=False)
-    world.enroll(quiet)  # Lena has a supervisor, but this training does not notify
+    world.enroll(quiet)  # Lena has a supervisor, but this training does not notify them
+    silent = world.training()
+    world.rc.update_training(
+        UpdateTraining(actor_id=ADMIN, training_id=silent.id, notify_learners=False)
+    )
+    world.enroll(silent, OTHER)  # learners not told, and Otto has no supervisor
     loud = world.training()
-    world.enroll(loud, OTHER)  # notifying training, but Otto has no supervisor
-    world.enroll(loud)  # the control: this one is mailed
-    pipeline.until(lambda: len(catcher.received()) >= 1)
+    world.enroll(loud, OTHER)  # Otto is told, and has no supervisor to tell
+    world.enroll(loud)  # the control: Lena and Sam are told
+    pipeline.until(lambda: len(catcher.received()) >= 4)
     pipeline.pump()
-    (only,) = catcher.received()
-    assert only["Subject"] == "Lena Learner enrolled in Fire safety"
+    assert Counter((m["To"], m["Subject"]) for m in catcher.received()) == {
+        ("lena@example.com", "You are enrolled in Fire safety"): 2,  # quiet and loud
+        ("otto@example.com", "You are enrolled in Fire safety"): 1,  # loud only
+        ("sam@example.com", "Lena Learner enrolled in Fire safety"): 1,  # loud only
+    }
     with pipeline.engine.connect() as conn:
         assert len(entries(conn, LIVE, SUPERVISOR)) == 1
-        assert len(entries(conn, LIVE, OTHER)) == 1  # learners see their own changes
+        assert len(entries(conn, LIVE, OTHER)) == 1
+        assert len(entries(conn, LIVE, LEARNER)) == 2
 
 
 def test_r15_locking_the_list_sends_one_attendance_notice_per_participant(
@@ -192,9 +232,9 @@ def test_r15_locking_the_list_sends_one_attendance_notice_per_participant(
     world.rc.set_lock(
         SetLock(actor_id=ADMIN, training_id=training.id, locked=True)
     )  # a second lock is a second notice
-    pipeline.until(lambda: len(catcher.received()) >= 6)
+    pipeline.until(lambda: len(to(catcher.received(), "sam@example.com")) >= 6)
     pipeline.pump()
-    subjects = Counter(m["Subject"] for m in catcher.received())
+    subjects = Counter(m["Subject"] for m in to(catcher.received(), "sam@example.com"))
     assert subjects == {
         "Lena Learner enrolled in Fire safety": 1,
         "Otto Other enrolled in Fire safety": 1,
@@ -209,7 +249,8 @@ def test_rescheduling_and_cancelling_a_session_tells_each_learner_and_supervisor
     """SPEC §9.2: a new time tells the session's participants and their supervisors
     (with the calendar event at the new time); a cancellation unenrolls every
     participant with the reason, one mail and one entry each for learner and
-    supervisor, a calendar CANCEL; a change of capacity alone tells nobody."""
+    supervisor, a calendar CANCEL; a change of capacity alone tells nobody; a
+    participant of another session is told nothing of either."""
     world = World(rollcall, clock)
     world.rc.put_user(
         PutUser(
@@ -247,11 +288,14 @@ def test_rescheduling_and_cancelling_a_session_tells_each_learner_and_supervisor
     assert [s["seats_taken"] for s in cancelled["sessions"]] == [0, 1]
     assert cancelled["sessions"][0]["cancelled"] is True
 
-    pipeline.until(lambda: len(catcher.received()) >= 10)
+    pipeline.until(lambda: len(catcher.received()) >= 13)
     pipeline.pump()  # anything extra would arrive now
     received = catcher.received()
     by_recipient = Counter((m["To"], m["Subject"]) for m in received)
     assert by_recipient == {
+        ("lena@example.com", "You are enrolled in Fire safety"): 1,
+        ("otto@example.com", "You are enrolled in Fire safety"): 1,
+        ("ada@example.com", "You are enrolled in Fire safety"): 1,
         ("sam@example.com", "Lena Learner enrolled in Fire safety"): 1,
         ("sam@example.com", "Otto Other enrolled in Fire safety"): 1,
         ("sam@example.com", "Lena Learner's session of Fire safety was rescheduled"): 1,
@@ -291,7 +335,7 @@ def test_smtp_outage_delays_mail_but_loses_and_duplicates_nothing(
     pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
 ) -> None:
     world = World(rollcall, clock)
-    training = world.training()
+    training = world.training(notify_learners=False)  # the supervisor's two mails only
     catcher.stop()
     world.enroll(training)
     world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))
@@ -373,7 +417,7 @@ def test_mail_goes_over_starttls_with_a_login_and_a_refused_login_is_retried(
 
         pipeline.sender = sender("wrong")
         world = World(rollcall, clock)
-        world.enroll(world.training())
+        world.enroll(world.training(notify_learners=False))  # one mail: the supervisor's
         pipeline.until(tried)
         (row,) = tried()
         assert row["sent_at"] is None
@@ -408,8 +452,10 @@ def test_poison_message_goes_to_dead_letter_and_the_rest_still_flows(
     producer.flush()
     producer.close()
     world.enroll(training)
-    pipeline.until(lambda: len(catcher.received()) >= 1)
-    assert catcher.received()[0]["Subject"] == "Lena Learner enrolled in Fire safety"
+    pipeline.until(lambda: to(catcher.received(), "sam@example.com"))
+    assert to(catcher.received(), "sam@example.com")[0]["Subject"] == (
+        "Lena Learner enrolled in Fire safety"
+    )
     dead = read_topics(broker.bootstrap, [topics[DEAD_LETTER]], 2)
     assert sorted(r.key for r in dead) == [b"future", b"poison"]
     for record in dead:
@@ -460,7 +506,7 @@ def test_notifier_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
             Enroll(actor_id=learner, training_id=training.id, session_id=training.sessions[0])
         )
         rc.switch(Switch(actor_id=learner, training_id=training.id, confirm=True))
-    expected = 2 * len(learners)
+    expected = 4 * len(learners)  # two events, each to the learner and the supervisor
     relay = Relay(rc.store, engine_for(url), KafkaPublisher(broker.bootstrap, topic_prefix, 2))
     while relay.run_once():
         pass
@@ -492,5 +538,5 @@ def test_notifier_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
     engine = engine_for(url)
     with engine.connect() as conn:
         assert len(conn.execute(select(outbox)).all()) == expected
-        assert len(conn.execute(select(LIVE.notifications)).all()) == 2 * expected
+        assert len(conn.execute(select(LIVE.notifications)).all()) == expected
     rc.close()

@@ -71,7 +71,7 @@ def test_readiness_follows_the_broker_and_metrics_match_the_database(
             counted, "rollcall_commands_total", 0, command="enroll", outcome="session_full"
         )
         training = world.training(days=(10,), capacity=1)
-        world.enroll(training)  # Lena: her supervisor's mail waits in the outbox
+        world.enroll(training)  # Lena: her own and her supervisor's mail wait in the outbox
         token = issue_token(OTHER, SECRET, datetime.now(UTC))
         full = http.post(
             f"/v1/trainings/{training.id}/enrollments",
@@ -85,7 +85,7 @@ def test_readiness_follows_the_broker_and_metrics_match_the_database(
         def settled() -> bool:
             with engine.connect() as conn:
                 queued = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
-                return get_position(conn, "relay") == last and queued == 1
+                return get_position(conn, "relay") == last and queued == 2
 
         wait_for(settled, timeout=30)
         text = http.get("/metrics").text
@@ -95,7 +95,7 @@ def test_readiness_follows_the_broker_and_metrics_match_the_database(
                 select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
             ).scalar_one()
         assert metric(text, "rollcall_relay_lag_events") == relay_lag == 0
-        assert metric(text, "rollcall_mail_outbox_pending") == pending == 1
+        assert metric(text, "rollcall_mail_outbox_pending") == pending == 2
         assert metric(text, "rollcall_projector_lag_events") >= 0
         assert metric(text, "rollcall_commands_total", command="enroll", outcome="ok") >= 1
         refused = metric(text, "rollcall_commands_total", command="enroll", outcome="session_full")

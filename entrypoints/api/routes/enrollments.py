@@ -39,6 +39,7 @@ def enroll(
             training_id=training_id,
             session_id=body.session_id,
             user_id=body.user_id,
+            confirm=body.confirm,
             as_admin=body.user_id is not None and body.user_id != who,
             if_match=versions,
         )

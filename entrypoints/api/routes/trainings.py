@@ -64,6 +64,7 @@ def create_training(
             description=body.description,
             session_selection=body.session_selection,
             notify_supervisors=body.notify_supervisors,
+            notify_learners=body.notify_learners,
             sessions=[s.value() for s in body.sessions],
         )
     )
@@ -110,6 +111,7 @@ def update_training(
             description=body.description,
             session_selection=body.session_selection,
             notify_supervisors=body.notify_supervisors,
+            notify_learners=body.notify_learners,
             if_match=versions,
         )
     )

@@ -164,3 +164,17 @@ def test_directory_input_that_would_mean_something_else_is_refused(client: Clien
         422, "validation_error", "PUT", f"/v1/trainings/{tid}/restrictions",
         json={"stop_registration": {"enabled": True}, "stop_cancellation": {"enabled": False}},
     )  # fmt: skip
+
+
+def test_learner_notices_are_a_setting_of_the_training(client: Client) -> None:
+    created = client.ok(
+        "POST", "/v1/trainings", ADMIN, json={"title": "Quiet", "notify_learners": False}
+    )["data"]
+    assert created["notify_learners"] is False
+    tid, _ = client.training()
+    assert client.ok("GET", f"/v1/trainings/{tid}", LEARNER)["notify_learners"] is True
+    changed = client.ok("PATCH", f"/v1/trainings/{tid}", ADMIN, json={"notify_learners": False})
+    assert changed["data"]["notify_learners"] is False
+    client.refused(
+        422, "validation_error", "PATCH", f"/v1/trainings/{tid}", json={"notify_learners": 0}
+    )

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain import enrolling
 from domain.base import Context
@@ -297,3 +299,52 @@ def test_a_copy_of_a_training_shares_nothing_a_command_can_change() -> None:
     assert not cached.passed_deadlines
     assert cached.pending_events == training.pending_events
     assert (working.seats_taken(first.id), working.seats_taken(second.id)) == (1, 1)
+
+
+restriction_changes = st.lists(
+    st.tuples(
+        st.integers(0, 12 * 24),  # hours the clock moves first
+        st.sampled_from(["registration", "cancellation"]),
+        st.none() | st.tuples(st.integers(0, 10), st.sampled_from(list(Unit))),
+        st.booleans(),  # the scheduler runs before the change
+    ),
+    max_size=12,
+)
+
+
+@given(changes=restriction_changes)
+def test_a_refusal_never_names_a_deadline_ahead_whatever_the_restriction_changes(
+    changes: list[tuple[int, str, tuple[int, Unit] | None, bool]],
+) -> None:
+    """SPEC §9.3, as a property: restrictions tightened and relaxed at random moments,
+    with or without the scheduler recording passed deadlines between them. After each
+    step, every deadline refusal names a deadline at or before now, and a deadline is
+    refused exactly when the clock says it has passed (R14)."""
+    training, (s1, s2) = make_training(5, 9)
+    enrollment = enroll(training, s1)
+    now = NOW
+    limits = {"registration": Restriction(), "cancellation": Restriction()}
+    for hours, kind, offset, scheduled in changes:
+        now += timedelta(hours=hours)
+        ctx = Context("ada", now, "property")
+        if scheduled:
+            for session in (s1, s2):
+                for deadline_kind in DeadlineKind:
+                    training.record_deadline_passed(ctx, deadline_kind, session.id)
+        limits[kind] = Restriction(
+            offset is not None, Offset(*offset) if offset else Offset(0, Unit.HOURS)
+        )
+        training.set_restrictions(ctx, limits["registration"], limits["cancellation"])
+        for refusal in [
+            *leave_refusals(training, enrollment, s1, now),
+            *enroll_refusals(training, s2, "otto", now),
+        ]:
+            if "deadline_at" in refusal.details:
+                assert datetime.fromisoformat(refusal.details["deadline_at"]) <= now
+        for deadline_kind, session in (
+            (DeadlineKind.CANCELLATION, s1),
+            (DeadlineKind.REGISTRATION, s2),
+        ):
+            deadline = training.deadline(deadline_kind, session)
+            by_clock = deadline is not None and deadline <= now
+            assert training.deadline_has_passed(deadline_kind, session, now) == by_clock

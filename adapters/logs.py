@@ -62,6 +62,22 @@ class _Context(logging.Filter):
         return True
 
 
+class _OneLine(logging.Filter):
+    """The Kafka client's network layer logs connection errors it recovers from itself
+    (it closes the connection and dials again) with a traceback; one of them is a race
+    of its own, a read on a socket it has just closed. They say nothing an operator
+    can act on beyond their one line, so the traceback is folded into it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, object] = {
@@ -105,3 +121,7 @@ def configure(fmt: LogFormat = "text", level: int = logging.INFO, part: str = "r
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    for name in ("kafka.net.transport", "kafka.net.connection", "kafka.net.selector"):
+        network = logging.getLogger(name)  # a logger's filters see its own records only
+        if not any(isinstance(f, _OneLine) for f in network.filters):
+            network.addFilter(_OneLine())

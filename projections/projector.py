@@ -316,6 +316,12 @@ def replay(
             fresh = getattr(shadow, name)
             conn.execute(insert(live).from_select(list(fresh.columns.keys()), select(fresh)))
     drop_schema(engine, shadow.metadata)
+    if engine.dialect.name == "postgresql":
+        # Every row of the tables is new: plan the next queries on their statistics,
+        # not on those of whatever the tables held before (autovacuum comes later).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for live in live_tables:
+                conn.execute(text(f"ANALYZE {live.name}"))
     return total
 
 

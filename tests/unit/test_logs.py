@@ -64,3 +64,21 @@ def test_text_lines_name_the_ids_too(
         logging.getLogger("rollcall.test").info("published")
     line = capsys.readouterr().err.strip()
     assert " INFO relay rollcall.test: published [event_id=ev-1]" in line
+
+
+def test_the_kafka_clients_recovered_network_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A race inside the Kafka client (a read on a socket it has just closed) is logged
+    by it with a traceback; it recovers by itself, so the line is all that is kept."""
+    logs.configure("text", part="relay")
+    try:
+        raise AttributeError("'NoneType' object has no attribute 'recv'")
+    except AttributeError:
+        logging.getLogger("kafka.net.transport").exception(
+            "%s: Error receiving network data closing socket", "<conn>"
+        )
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "Error receiving network data closing socket: AttributeError: " in err
+    assert err.count("\n") == 1

@@ -9,10 +9,6 @@ response model and a stable operation id (its function's name).
 
 from __future__ import annotations
 
-import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
@@ -39,17 +35,6 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-@asynccontextmanager
-async def _frozen_at_start(app: FastAPI) -> AsyncIterator[None]:
-    """Once the process has built what it keeps for its life (modules, the app, its
-    services), move those objects out of the garbage collector's sight: a full
-    collection otherwise walks all of them, a pause of 100 ms and more that made the
-    slowest requests four times the median (bench/lists.py: p99 147 -> 36 ms)."""
-    gc.collect()
-    gc.freeze()
-    yield
-
-
 def create_app(
     rollcall: Rollcall,
     engine: Engine,
@@ -72,7 +57,6 @@ def create_app(
         "refer to the product specification; error codes are stable.",
         responses=errors.RESPONSES,
         generate_unique_id_function=operation_id,
-        lifespan=_frozen_at_start,
     )
     create_tables(engine, reader=StoreReader(rollcall.store, engine))
 

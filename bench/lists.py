@@ -16,16 +16,13 @@ whatever the list's length (ratio printed).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 from httpx import Response
 
@@ -34,24 +31,14 @@ from adapters.db import engine_for
 from adapters.store_reader import StoreReader
 from application.service import Rollcall
 from bench.common import T0, register
+from bench.hot_training import database
 from domain.base import Context
 from domain.training import Session, Training
 from projections.projector import replay
 from tests.api import api_client
-from tests.infra import fresh_postgres_database
 
 BULK = 500
 WARM_UP = 10
-
-
-@contextlib.contextmanager
-def database(sqlite: bool) -> Iterator[str]:
-    if sqlite:
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-    else:
-        with fresh_postgres_database("rollcall_bench") as url:
-            yield url
 
 
 def fill(rc: Rollcall, count: int) -> None:

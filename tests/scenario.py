@@ -125,6 +125,21 @@ class World:
             )
         )
 
+    def reports_to(self, user_id: str, supervisor_id: str) -> None:
+        """``user_id`` keeps their entry and gets ``supervisor_id`` as supervisor."""
+        entry = self.rc.get_user(ADMIN, user_id)
+        self.rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=user_id,
+                name=entry["name"],
+                email=entry["email"],
+                supervisor_id=supervisor_id,
+                roles=entry["roles"],
+                permissions=entry["permissions"],
+            )
+        )
+
 
 def days_before(amount: int, unit: str = "days") -> dict[str, Any]:
     return {"enabled": True, "amount": amount, "unit": unit}

@@ -215,15 +215,7 @@ def test_r15_locking_the_list_sends_one_attendance_notice_per_participant(
     pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
 ) -> None:
     world = World(rollcall, clock)
-    world.rc.put_user(
-        PutUser(
-            actor_id=ADMIN,
-            user_id=OTHER,
-            name="Otto Other",
-            email="otto@example.com",
-            supervisor_id=SUPERVISOR,
-        )
-    )
+    world.reports_to(OTHER, SUPERVISOR)
     training = world.training(days=(10, 20))
     world.enroll(training)
     world.enroll(training, OTHER, index=1)
@@ -252,15 +244,7 @@ def test_rescheduling_and_cancelling_a_session_tells_each_learner_and_supervisor
     supervisor, a calendar CANCEL; a change of capacity alone tells nobody; a
     participant of another session is told nothing of either."""
     world = World(rollcall, clock)
-    world.rc.put_user(
-        PutUser(
-            actor_id=ADMIN,
-            user_id=OTHER,
-            name="Otto Other",
-            email="otto@example.com",
-            supervisor_id=SUPERVISOR,
-        )
-    )
+    world.reports_to(OTHER, SUPERVISOR)
     training = world.training(days=(10, 20))
     world.enroll(training)
     world.enroll(training, OTHER)

@@ -11,7 +11,7 @@ OpenAPI shows them, and an answer that strayed from its model would fail, not dr
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     WithJsonSchema,
+    model_validator,
 )
 
 from application.commands import SessionInput
@@ -111,7 +112,23 @@ class RestrictionsIn(Body):
     stop_cancellation: RestrictionIn
 
 
-class TrainingPatchIn(Body):
+class PatchIn(Body):
+    """A partial update: the fields given change, those left out keep their value; a
+    field given as null must be one that can be null (else 422, not "unchanged")."""
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        nulls = sorted(
+            name for name in self.model_fields_set - self.NULLABLE if getattr(self, name) is None
+        )
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+
+class TrainingPatchIn(PatchIn):
     """The fields to change; those left out keep their value."""
 
     title: single_line("title", inputs.TITLE_MAX) | None = None  # type: ignore[valid-type]
@@ -121,11 +138,12 @@ class TrainingPatchIn(Body):
     notify_learners: StrictBool | None = None
 
 
-class SessionPatchIn(Body):
+class SessionPatchIn(PatchIn):
     """The fields to change; those left out keep their value (``capacity: null`` makes
     the session unlimited)."""
 
     model_config = ConfigDict(extra="forbid", strict=False)
+    NULLABLE = frozenset({"capacity"})
     starts_at: Instant | None = None
     ends_at: Instant | None = None
     timezone: Zone | None = None
@@ -133,11 +151,7 @@ class SessionPatchIn(Body):
     capacity: StrictInt | None = Field(default=None, ge=1, le=100_000)
 
     def changes(self) -> dict[str, Any]:
-        given = {name: getattr(self, name) for name in self.model_fields_set}
-        nulls = [name for name, value in given.items() if value is None and name != "capacity"]
-        if nulls:
-            raise ValidationFailed(f"{', '.join(sorted(nulls))} cannot be null")
-        return given
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class CancelSessionIn(Body):

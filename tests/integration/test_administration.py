@@ -54,6 +54,7 @@ def test_patching_a_training_refuses_bad_values_stale_versions_and_unknown_train
     client.refused(422, "validation_error", "PATCH", path, json={"title": "a\nb"})
     client.refused(422, "validation_error", "PATCH", path, json={"notify_supervisors": "no"})
     client.refused(422, "validation_error", "PATCH", path, json={"locked": True})
+    client.refused(422, "validation_error", "PATCH", path, json={"title": None})  # not "keep"
     stale = {"If-Match": '"1"'}
     client.refused(412, "precondition_failed", "PATCH", path, json={"title": "X"}, headers=stale)
     missing = "/v1/trainings/00000000-0000-4000-8000-000000000000"

@@ -152,6 +152,19 @@ def test_cancelling_a_session_unenrolls_every_participant_with_the_reason(client
     # again: nothing more to do
     again = client.ok("POST", f"/v1/trainings/{tid}/sessions/{sids[0]}/cancel", ADMIN, json={})
     assert again["position"] is None
+    nowhere = "00000000-0000-4000-8000-000000000000"
+    for path in (
+        f"/v1/trainings/{tid}/sessions/{nowhere}/cancel",
+        f"/v1/trainings/{nowhere}/sessions/{sids[1]}/cancel",
+    ):
+        client.refused(404, "not_found", "POST", path, json={"reason": "no such thing"})
+    client.refused(
+        422,
+        "validation_error",
+        "POST",
+        f"/v1/trainings/{tid}/sessions/{sids[1]}/cancel",
+        json={"reason": "bad\x00byte"},
+    )
     client.refused(
         404,
         "not_found",
@@ -293,6 +306,8 @@ def test_the_directory_lists_users_and_answers_one(client: Client) -> None:
     manager = next(u for u in listed if u["id"] == MANAGER)
     assert set(manager["permissions"]) == {"view_users_and_enroll", "enroll_users"}
     client.refused(404, "not_found", "GET", "/v1/users/nobody")
+    for bad in ("?limit=0", "?limit=501", "?cursor=WzEsMl0"):  # WzEsMl0: [1,2], not ours
+        client.refused(422, "validation_error", "GET", f"/v1/users{bad}")
 
 
 # -- history and audit ---------------------------------------------------------------------

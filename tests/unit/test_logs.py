@@ -67,7 +67,7 @@ def test_text_lines_name_the_ids_too(
 
 
 def test_the_kafka_clients_recovered_network_errors_are_one_line(
-    capsys: pytest.CaptureFixture[str],
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A race inside the Kafka client (a read on a socket it has just closed) is logged
     by it with a traceback; it recovers by itself, so the line is all that is kept."""

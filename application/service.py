@@ -140,6 +140,21 @@ class Rollcall:
     def _training(self, training_id: UUID) -> Training:
         return self._get(Training, training_id, "training")
 
+    def _seated(
+        self, training: Training, session_id: UUID, loaded: dict[UUID, Enrollment]
+    ) -> list[Enrollment]:
+        """The enrollments seated in a session, each loaded once per command through
+        ``loaded`` (so each gets one new version however many changes it takes)."""
+        seated = []
+        for seat in training.participants.values():
+            if seat.session_id == session_id:
+                if seat.enrollment_id not in loaded:
+                    loaded[seat.enrollment_id] = self._get(
+                        Enrollment, seat.enrollment_id, "enrollment"
+                    )
+                seated.append(loaded[seat.enrollment_id])
+        return seated
+
     def _enrollment_of(self, training: Training, user_id: str) -> Enrollment:
         seat = training.seat_of(user_id)
         return self._get(Enrollment, seat.enrollment_id, "enrollment")
@@ -332,11 +347,8 @@ class Rollcall:
         reason = inputs.multi_line("reason", cmd.reason, inputs.REASON_MAX)
 
         def change(ctx: Context, training: Training) -> list[Aggregate]:
-            participants = {
-                seat.enrollment_id: self._get(Enrollment, seat.enrollment_id, "enrollment")
-                for seat in training.participants.values()
-                if seat.session_id == cmd.session_id
-            }
+            participants: dict[UUID, Enrollment] = {}
+            self._seated(training, cmd.session_id, participants)
             return list(
                 enrolling.cancel_session(ctx, training, cmd.session_id, participants, reason)
             )
@@ -351,18 +363,11 @@ class Rollcall:
         cancellation = Restriction.from_dict(cmd.stop_cancellation)
 
         def change(ctx: Context, training: Training) -> list[Aggregate]:
-            reopened = training.set_restrictions(ctx, registration, cancellation)
             enrollments: dict[UUID, Enrollment] = {}
-            for kind, session_id in reopened:
+            for kind, session_id in training.set_restrictions(ctx, registration, cancellation):
                 deadline = training.deadline(kind, training.session(session_id))
-                for seat in training.participants.values():
-                    if seat.session_id != session_id:
-                        continue
-                    if seat.enrollment_id not in enrollments:
-                        enrollments[seat.enrollment_id] = self._get(
-                            Enrollment, seat.enrollment_id, "enrollment"
-                        )
-                    enrollments[seat.enrollment_id].reopen_deadline(ctx, kind, session_id, deadline)
+                for enrollment in self._seated(training, session_id, enrollments):
+                    enrollment.reopen_deadline(ctx, kind, session_id, deadline)
             return list(enrollments.values())
 
         return self._change_training(cmd, change)
@@ -517,20 +522,14 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], int]:
             ctx = self._context(Command(actor_id=SYSTEM_ACTOR))
             training = self._training(training_id)
-            enrollments: dict[UUID, Enrollment] = {}  # each loaded once: one new version each
+            enrollments: dict[UUID, Enrollment] = {}
             for session in training.active_sessions():
                 for kind in DeadlineKind:
                     deadline = training.record_deadline_passed(ctx, kind, session.id)
                     if deadline is None:
                         continue
-                    for seat in training.participants.values():
-                        if seat.session_id != session.id:
-                            continue
-                        if seat.enrollment_id not in enrollments:
-                            enrollments[seat.enrollment_id] = self._get(
-                                Enrollment, seat.enrollment_id, "enrollment"
-                            )
-                        enrollments[seat.enrollment_id].record_deadline_passed(ctx, kind, deadline)
+                    for enrollment in self._seated(training, session.id, enrollments):
+                        enrollment.record_deadline_passed(ctx, kind, deadline)
             changed: list[Aggregate] = [training, *enrollments.values()]
             return changed, sum(len(a.pending_events) for a in changed)
 

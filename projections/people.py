@@ -202,9 +202,12 @@ def users_page(conn: Connection, t: Tables, *, limit: int, cursor: str | None = 
 
 def training_enrollments_page(
     conn: Connection, t: Tables, training_id: str, *, limit: int, cursor: str | None = None
-) -> Page:
+) -> Page | None:
     """Every enrollment of a training, also ended ones with their reason and time, in
-    the order they were made, a page at a time."""
+    the order they were made, a page at a time; None when there is no such training."""
+    known = select(t.trainings.c.training_id).where(t.trainings.c.training_id == training_id)
+    if conn.execute(known).first() is None:
+        return None
     e = t.enrollments.c
     query = (
         select(t.enrollments, t.users.c.name)

@@ -265,7 +265,6 @@ async def list_training_enrollments(
     """Every enrollment of a training in the order they were made, also ended ones with
     their reason and time (administrators, R12 roles); a page at a time."""
     await run_in_threadpool(services.rollcall.require_manager, who)
-    await run_in_threadpool(services.rollcall.get_training, who, training_id)  # or 404
     found = await services.read(
         min_position,
         who,
@@ -274,6 +273,8 @@ async def list_training_enrollments(
             conn, LIVE, str(training_id), limit=paging.limit, cursor=paging.cursor
         ),
     )
+    if found is None:
+        raise RollcallError(Reason.NOT_FOUND, "training not found")
     return paged(found, request, response)
 
 

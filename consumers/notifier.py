@@ -106,10 +106,9 @@ class Entry:
     entry is new."""
 
     row: dict[str, Any]
-    mail: tuple[Notice, User, datetime] | None
+    mail: tuple[Notice, User, datetime]
 
     def outbox_row(self, due: datetime) -> dict[str, Any]:
-        assert self.mail is not None
         notice, recipient, time = self.mail
         return {
             "message_id": self.row["notification_id"],
@@ -292,12 +291,7 @@ class Notifier:
         before: Training = self.reader.aggregate(UUID(event.subject), version=event.sequence - 1)
         session_id = UUID(event.data["session_id"])
         new, old = training.session(session_id), before.session(session_id)
-        if (new.starts_at, new.ends_at, new.timezone, new.location) == (
-            old.starts_at,
-            old.ends_at,
-            old.timezone,
-            old.location,
-        ):
+        if replace(old, capacity=new.capacity) == new:
             return []
         notice = Notice("rescheduled", "", training.title, new, previous=old, by_admin=True)
         return [
@@ -372,9 +366,7 @@ class Notifier:
             return 0
         conn.execute(LIVE.notifications.insert(), [entry.row for entry in fresh.values()])
         now = self.clock.now()  # due now, however old the event
-        mails = [entry.outbox_row(now) for entry in fresh.values() if entry.mail]
-        if mails:
-            conn.execute(outbox.insert(), mails)
+        conn.execute(outbox.insert(), [entry.outbox_row(now) for entry in fresh.values()])
         return len(fresh)
 
     def run(self, stop: threading.Event) -> None:

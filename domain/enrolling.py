@@ -9,12 +9,16 @@ changes nothing when one refuses (or, for a learner, when a confirmation is miss
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 from domain.base import Context
 from domain.enrollment import Enrollment
-from domain.errors import NotFound, Reason, RollcallError, RuleViolation
+from domain.errors import NotFound, Reason, RollcallError, RuleViolation, StaleRead
 from domain.rules import (
+    Refusal,
     Warning,
     decide,
     eligible_sessions,
@@ -22,6 +26,7 @@ from domain.rules import (
     join_warnings,
     leave_refusals,
     no_target_refusal,
+    open_for_promotion,
     r1_participant_selects,
     reenrollment_possible,
     switch_refusals,
@@ -41,6 +46,31 @@ class ConfirmationRequired(RuleViolation):
         self.target = target
 
 
+class Calendars(Protocol):
+    """The learners' calendars across trainings (SPEC §9.4), as the caller loaded them:
+    which session would overlap one they hold a seat in elsewhere, and the seats each
+    holds (kept with every change of seat, in the same save)."""
+
+    def conflict(self, user_id: str, training: Training, session: Session) -> Refusal | None: ...
+
+    def book(self, ctx: Context, user_id: str, training_id: UUID, session_id: UUID) -> None: ...
+
+    def unbook(self, ctx: Context, user_id: str, training_id: UUID) -> None: ...
+
+
+class NoCalendars:
+    """Trainings alone: no learner holds a seat elsewhere (tests of one training)."""
+
+    def conflict(self, user_id: str, training: Training, session: Session) -> Refusal | None:
+        return None
+
+    def book(self, ctx: Context, user_id: str, training_id: UUID, session_id: UUID) -> None:
+        return None
+
+    def unbook(self, ctx: Context, user_id: str, training_id: UUID) -> None:
+        return None
+
+
 def open_session(training: Training, session_id: UUID) -> Session:
     """A session one can be put in: it exists and is not cancelled."""
     session = training.session(session_id)
@@ -56,24 +86,101 @@ def enroll(
     user_id: str,
     as_admin: bool,
     confirm: bool = False,
+    waitlist: bool = False,
+    calendars: Calendars | None = None,
 ) -> Enrollment:
-    """R1, R4, R6, R7 (the seat), R13 (an administrator overrides what may be). A
-    learner enrolling where they could not cancel later confirms first (R8, R9)."""
+    """R1, R4, R6, R7 (the seat), R13 (an administrator overrides what may be), no
+    schedule conflict (SPEC §9.4). A learner enrolling where they could not cancel later
+    confirms first (R8, R9). ``waitlist``: a full session puts the user in its line
+    instead of refusing (they take no seat, so their calendar is not checked yet)."""
+    calendars = calendars or NoCalendars()
     session = open_session(training, session_id)
     refusals = enroll_refusals(training, session, user_id, ctx.now)
     learner_rule = r1_participant_selects(training)
     if learner_rule is not None:
         refusals.insert(0, learner_rule)
+    full = [r for r in refusals if r.reason is Reason.SESSION_FULL]
+    if waitlist and full:
+        refusals.remove(full[0])
+    else:
+        conflict = calendars.conflict(user_id, training, session)
+        refusals += [conflict] if conflict else []
     decision = decide(refusals, as_admin)
     decision.raise_if_refused()
     warnings = join_warnings(training, session, ctx.now)
     if warnings and not (confirm or as_admin):
         raise ConfirmationRequired(warnings, session)
+    if waitlist and full:
+        position = len(training.waitlist(session.id)) + 1
+        enrollment = Enrollment.join_waitlist(
+            ctx, user_id, training.id, session.id, as_admin, position
+        )
+        training.join_waitlist(ctx, user_id, enrollment.id, session.id)
+        return enrollment
     enrollment = Enrollment.enroll(
         ctx, user_id, training.id, session.id, as_admin, decision.overrides
     )
     training.take_seat(ctx, user_id, enrollment.id, session.id)
+    calendars.book(ctx, user_id, training.id, session.id)
     return enrollment
+
+
+def promote_waiting(
+    ctx: Context,
+    training: Training,
+    session_id: UUID,
+    enrollment_of: Callable[[UUID], Enrollment],
+    calendars: Calendars,
+) -> list[Enrollment]:
+    """Give each free seat of the session to the first in line, in the save that freed
+    it, while the session is open for registration (R4, R6, R7); one whose calendar has
+    an overlapping seat elsewhere keeps their place and the next in line is asked.
+    ``enrollment_of``: loads a waiting enrollment by id. Returns those promoted."""
+    session = training.sessions.get(session_id)
+    promoted: list[Enrollment] = []
+    if session is None:
+        return promoted
+    for user_id in training.waitlist(session_id):
+        if not open_for_promotion(training, session, ctx.now):
+            break
+        if calendars.conflict(user_id, training, session) is not None:
+            continue
+        enrollment = enrollment_of(training.place_of(user_id).enrollment_id)
+        if not enrollment.waitlisted:
+            raise StaleRead(f"enrollment {enrollment.id} is no longer waitlisted")
+        enrollment.promote(ctx)
+        training.promote(ctx, user_id)
+        calendars.book(ctx, user_id, training.id, session_id)
+        promoted.append(enrollment)
+    return promoted
+
+
+def leave_waitlist(
+    ctx: Context, training: Training, enrollment: Enrollment, reason: str, as_admin: bool
+) -> None:
+    """Give up a place in line: no confirmation, no deadline (SPEC §9.4)."""
+    enrollment.leave_waitlist(ctx, reason, as_admin)
+    training.leave_waitlist(ctx, enrollment.user_id)
+
+
+def expire_waitlist(
+    ctx: Context,
+    training: Training,
+    session_id: UUID,
+    deadline_at: datetime,
+    enrollment_of: Callable[[UUID], Enrollment],
+) -> list[Enrollment]:
+    """Registration for the session closed at ``deadline_at``: whoever is still in its
+    line leaves it. Returns their enrollments."""
+    expired = []
+    for user_id in training.waitlist(session_id):
+        enrollment = enrollment_of(training.place_of(user_id).enrollment_id)
+        if not enrollment.waitlisted:
+            raise StaleRead(f"enrollment {enrollment.id} is no longer waitlisted")
+        enrollment.expire(ctx, deadline_at)
+        training.leave_waitlist(ctx, user_id, expired=True)
+        expired.append(enrollment)
+    return expired
 
 
 def switch(
@@ -83,9 +190,13 @@ def switch(
     session_id: UUID | None,
     confirm: bool,
     as_admin: bool,
+    calendars: Calendars | None = None,
 ) -> list[Warning]:
-    """Move to ``session_id``, or to the suggested session (R10): R1-R6, R8, R9.
-    Returns the warnings the learner confirmed."""
+    """Move to ``session_id``, or to the suggested session (R10): R1-R6, R8, R9, no
+    schedule conflict (SPEC §9.4). Returns the warnings the learner confirmed."""
+    calendars = calendars or NoCalendars()
+    if enrollment.waitlisted:
+        raise RuleViolation(Reason.WAITLISTED, details={"session_id": str(enrollment.session_id)})
     current = training.session(enrollment.session_id)
     target = _switch_target(training, enrollment, current, session_id, ctx, as_admin)
     if target.id == current.id:
@@ -94,13 +205,16 @@ def switch(
             "you are already enrolled in this session",
             {"session_id": str(target.id)},
         )
-    decision = decide(switch_refusals(training, enrollment, target, ctx.now), as_admin)
+    refusals = switch_refusals(training, enrollment, target, ctx.now)
+    conflict = calendars.conflict(enrollment.user_id, training, target)
+    decision = decide([*refusals, *([conflict] if conflict else [])], as_admin)
     decision.raise_if_refused()
     warnings = join_warnings(training, target, ctx.now)
     if not (confirm or as_admin):
         raise ConfirmationRequired(warnings, target)
     enrollment.switch(ctx, target.id, as_admin, decision.overrides)
     training.move_seat(ctx, enrollment.user_id, target.id)
+    calendars.book(ctx, enrollment.user_id, training.id, target.id)
     return warnings
 
 
@@ -111,8 +225,13 @@ def unenroll(
     reason: str,
     confirm: bool,
     as_admin: bool,
+    calendars: Calendars | None = None,
 ) -> list[Warning]:
-    """Leave the training and free the seat: R1-R5, R8, R9. Returns the warnings."""
+    """Leave the training and free the seat: R1-R5, R8, R9. Returns the warnings. One
+    in line leaves it instead, unconditionally (SPEC §9.4)."""
+    if enrollment.waitlisted:
+        leave_waitlist(ctx, training, enrollment, reason, as_admin)
+        return []
     current = training.session(enrollment.session_id)
     decision = decide(leave_refusals(training, enrollment, current, ctx.now), as_admin)
     decision.raise_if_refused()
@@ -123,6 +242,7 @@ def unenroll(
         ctx, reason, as_admin, reenrollment_possible(training, ctx.now), decision.overrides
     )
     training.release_seat(ctx, enrollment.user_id)
+    (calendars or NoCalendars()).unbook(ctx, enrollment.user_id, training.id)
     return warnings
 
 
@@ -136,16 +256,25 @@ def cancel_session(
     session_id: UUID,
     enrollments: dict[UUID, Enrollment],
     reason: str = "",
+    calendars: Calendars | None = None,
 ) -> list[Enrollment]:
     """Cancel a session: each participant is unenrolled (by the administrator, with
-    ``reason``, else ``SESSION_CANCELLED``) and their seat released. ``enrollments``:
-    the participants' enrollments by id. Returns those changed."""
+    ``reason``, else ``SESSION_CANCELLED``) and their seat released; whoever waits in
+    its line leaves it, with the same reason. ``enrollments``: the participants' and
+    waiting enrollments by id. Returns those changed."""
+    calendars = calendars or NoCalendars()
     training.session(session_id)
     unenrolled = []
+    for user_id in training.waitlist(session_id):
+        enrollment = enrollments[training.place_of(user_id).enrollment_id]
+        leave_waitlist(ctx, training, enrollment, reason or SESSION_CANCELLED, as_admin=True)
+        unenrolled.append(enrollment)
     for user_id, seat in list(training.participants.items()):
         if seat.session_id != session_id:
             continue
         enrollment = enrollments[seat.enrollment_id]
+        if not enrollment.active:
+            raise StaleRead(f"enrollment {enrollment.id} is no longer active")
         training.release_seat(ctx, user_id)
         enrollment.unenroll(
             ctx,
@@ -154,6 +283,7 @@ def cancel_session(
             reenrollment_possible=reenrollment_possible(training, ctx.now),
             overrides=[],
         )
+        calendars.unbook(ctx, user_id, training.id)
         unenrolled.append(enrollment)
     training.cancel_session(ctx, session_id, reason)
     return unenrolled

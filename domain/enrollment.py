@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 from domain.base import Context, RollcallAggregate, topic
 from domain.errors import Reason, RuleViolation, ValidationFailed
+from domain.reminders import Reminder
 from domain.training import DeadlineKind, Session
 
 
@@ -24,6 +25,8 @@ class ParticipantStatus(StrEnum):
     ATTENDED = "attended"
     ABSENT = "absent"
     UNENROLLED = "unenrolled"
+    WAITLISTED = "waitlisted"
+    WAITLIST_EXPIRED = "waitlist_expired"
 
 
 class Attendance(StrEnum):
@@ -54,6 +57,65 @@ class Enrollment(RollcallAggregate):
             enrollment.active = True
             enrollment.attendance = None
             enrollment.passed_deadlines = set()
+            enrollment.waitlisted = False
+            enrollment.expired = False
+            enrollment.reminded = frozenset()
+
+    class Waitlisted(Event, RollcallAggregate.Created):
+        """The user joined the waitlist of a full session (``position``: their place in
+        line then, 1 = first). They hold no seat until promoted."""
+
+        TOPIC = topic("enrollment", "Waitlisted")
+        user_id: str
+        training_id: UUID
+        session_id: UUID
+        by_admin: bool
+        position: int
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.user_id = self.user_id
+            enrollment.training_id = self.training_id
+            enrollment.session_id = self.session_id
+            enrollment.active = False
+            enrollment.attendance = None
+            enrollment.passed_deadlines = set()
+            enrollment.waitlisted = True
+            enrollment.expired = False
+            enrollment.reminded = frozenset()
+
+    class PromotedFromWaitlist(Event):
+        """A seat of the session freed up and went to this user, first in line: they
+        are enrolled from now on, as if by Enrolled."""
+
+        TOPIC = topic("enrollment", "PromotedFromWaitlist")
+        session_id: UUID
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.active = True
+            enrollment.waitlisted = False
+
+    class LeftWaitlist(Event):
+        """The user gave up their place in line (or the session was cancelled)."""
+
+        TOPIC = topic("enrollment", "LeftWaitlist")
+        session_id: UUID
+        reason: str
+        by_admin: bool
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.waitlisted = False
+
+    class WaitlistExpired(Event):
+        """Registration for the session closed (``deadline_at``) with the user still in
+        line: the waitlist enrollment ended."""
+
+        TOPIC = topic("enrollment", "WaitlistExpired")
+        session_id: UUID
+        deadline_at: datetime
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.waitlisted = False
+            enrollment.expired = True
 
     class SessionSwitched(Event):
         """The enrollment moved to another session of the same training."""
@@ -109,6 +171,22 @@ class Enrollment(RollcallAggregate):
         def apply(self, enrollment: Enrollment) -> None:
             enrollment.passed_deadlines.discard((DeadlineKind(self.kind), self.session_id))
 
+    class ReminderSent(Event):
+        """The learner was reminded (``kind``: before_session or
+        before_cancellation_deadline, ``amount`` ``unit`` before, due at ``moment``) of
+        the session they hold a seat in; recorded once per reminder (SPEC §9.4)."""
+
+        TOPIC = topic("enrollment", "ReminderSent")
+        kind: str
+        amount: int
+        unit: str
+        session_id: UUID
+        moment: datetime
+        key: str
+
+        def apply(self, enrollment: Enrollment) -> None:
+            enrollment.reminded = enrollment.reminded | {self.key}
+
     class AttendanceRecorded(Event):
         """An administrator recorded whether the user attended the session."""
 
@@ -126,6 +204,12 @@ class Enrollment(RollcallAggregate):
         active: bool
         attendance: Attendance | None
         passed_deadlines: set[tuple[DeadlineKind, UUID]]
+        waitlisted: bool
+        """In line for a seat (``active`` is False until promoted)."""
+        expired: bool
+        """Ended in line: registration closed before a seat freed up."""
+        reminded: frozenset[str]
+        """The keys of the reminders sent (``domain.reminders.Reminder.key``)."""
 
     @classmethod
     def enroll(
@@ -149,6 +233,27 @@ class Enrollment(RollcallAggregate):
         )
 
     @classmethod
+    def join_waitlist(
+        cls,
+        ctx: Context,
+        user_id: str,
+        training_id: UUID,
+        session_id: UUID,
+        by_admin: bool,
+        position: int,
+    ) -> Enrollment:
+        return cls._create(
+            cls.Waitlisted,
+            id=uuid4(),
+            **ctx.stamp(),
+            user_id=user_id,
+            training_id=training_id,
+            session_id=session_id,
+            by_admin=by_admin,
+            position=position,
+        )
+
+    @classmethod
     def restore(
         cls,
         enrollment_id: UUID,
@@ -160,6 +265,8 @@ class Enrollment(RollcallAggregate):
         session_id: UUID,
         active: bool,
         attendance: str | None,
+        waitlisted: bool = False,
+        expired: bool = False,
     ) -> Enrollment:
         """An enrollment rebuilt from read-model rows, to evaluate rules against."""
         enrollment = cls.__new__(cls)
@@ -170,6 +277,9 @@ class Enrollment(RollcallAggregate):
         enrollment.active = active
         enrollment.attendance = Attendance(attendance) if attendance else None
         enrollment.passed_deadlines = set()
+        enrollment.waitlisted = waitlisted
+        enrollment.expired = expired
+        enrollment.reminded = frozenset()
         return enrollment
 
     def switch(
@@ -207,6 +317,40 @@ class Enrollment(RollcallAggregate):
             reenrollment_possible=reenrollment_possible,
             overrides=[r.value for r in overrides],
         )
+
+    def promote(self, ctx: Context) -> None:
+        self._require_waitlisted()
+        self._trigger(self.PromotedFromWaitlist, ctx, session_id=self.session_id)
+
+    def leave_waitlist(self, ctx: Context, reason: str, by_admin: bool) -> None:
+        self._require_waitlisted()
+        self._trigger(
+            self.LeftWaitlist, ctx, session_id=self.session_id, reason=reason, by_admin=by_admin
+        )
+
+    def expire(self, ctx: Context, deadline_at: datetime) -> None:
+        self._require_waitlisted()
+        self._trigger(
+            self.WaitlistExpired, ctx, session_id=self.session_id, deadline_at=deadline_at
+        )
+
+    def remind(self, ctx: Context, reminder: Reminder) -> bool:
+        """Record the reminder once, while seated in its session; True when recorded."""
+        if not self.active or reminder.session_id != self.session_id:
+            return False
+        if reminder.key in self.reminded:
+            return False
+        self._trigger(
+            self.ReminderSent,
+            ctx,
+            kind=reminder.kind,
+            amount=reminder.offset.amount,
+            unit=reminder.offset.unit.value,
+            session_id=reminder.session_id,
+            moment=reminder.moment,
+            key=reminder.key,
+        )
+        return True
 
     def record_deadline_passed(
         self, ctx: Context, kind: DeadlineKind, deadline_at: datetime
@@ -253,6 +397,10 @@ class Enrollment(RollcallAggregate):
         self._trigger(self.AttendanceRecorded, ctx, session_id=session.id, status=status.value)
 
     def status(self, session: Session, now: datetime) -> ParticipantStatus:
+        if self.waitlisted:
+            return ParticipantStatus.WAITLISTED
+        if self.expired:
+            return ParticipantStatus.WAITLIST_EXPIRED
         if not self.active:
             return ParticipantStatus.UNENROLLED
         if self.attendance is not None:
@@ -264,5 +412,11 @@ class Enrollment(RollcallAggregate):
         return ParticipantStatus.AWAITING_ASSIGNMENT
 
     def _require_active(self) -> None:
+        if self.waitlisted:
+            raise RuleViolation(Reason.WAITLISTED, details={"session_id": str(self.session_id)})
         if not self.active:
             raise RuleViolation(Reason.NOT_ENROLLED)
+
+    def _require_waitlisted(self) -> None:
+        if not self.waitlisted:
+            raise RuleViolation(Reason.NOT_ENROLLED, details={"waitlisted": False})

@@ -23,6 +23,8 @@ class Reason(StrEnum):
     CONFIRMATION_REQUIRED = "confirmation_required"
     CAPACITY_BELOW_ENROLLED = "capacity_below_enrolled"
     NO_OTHER_SESSION = "no_other_session"
+    WAITLISTED = "waitlisted"
+    SCHEDULE_CONFLICT = "schedule_conflict"
     # Everything else.
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
@@ -46,6 +48,8 @@ MESSAGES: dict[Reason, str] = {
     Reason.CONFIRMATION_REQUIRED: "Please confirm: review the warnings and send confirm=true.",
     Reason.CAPACITY_BELOW_ENROLLED: "The new capacity is below the seats already taken.",
     Reason.NO_OTHER_SESSION: "No other session of this training is open for you to switch to.",
+    Reason.WAITLISTED: "You are on the waitlist of this training: leave it to choose again.",
+    Reason.SCHEDULE_CONFLICT: "This session overlaps another session you are enrolled in.",
     Reason.FORBIDDEN: "You are not allowed to do this.",
     Reason.NOT_FOUND: "Not found.",
     Reason.VALIDATION_ERROR: "The request is not valid.",
@@ -85,3 +89,9 @@ class NotFound(RollcallError):
 class Forbidden(RollcallError):
     def __init__(self, message: str | None = None) -> None:
         super().__init__(Reason.FORBIDDEN, message)
+
+
+class StaleRead(Exception):
+    """Two aggregates read for one command disagree (the training's ledger says one
+    thing of an enrollment, the enrollment another): a concurrent command changed one
+    of them in between. Not a refusal: the command runs again on fresh state."""

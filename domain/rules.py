@@ -8,15 +8,17 @@ explicitly: correctness never waits for a background job (R14).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from domain.deadlines import zone_info
 from domain.enrollment import Enrollment
 from domain.errors import Reason, RuleViolation
 from domain.training import DeadlineKind, Session, SessionSelection, Training
+from domain.user import User
 
 # What an administrator may override (R13); everything else binds them too (R7 above all).
 OVERRIDABLE = frozenset(
@@ -26,6 +28,7 @@ OVERRIDABLE = frozenset(
         Reason.PARTICIPANT_LIST_LOCKED,
         Reason.CANCELLATION_DEADLINE_PASSED,
         Reason.REGISTRATION_CLOSED,
+        Reason.SCHEDULE_CONFLICT,
     }
 )
 
@@ -108,7 +111,66 @@ def r6_one_enrollment(training: Training, user_id: str) -> Refusal | None:
     if user_id in training.participants:
         seat = training.participants[user_id]
         return Refusal(Reason.ALREADY_ENROLLED, {"session_id": str(seat.session_id)})
+    if user_id in training.waiting:
+        place = training.waiting[user_id]
+        details = {"session_id": str(place.session_id), "waitlisted": True}
+        return Refusal(Reason.ALREADY_ENROLLED, details)
     return None
+
+
+def no_schedule_conflict(
+    user: User,
+    training: Training,
+    session: Session,
+    training_of: Callable[[UUID], Training | None],
+) -> Refusal | None:
+    """SPEC §9.4: ``session`` must not overlap a session the user holds a seat in in
+    another training (``training_of`` finds those trainings as they are now)."""
+    for other_id, other_session_id in sorted(user.bookings.items(), key=lambda b: str(b[0])):
+        if other_id == training.id:
+            continue  # a switch leaves this training's seat
+        other = training_of(other_id)
+        booked = other.sessions.get(other_session_id) if other else None
+        if (
+            other is None
+            or booked is None
+            or booked.cancelled
+            or user.user_id not in other.participants
+        ):
+            continue
+        if booked.starts_at < session.ends_at and session.starts_at < booked.ends_at:
+            return Refusal(
+                Reason.SCHEDULE_CONFLICT,
+                {
+                    "training_id": str(other.id),
+                    "training_title": other.title,
+                    "session_id": str(booked.id),
+                    "starts_at": booked.starts_at.isoformat(),
+                    "ends_at": booked.ends_at.isoformat(),
+                },
+            )
+    return None
+
+
+def registration_closed_at(training: Training, session: Session, now: datetime) -> datetime | None:
+    """When registration for ``session`` closed, if it has by ``now``: its deadline
+    (R6), else its start (R2); None while it is open."""
+    refusal = r6_registration_open(training, session, now)
+    if refusal is None:
+        return None
+    deadline = training.deadline(DeadlineKind.REGISTRATION, session)
+    return deadline if deadline is not None and deadline <= now else session.starts_at
+
+
+def open_for_promotion(training: Training, session: Session, now: datetime) -> bool:
+    """May the first in line of ``session`` be given a seat now: the session is neither
+    cancelled nor locked, registration is open (R4, R6) and a seat is free (R7)?"""
+    return (
+        not session.cancelled
+        and not training.locked
+        and r6_registration_open(training, session, now) is None
+        and training.seats_left(session.id) != 0
+    )
 
 
 def _deadline_details(deadline: datetime | None, session: Session) -> dict[str, Any]:
@@ -270,6 +332,8 @@ def options_for(
     """Where a learner could go now (R10: to switch, or, not enrolled, to enroll), and
     why nowhere when there is no such session: the very checks the commands make, so
     what is offered succeeds and what is not is refused with the same reason."""
+    if enrollment is not None and enrollment.waitlisted:
+        return [], Refusal(Reason.WAITLISTED, {"session_id": str(enrollment.session_id)})
     if enrollment is not None and enrollment.active:
         current = training.session(enrollment.session_id)
         refusals = leave_refusals(training, enrollment, current, now)
@@ -316,7 +380,11 @@ def _action(name: str, refusals: list[Refusal], warnings: list[Warning]) -> Acti
 
 
 def available_actions(training: Training, enrollment: Enrollment, now: datetime) -> list[Action]:
-    """``switch`` and ``unenroll`` as the learner would see them now (SPEC §5)."""
+    """``switch`` and ``unenroll`` as the learner would see them now (SPEC §5). One in
+    line may always leave it (SPEC §9.4), and switch nowhere until promoted."""
+    if enrollment.waitlisted:
+        waiting = [Refusal(Reason.WAITLISTED, {"session_id": str(enrollment.session_id)})]
+        return [_action("switch", waiting, []), _action("unenroll", [], [])]
     if not enrollment.active:
         refused = [Refusal(Reason.NOT_ENROLLED)]
         return [_action("switch", refused, []), _action("unenroll", refused, [])]

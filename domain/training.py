@@ -1,10 +1,11 @@
 """A training, its sessions, its registration restrictions, its lock, and its seats.
 
-The Training aggregate is also the seat ledger: every enrollment, switch and
-unenrollment records a seat change here in the same atomic save as the Enrollment's
-own event, so the store's optimistic concurrency on this one aggregate is what makes
-R7 (never overbook) and "one active enrollment per user per training" hold under
-any concurrency.
+The Training aggregate is also the seat ledger and the waitlist: every enrollment,
+switch, unenrollment, place taken on or given up from a session's waitlist, and
+promotion records a change here in the same atomic save as the Enrollment's own event,
+so the store's optimistic concurrency on this one aggregate is what makes R7 (never
+overbook), first-come order on each waitlist and "one active enrollment per user per
+training" hold under any concurrency.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from domain import inputs
 from domain.base import Context, RollcallAggregate, topic
 from domain.deadlines import Restriction, require_aware, zone_info
 from domain.errors import NotFound, Reason, RuleViolation, ValidationFailed
+from domain.reminders import Reminder, Reminders, reminders_of
 
 MAX_CAPACITY = 100_000
 
@@ -122,6 +124,10 @@ class Training(RollcallAggregate):
             training.participants = {}
             training.seats = Counter()
             training.passed_deadlines = set()
+            training.waiting = {}
+            training.waitlists = {}
+            training.queued = Counter()
+            training.reminders = Reminders()
 
     class DetailsChanged(Event):
         """Title, description, session selection or notices changed."""
@@ -198,6 +204,22 @@ class Training(RollcallAggregate):
             training.stop_registration = Restriction.from_dict(self.stop_registration)
             training.stop_cancellation = Restriction.from_dict(self.stop_cancellation)
 
+    class RemindersSet(Event):
+        """When learners are reminded: offsets before each session, and one before the
+        cancellation deadline (null: none) (SPEC §9.4)."""
+
+        TOPIC = topic("training", "RemindersSet")
+        before_session: list[dict[str, Any]]
+        before_cancellation_deadline: dict[str, Any] | None
+
+        def apply(self, training: Training) -> None:
+            training.reminders = Reminders.from_dict(
+                {
+                    "before_session": self.before_session,
+                    "before_cancellation_deadline": self.before_cancellation_deadline,
+                }
+            )
+
     class ParticipantListLocked(Event):
         """Learners may no longer enroll, switch or unenroll (administrators still may)."""
 
@@ -251,6 +273,54 @@ class Training(RollcallAggregate):
             del training.participants[self.user_id]
             training.seats[self.session_id] -= 1
 
+    class Waitlisted(Event):
+        """Waitlist: a learner took the last place in line of a full session (with the
+        enrollment's Waitlisted)."""
+
+        TOPIC = topic("training", "Waitlisted")
+        user_id: str
+        enrollment_id: UUID
+        session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            training.waiting[self.user_id] = Seat(self.enrollment_id, self.session_id)
+            line = training.waitlists.get(self.session_id, ())
+            training.waitlists[self.session_id] = (*line, self.user_id)
+            training.queued[self.session_id] += 1
+
+    class PromotedFromWaitlist(Event):
+        """Waitlist: the first in line took a freed seat (in the save that freed it)."""
+
+        TOPIC = topic("training", "PromotedFromWaitlist")
+        user_id: str
+        enrollment_id: UUID
+        session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            training._off_waitlist(self.user_id, self.session_id)
+            training.participants[self.user_id] = Seat(self.enrollment_id, self.session_id)
+            training.seats[self.session_id] += 1
+
+    class LeftWaitlist(Event):
+        """Waitlist: a learner gave up their place (or their session was cancelled)."""
+
+        TOPIC = topic("training", "LeftWaitlist")
+        user_id: str
+        session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            training._off_waitlist(self.user_id, self.session_id)
+
+    class WaitlistExpired(Event):
+        """Waitlist: registration for the session closed with the learner still in line."""
+
+        TOPIC = topic("training", "WaitlistExpired")
+        user_id: str
+        session_id: UUID
+
+        def apply(self, training: Training) -> None:
+            training._off_waitlist(self.user_id, self.session_id)
+
     class DeadlinePassed(Event):
         """A deadline of a session passed (kind: registration|cancellation).
 
@@ -291,6 +361,22 @@ class Training(RollcallAggregate):
         seats: Counter[UUID]
         """Seats taken per session, kept with the ledger so no read counts it."""
         passed_deadlines: set[tuple[DeadlineKind, UUID]]
+        waiting: dict[str, Seat]
+        """Who is in line, and for which session (their enrollment is waitlisted)."""
+        waitlists: dict[UUID, tuple[str, ...]]
+        """Each session's line, first come first; tuples, so a copy can share them."""
+        queued: Counter[UUID]
+        """The length of each session's line (also where the rows give no lines)."""
+        reminders: Reminders
+
+    def _off_waitlist(self, user_id: str, session_id: UUID) -> None:
+        del self.waiting[user_id]
+        self.queued[session_id] -= 1
+        line = tuple(u for u in self.waitlists.get(session_id, ()) if u != user_id)
+        if line:
+            self.waitlists[session_id] = line
+        else:
+            self.waitlists.pop(session_id, None)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Training:
         """The repository gives each command its own copy of a cached training. The seat
@@ -342,10 +428,15 @@ class Training(RollcallAggregate):
         participants: dict[str, Seat],
         passed_deadlines: set[tuple[DeadlineKind, UUID]],
         seats: dict[UUID, int] | None = None,
+        waitlists: dict[UUID, list[tuple[str, UUID]]] | None = None,
+        queued: dict[UUID, int] | None = None,
+        reminders: Reminders | None = None,
     ) -> Training:
         """A training rebuilt from read-model rows, so the read side evaluates the very
         same rules (never saved: it has no pending events). ``seats``: the seats taken
-        per session, when the rows count them (else counted from ``participants``)."""
+        per session, when the rows count them (else counted from ``participants``);
+        ``waitlists``: each session's line as (user, enrollment id), when known;
+        ``queued``: the lines' lengths, when the lines are not given."""
         training = cls.__new__(cls)
         training.__base_init__(training_id, version, created_on)
         training.title = title
@@ -364,6 +455,17 @@ class Training(RollcallAggregate):
             else Counter(seats)
         )
         training.passed_deadlines = passed_deadlines
+        training.waiting = {}
+        training.waitlists = {}
+        for session_id, line in (waitlists or {}).items():
+            for user_id, enrollment_id in line:
+                training.waiting[user_id] = Seat(enrollment_id, session_id)
+            if line:
+                training.waitlists[session_id] = tuple(user for user, _ in line)
+        training.queued = Counter(
+            queued if queued is not None else {k: len(v) for k, v in training.waitlists.items()}
+        )
+        training.reminders = reminders or Reminders()
         return training
 
     # -- administration ---------------------------------------------------------------
@@ -448,6 +550,22 @@ class Training(RollcallAggregate):
                 reopened.append((kind, session_id))
         return reopened
 
+    def set_reminders(self, ctx: Context, reminders: Reminders) -> None:
+        if reminders != self.reminders:
+            self._trigger(self.RemindersSet, ctx, **reminders.to_dict())
+
+    def reminders_of(self, session: Session) -> list[Reminder]:
+        """Every reminder of ``session`` (due or not), for its participants."""
+        return list(
+            reminders_of(
+                self.reminders,
+                session.id,
+                session.starts_at,
+                session.timezone,
+                self.stop_cancellation,
+            )
+        )
+
     def set_locked(self, ctx: Context, locked: bool) -> None:
         if locked == self.locked:
             return
@@ -472,8 +590,7 @@ class Training(RollcallAggregate):
     # -- seat ledger (called by the application service alongside Enrollment) --------
 
     def take_seat(self, ctx: Context, user_id: str, enrollment_id: UUID, session_id: UUID) -> None:
-        if user_id in self.participants:
-            raise RuleViolation(Reason.ALREADY_ENROLLED)
+        self._require_not_in(user_id)
         self._require_free_seat(self.session(session_id))
         self._trigger(
             self.SeatTaken, ctx, user_id=user_id, enrollment_id=enrollment_id, session_id=session_id
@@ -494,6 +611,41 @@ class Training(RollcallAggregate):
         seat = self.seat_of(user_id)
         self._trigger(self.SeatReleased, ctx, user_id=user_id, session_id=seat.session_id)
 
+    def join_waitlist(
+        self, ctx: Context, user_id: str, enrollment_id: UUID, session_id: UUID
+    ) -> None:
+        self._require_not_in(user_id)
+        if self.session(session_id).cancelled:
+            raise NotFound("session", session_id)
+        self._trigger(
+            self.Waitlisted,
+            ctx,
+            user_id=user_id,
+            enrollment_id=enrollment_id,
+            session_id=session_id,
+        )
+
+    def promote(self, ctx: Context, user_id: str) -> None:
+        """Give the waiting ``user_id`` a free seat of their session (R7 still binds)."""
+        place = self.place_of(user_id)
+        self._require_free_seat(self.session(place.session_id))
+        self._trigger(
+            self.PromotedFromWaitlist,
+            ctx,
+            user_id=user_id,
+            enrollment_id=place.enrollment_id,
+            session_id=place.session_id,
+        )
+
+    def leave_waitlist(self, ctx: Context, user_id: str, expired: bool = False) -> None:
+        event = self.WaitlistExpired if expired else self.LeftWaitlist
+        self._trigger(event, ctx, user_id=user_id, session_id=self.place_of(user_id).session_id)
+
+    def _require_not_in(self, user_id: str) -> None:
+        """One enrollment per user per training: seated or waiting."""
+        if user_id in self.participants or user_id in self.waiting:
+            raise RuleViolation(Reason.ALREADY_ENROLLED)
+
     def _require_free_seat(self, session: Session) -> None:
         if self.seats_left(session.id) == 0:
             raise RuleViolation(Reason.SESSION_FULL, details={"session_id": str(session.id)})
@@ -511,6 +663,27 @@ class Training(RollcallAggregate):
             return self.participants[user_id]
         except KeyError:
             raise RuleViolation(Reason.NOT_ENROLLED, details={"user_id": user_id}) from None
+
+    def place_of(self, user_id: str) -> Seat:
+        """The waiting user's place: their enrollment and the session they wait for."""
+        try:
+            return self.waiting[user_id]
+        except KeyError:
+            raise RuleViolation(Reason.NOT_ENROLLED, details={"user_id": user_id}) from None
+
+    def waitlist(self, session_id: UUID) -> tuple[str, ...]:
+        """The session's line, first come first."""
+        return self.waitlists.get(session_id, ())
+
+    def waitlist_length(self, session_id: UUID) -> int:
+        return self.queued[session_id]
+
+    def waitlist_position(self, user_id: str) -> int | None:
+        """1 for the first in line; None when not waiting."""
+        place = self.waiting.get(user_id)
+        if place is None:
+            return None
+        return self.waitlist(place.session_id).index(user_id) + 1
 
     def seats_taken(self, session_id: UUID) -> int:
         return self.seats[session_id]

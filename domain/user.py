@@ -81,6 +81,7 @@ class User(RollcallAggregate):
             user.supervisor_id = self.supervisor_id
             user.roles = list(self.roles)
             user.permissions = list(self.permissions)
+            user.bookings = {}
 
     class DetailsChanged(Event):
         """Name or email changed."""
@@ -113,6 +114,27 @@ class User(RollcallAggregate):
             user.roles = list(self.roles)
             user.permissions = list(self.permissions)
 
+    class SessionBooked(Event):
+        """The user's calendar: they hold a seat in this session of this training (an
+        enrollment, a switch or a promotion, saved with it), so that an overlapping
+        session elsewhere is refused (SPEC §9.4)."""
+
+        TOPIC = topic("user", "SessionBooked")
+        training_id: UUID
+        session_id: UUID
+
+        def apply(self, user: User) -> None:
+            user.bookings = {**user.bookings, self.training_id: self.session_id}
+
+    class SessionUnbooked(Event):
+        """The user's calendar: they no longer hold a seat in this training."""
+
+        TOPIC = topic("user", "SessionUnbooked")
+        training_id: UUID
+
+        def apply(self, user: User) -> None:
+            user.bookings = {k: v for k, v in user.bookings.items() if k != self.training_id}
+
     if TYPE_CHECKING:  # state set by the events' apply(); declared for type checkers only
         user_id: str
         name: str
@@ -120,6 +142,8 @@ class User(RollcallAggregate):
         supervisor_id: str | None
         roles: list[str]
         permissions: list[str]
+        bookings: dict[UUID, UUID]
+        """Training -> the session the user holds a seat in (from release 2 on)."""
 
     @classmethod
     def register(
@@ -165,6 +189,14 @@ class User(RollcallAggregate):
         new_permissions = _identifiers("permission", permissions)
         if (new_roles, new_permissions) != (self.roles, self.permissions):
             self._trigger(self.AccessChanged, ctx, roles=new_roles, permissions=new_permissions)
+
+    def book(self, ctx: Context, training_id: UUID, session_id: UUID) -> None:
+        if self.bookings.get(training_id) != session_id:
+            self._trigger(self.SessionBooked, ctx, training_id=training_id, session_id=session_id)
+
+    def unbook(self, ctx: Context, training_id: UUID) -> None:
+        if training_id in self.bookings:
+            self._trigger(self.SessionUnbooked, ctx, training_id=training_id)
 
     @property
     def is_admin(self) -> bool:

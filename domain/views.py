@@ -44,6 +44,7 @@ def session_view(
         "cancelled": session.cancelled,
         "seats_taken": seats_taken,
         "seats_left": None if capacity is None else max(0, capacity - seats_taken),
+        "waitlist_length": training.waitlist_length(session.id),
         "registration_deadline": iso(registration),
         "registration_deadline_local": registration and local(registration, session),
         "cancellation_deadline": iso(cancellation),
@@ -69,6 +70,7 @@ def training_view(training: Training, now: datetime) -> dict[str, Any]:
             "stop_registration": training.stop_registration.to_dict(),
             "stop_cancellation": training.stop_cancellation.to_dict(),
         },
+        "reminders": training.reminders.to_dict(),
         "sessions": [session_view(training, s, now, seats[s.id]) for s in _by_start(training)],
         "version": training.version,
     }
@@ -91,6 +93,9 @@ def enrollment_view(
         "session": session_view(training, session, now, seats_taken),
         "status": enrollment.status(session, now).value,
         "active": enrollment.active,
+        "waitlist_position": training.waitlist_position(enrollment.user_id)
+        if enrollment.waitlisted
+        else None,
         "attendance": enrollment.attendance.value if enrollment.attendance else None,
         "actions": {a.name: a.to_dict() for a in available_actions(training, enrollment, now)},
         "version": enrollment.version,

@@ -128,6 +128,15 @@ class SetRestrictions(TrainingCommand):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SetReminders(TrainingCommand):
+    """When learners are reminded (SPEC §9.4): offsets ({amount, unit}) before each
+    session, and one before the cancellation deadline or None."""
+
+    before_session: list[dict[str, Any]]
+    before_cancellation_deadline: dict[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class SetLock(TrainingCommand):
     """Lock or unlock the participant list (R4, R12)."""
 
@@ -146,6 +155,8 @@ class Enroll(TrainingCommand):
     """Whom to enroll; the actor when absent."""
     confirm: bool = False
     """A learner enrolling where they could not cancel later confirms first (R8, R9)."""
+    waitlist: bool = False
+    """A full session puts the user in its line instead of refusing (SPEC §9.4)."""
     as_admin: bool = False
 
 

@@ -30,6 +30,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.errors import StaleRead
+
 T = TypeVar("T")
 Command = Callable[[], tuple[Sequence[Aggregate], T]]
 Outcome = tuple[T, int | None]
@@ -129,6 +131,8 @@ class GroupCommit:
                     value, _ = pending.outcome
                     position = max((positions[e] for e in pending.events), default=None)
                     pending.outcome = (value, position)
+                elif isinstance(pending.error, StaleRead):  # it read across another's
+                    self._run_alone(pending)  # save: after the group, with retries
             self.groups += 1
             self.commands += len(group)
         finally:

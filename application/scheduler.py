@@ -1,4 +1,6 @@
-"""The deadline scheduler: records each DeadlinePassed once, on time or late (SPEC §3).
+"""The deadline scheduler: records each DeadlinePassed once, on time or late (SPEC §3),
+expires the waitlists whose registration closed and sends the reminders that are due
+(SPEC §9.4).
 
 Rules never wait for it (R14: every check reads the clock). It exists so that the
 history, Kafka subscribers and read models learn *when* a deadline passed. It follows
@@ -27,7 +29,9 @@ TRAINING_TOPICS = tuple(t for t in registry() if t.startswith("rollcall.training
 
 
 def next_deadline(training: Training) -> datetime | None:
-    """The earliest deadline of this training not yet recorded, if any."""
+    """The earliest deadline of this training not yet recorded, if any; and for a
+    session with a waitlist, the moment registration closes (its deadline, else its
+    start), when the line expires."""
     pending = [
         deadline
         for session in training.active_sessions()
@@ -35,7 +39,28 @@ def next_deadline(training: Training) -> datetime | None:
         if (kind, session.id) not in training.passed_deadlines
         and (deadline := training.deadline(kind, session)) is not None
     ]
+    pending += [
+        training.deadline(DeadlineKind.REGISTRATION, session) or session.starts_at
+        for session in training.active_sessions()
+        if training.waitlist(session.id)
+    ]
     return min(pending, default=None)
+
+
+def next_reminder(
+    training: Training, sent_until: datetime | None, now: datetime
+) -> datetime | None:
+    """The earliest reminder moment of a session with participants still to look at:
+    after ``sent_until`` when the reminders up to then were sent, else (a fresh start)
+    any whose window is still open, which makes it due at once."""
+    moments = [
+        reminder.moment
+        for session in training.active_sessions()
+        if training.seats_taken(session.id)
+        for reminder in training.reminders_of(session)
+        if (reminder.moment > sent_until if sent_until is not None else reminder.of > now)
+    ]
+    return min(moments, default=None)
 
 
 class DeadlineScheduler:
@@ -44,6 +69,10 @@ class DeadlineScheduler:
         self.batch_size = batch_size
         self.position = 0  # in-memory: a restart re-reads training events (the catch-up)
         self._due: dict[UUID, datetime] = {}
+        self._reminded_until: dict[UUID, datetime] = {}
+        """Per training: reminders due up to then were sent (in memory, like the rest:
+        after a restart every reminder still in its window is looked at again, and
+        the enrollments' own records keep each one from being sent twice)."""
         self._queue: list[tuple[datetime, UUID]] = []
 
     def _follow(self) -> None:
@@ -60,7 +89,11 @@ class DeadlineScheduler:
 
     def _plan(self, training_id: UUID) -> None:
         training: Training = self.rc.store.repository.get(training_id)
-        due = next_deadline(training)
+        moments = [
+            next_deadline(training),
+            next_reminder(training, self._reminded_until.get(training_id), self.rc.clock.now()),
+        ]
+        due = min((m for m in moments if m is not None), default=None)
         if due is None:
             self._due.pop(training_id, None)
         elif self._due.get(training_id) != due:
@@ -77,6 +110,8 @@ class DeadlineScheduler:
             if self._due.get(training_id) != due:
                 continue  # superseded by a reschedule or new restrictions
             recorded += self.rc.record_passed_deadlines(training_id)
+            recorded += self.rc.send_due_reminders(training_id)
+            self._reminded_until[training_id] = now
             self._plan(training_id)
         return recorded
 

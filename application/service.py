@@ -13,9 +13,10 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -37,6 +38,7 @@ from application.commands import (
     PutUser,
     RecordAttendance,
     SetLock,
+    SetReminders,
     SetRestrictions,
     Switch,
     TrainingCommand,
@@ -48,9 +50,24 @@ from application.group_commit import GroupCommit
 from domain import enrolling, inputs
 from domain.base import Context
 from domain.deadlines import Restriction
+from domain.enrolling import Calendars
 from domain.enrollment import Attendance, Enrollment
-from domain.errors import Forbidden, NotFound, Reason, RollcallError, ValidationFailed
-from domain.rules import join_warnings, options_for
+from domain.errors import (
+    Forbidden,
+    NotFound,
+    Reason,
+    RollcallError,
+    StaleRead,
+    ValidationFailed,
+)
+from domain.reminders import Reminders
+from domain.rules import (
+    Refusal,
+    join_warnings,
+    no_schedule_conflict,
+    options_for,
+    registration_closed_at,
+)
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User, user_aggregate_id, validate_user_id
 from domain.views import enrollment_view, session_view, training_view, user_view
@@ -102,12 +119,13 @@ class Rollcall:
     def _run_alone(
         self, command: Callable[[], tuple[Sequence[Aggregate], T]]
     ) -> tuple[T, int | None]:
-        """Run ``command`` in its own save, re-running it on conflicts (R7)."""
+        """Run ``command`` in its own save, re-running it on conflicts (R7): a save that
+        meets another writer, or aggregates read on either side of another's save."""
         for attempt in range(MAX_ATTEMPTS):
-            aggregates, value = command()
             try:
+                aggregates, value = command()
                 recordings = self.store.save(*aggregates)
-            except IntegrityError:
+            except (IntegrityError, StaleRead):
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
                 continue
             position = max((r.notification.id for r in recordings), default=None)
@@ -145,19 +163,54 @@ class Rollcall:
     ) -> list[Enrollment]:
         """The enrollments seated in a session, each loaded once per command through
         ``loaded`` (so each gets one new version however many changes it takes)."""
-        seated = []
-        for seat in training.participants.values():
-            if seat.session_id == session_id:
-                if seat.enrollment_id not in loaded:
-                    loaded[seat.enrollment_id] = self._get(
-                        Enrollment, seat.enrollment_id, "enrollment"
-                    )
-                seated.append(loaded[seat.enrollment_id])
-        return seated
+        return [
+            self._load(loaded, seat.enrollment_id)
+            for seat in training.participants.values()
+            if seat.session_id == session_id
+        ]
+
+    def _waiting(
+        self, training: Training, session_id: UUID, loaded: dict[UUID, Enrollment]
+    ) -> list[Enrollment]:
+        """The enrollments in a session's line, first come first, loaded once."""
+        return [
+            self._load(loaded, training.place_of(user_id).enrollment_id)
+            for user_id in training.waitlist(session_id)
+        ]
+
+    def _promote(
+        self,
+        ctx: Context,
+        training: Training,
+        session_ids: Collection[UUID],
+        loaded: dict[UUID, Enrollment],
+        calendars: Calendars,
+    ) -> list[Enrollment]:
+        """Give the free seats of these sessions to their lines (SPEC §9.4), in the save
+        of the change that freed them."""
+        enrollment_of = partial(self._load, loaded)
+        promoted = []
+        for session_id in session_ids:
+            promoted += enrolling.promote_waiting(
+                ctx, training, session_id, enrollment_of, calendars
+            )
+        return promoted
+
+    def _load(self, loaded: dict[UUID, Enrollment], enrollment_id: UUID) -> Enrollment:
+        """An enrollment, loaded once per command through ``loaded``."""
+        if enrollment_id not in loaded:
+            loaded[enrollment_id] = self._get(Enrollment, enrollment_id, "enrollment")
+        return loaded[enrollment_id]
 
     def _enrollment_of(self, training: Training, user_id: str) -> Enrollment:
-        seat = training.seat_of(user_id)
-        return self._get(Enrollment, seat.enrollment_id, "enrollment")
+        """The user's enrollment, seated or waiting, in the state the ledger says (else
+        another command changed it between the two reads: ``StaleRead``, run again)."""
+        waiting = user_id in training.waiting
+        place = training.waiting[user_id] if waiting else training.seat_of(user_id)
+        enrollment = self._get(Enrollment, place.enrollment_id, "enrollment")
+        if enrollment.waitlisted != waiting or enrollment.active == waiting:
+            raise StaleRead(f"enrollment {enrollment.id} changed since its training was read")
+        return enrollment
 
     def is_known_user(self, user_id: str) -> bool:
         """Is ``user_id`` in the directory (tokens of unknown users are refused)?
@@ -333,13 +386,24 @@ class Rollcall:
                 {"known": sorted(SESSION_FIELDS)},
             )
 
-        def change(ctx: Context, training: Training) -> None:
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
             current = training.session(cmd.session_id)
             fields = {**current.fields(), **cmd.changes}
             fields.pop("session_id")
             training.reschedule_session(ctx, Session.validated(cmd.session_id, **fields))
+            return self._promote_all(ctx, training, [cmd.session_id])
 
         return self._change_training(cmd, change)
+
+    def _promote_all(
+        self, ctx: Context, training: Training, session_ids: Collection[UUID] | None = None
+    ) -> list[Aggregate]:
+        """After a change that may open seats or registration (more capacity, an unlock,
+        relaxed restrictions): the lines move up. Returns what changed."""
+        calendars = _Calendars(self)
+        ids = training.waitlists.keys() if session_ids is None else session_ids
+        promoted = self._promote(ctx, training, list(ids), {}, calendars)
+        return [*promoted, *calendars.changed()]
 
     @measured("cancel_session")
     def cancel_session(self, cmd: CancelSession) -> Result:
@@ -347,11 +411,14 @@ class Rollcall:
         reason = inputs.multi_line("reason", cmd.reason, inputs.REASON_MAX)
 
         def change(ctx: Context, training: Training) -> list[Aggregate]:
-            participants: dict[UUID, Enrollment] = {}
-            self._seated(training, cmd.session_id, participants)
-            return list(
-                enrolling.cancel_session(ctx, training, cmd.session_id, participants, reason)
+            enrollments: dict[UUID, Enrollment] = {}
+            self._seated(training, cmd.session_id, enrollments)
+            self._waiting(training, cmd.session_id, enrollments)
+            calendars = _Calendars(self)
+            changed = enrolling.cancel_session(
+                ctx, training, cmd.session_id, enrollments, reason, calendars
             )
+            return [*changed, *calendars.changed()]
 
         return self._change_training(cmd, change)
 
@@ -368,13 +435,28 @@ class Rollcall:
                 deadline = training.deadline(kind, training.session(session_id))
                 for enrollment in self._seated(training, session_id, enrollments):
                     enrollment.reopen_deadline(ctx, kind, session_id, deadline)
-            return list(enrollments.values())
+            return [*enrollments.values(), *self._promote_all(ctx, training)]
 
         return self._change_training(cmd, change)
 
+    @measured("set_reminders")
+    def set_reminders(self, cmd: SetReminders) -> Result:
+        """When learners are reminded (SPEC §9.4); the scheduler sends them."""
+        reminders = Reminders.from_dict(
+            {
+                "before_session": cmd.before_session,
+                "before_cancellation_deadline": cmd.before_cancellation_deadline,
+            }
+        )
+        return self._change_training(cmd, lambda ctx, t: t.set_reminders(ctx, reminders))
+
     @measured("set_lock")
     def set_lock(self, cmd: SetLock) -> Result:
-        return self._change_training(cmd, lambda ctx, t: t.set_locked(ctx, cmd.locked))
+        def change(ctx: Context, training: Training) -> list[Aggregate]:
+            training.set_locked(ctx, cmd.locked)
+            return self._promote_all(ctx, training)
+
+        return self._change_training(cmd, change)
 
     def get_training(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
         self._actor(actor_id)
@@ -394,14 +476,23 @@ class Rollcall:
             ctx = self._context(cmd)
             training = self._training(cmd.training_id)
             _expect(training, cmd.if_match)
+            calendars = _Calendars(self)
             try:
                 enrollment = enrolling.enroll(
-                    ctx, training, cmd.session_id, user_id, cmd.as_admin, cmd.confirm
+                    ctx,
+                    training,
+                    cmd.session_id,
+                    user_id,
+                    cmd.as_admin,
+                    cmd.confirm,
+                    cmd.waitlist,
+                    calendars,
                 )
             except enrolling.ConfirmationRequired as needed:
                 _show_target(needed, training, ctx.now)
                 raise
-            return [training, enrollment], enrollment_view(training, enrollment, ctx.now)
+            view = enrollment_view(training, enrollment, ctx.now)
+            return [training, enrollment, *calendars.changed()], view
 
         return self._result(command)
 
@@ -418,14 +509,23 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(cmd)
             training, enrollment = self._enrollment_in(cmd, user_id)
+            left = enrollment.session_id
+            calendars = _Calendars(self)
             try:
                 warnings = enrolling.switch(
-                    ctx, training, enrollment, cmd.session_id, cmd.confirm, cmd.as_admin
+                    ctx,
+                    training,
+                    enrollment,
+                    cmd.session_id,
+                    cmd.confirm,
+                    cmd.as_admin,
+                    calendars,
                 )
             except enrolling.ConfirmationRequired as needed:
                 _show_target(needed, training, ctx.now)
                 raise
-            return _changed(training, enrollment, ctx.now, warnings)
+            promoted = self._promote(ctx, training, [left], {}, calendars)
+            return _changed(training, enrollment, ctx.now, warnings, [*promoted, *calendars])
 
         return self._result(command)
 
@@ -439,10 +539,14 @@ class Rollcall:
         def command() -> tuple[Sequence[Aggregate], dict[str, Any]]:
             ctx = self._context(cmd)
             training, enrollment = self._enrollment_in(cmd, user_id)
+            seated = enrollment.active
+            calendars = _Calendars(self)
             warnings = enrolling.unenroll(
-                ctx, training, enrollment, reason, cmd.confirm, cmd.as_admin
+                ctx, training, enrollment, reason, cmd.confirm, cmd.as_admin, calendars
             )
-            return _changed(training, enrollment, ctx.now, warnings)
+            freed = [enrollment.session_id] if seated else []
+            promoted = self._promote(ctx, training, freed, {}, calendars)
+            return _changed(training, enrollment, ctx.now, warnings, [*promoted, *calendars])
 
         return self._result(command)
 
@@ -475,6 +579,9 @@ class Rollcall:
     def enrollment(self, actor_id: str, training_id: UUID, user_id: str) -> dict[str, Any]:
         """One enrollment with its status and the actions the learner has now (R5, R10)."""
         self._authorize_read(actor_id, user_id)
+        return _consistent(lambda: self._enrollment_view(training_id, user_id))
+
+    def _enrollment_view(self, training_id: UUID, user_id: str) -> dict[str, Any]:
         training = self._training(training_id)
         return enrollment_view(training, self._enrollment_of(training, user_id), self.clock.now())
 
@@ -482,10 +589,13 @@ class Rollcall:
         """R10: where the learner could go now (to switch, or to enroll), the one
         suggestion, and why nowhere when there is nowhere: what the commands decide."""
         self._actor(actor_id)
+        return _consistent(lambda: self._options(actor_id, training_id))
+
+    def _options(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
         now = self.clock.now()
         training = self._training(training_id)
         enrollment = None
-        if actor_id in training.participants:
+        if actor_id in training.participants or actor_id in training.waiting:
             enrollment = self._enrollment_of(training, actor_id)
         eligible, refusal = options_for(training, enrollment, now)
         views = [
@@ -530,8 +640,37 @@ class Rollcall:
                         continue
                     for enrollment in self._seated(training, session.id, enrollments):
                         enrollment.record_deadline_passed(ctx, kind, deadline)
+            for session_id in list(training.waitlists):
+                closed = registration_closed_at(training, training.session(session_id), ctx.now)
+                if closed is not None:
+                    enrolling.expire_waitlist(
+                        ctx, training, session_id, closed, partial(self._load, enrollments)
+                    )
             changed: list[Aggregate] = [training, *enrollments.values()]
             return changed, sum(len(a.pending_events) for a in changed)
+
+        count, _ = self._run(command)
+        return count
+
+    @measured("send_due_reminders")
+    def send_due_reminders(self, training_id: UUID) -> int:
+        """Record each reminder due now once on each participant's enrollment (the
+        notifier mails it); safe to run concurrently and repeatedly (each enrollment's
+        version guards it). Returns the reminders recorded."""
+
+        def command() -> tuple[Sequence[Aggregate], int]:
+            ctx = self._context(Command(actor_id=SYSTEM_ACTOR))
+            training = self._training(training_id)
+            enrollments: dict[UUID, Enrollment] = {}
+            for session in training.active_sessions():
+                due = [r for r in training.reminders_of(session) if r.due(ctx.now)]
+                if not due:
+                    continue
+                for enrollment in self._seated(training, session.id, enrollments):
+                    for reminder in due:
+                        enrollment.remind(ctx, reminder)
+            changed = [e for e in enrollments.values() if e.pending_events]
+            return changed, sum(len(e.pending_events) for e in changed)
 
         count, _ = self._run(command)
         return count
@@ -592,6 +731,17 @@ class Rollcall:
         return {"type": type(aggregate).__name__, **jsonable(state)}
 
 
+def _consistent(read: Callable[[], T]) -> T:
+    """A read of two aggregates that agree: re-read when another command's save fell
+    between them (``StaleRead``)."""
+    for _ in range(MAX_ATTEMPTS - 1):
+        try:
+            return read()
+        except StaleRead:
+            continue
+    return read()
+
+
 def _expect(aggregate: Aggregate, if_match: Collection[int] | None) -> None:
     """An ``If-Match`` precondition: the command runs only on one of these versions
     (checked on the state the command runs on, so a concurrent change cannot slip in)."""
@@ -609,12 +759,52 @@ def _show_target(needed: enrolling.ConfirmationRequired, training: Training, now
 
 
 def _changed(
-    training: Training, enrollment: Enrollment, now: datetime, warnings: list[Any]
+    training: Training,
+    enrollment: Enrollment,
+    now: datetime,
+    warnings: list[Any],
+    others: Iterable[Aggregate] = (),
 ) -> tuple[Sequence[Aggregate], dict[str, Any]]:
-    """What a switch or unenrollment saves and answers: the state and its warnings."""
+    """What a switch or unenrollment saves (with ``others`` it changed: promoted
+    enrollments, calendars) and answers: the state and its warnings."""
     view = enrollment_view(training, enrollment, now)
     view["warnings"] = [w.to_dict() for w in warnings]
-    return [training, enrollment], view
+    return [training, enrollment, *others], view
+
+
+class _Calendars:
+    """``enrolling.Calendars`` over the store: each user's calendar (the ``User``
+    aggregate's bookings) loaded once per command, saved with it when it changed."""
+
+    def __init__(self, rollcall: Rollcall) -> None:
+        self.rc = rollcall
+        self.users: dict[str, User] = {}
+
+    def _user(self, user_id: str) -> User:
+        if user_id not in self.users:
+            self.users[user_id] = self.rc._user(user_id)
+        return self.users[user_id]
+
+    def _training(self, training_id: UUID) -> Training | None:
+        try:
+            return self.rc._training(training_id)
+        except NotFound:
+            return None
+
+    def conflict(self, user_id: str, training: Training, session: Session) -> Refusal | None:
+        return no_schedule_conflict(self._user(user_id), training, session, self._training)
+
+    def book(self, ctx: Context, user_id: str, training_id: UUID, session_id: UUID) -> None:
+        self._user(user_id).book(ctx, training_id, session_id)
+
+    def unbook(self, ctx: Context, user_id: str, training_id: UUID) -> None:
+        self._user(user_id).unbook(ctx, training_id)
+
+    def changed(self) -> list[User]:
+        return [user for user in self.users.values() if user.pending_events]
+
+    def __iter__(self) -> Iterator[User]:
+        return iter(self.changed())
 
 
 def _by(event: object, as_of: datetime | None) -> bool:

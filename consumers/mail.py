@@ -37,6 +37,14 @@ HEADLINES = {
     "unenrolled": "{learner} unenrolled from a training session.",
     "attendance": "The participant list is final: {learner} will attend this session.",
     "rescheduled": "The training session of {learner} was rescheduled.",
+    "waitlisted": "{learner} joined the waitlist of a full training session.",
+    "promoted": "A seat freed up: {learner} is now enrolled in a training session.",
+    "left_waitlist": "{learner} left the waitlist of a training session.",
+    "waitlist_expired": "Registration closed before a seat freed up: "
+    "{learner} is no longer on the waitlist.",
+    "reminder": "A reminder was sent to {learner}: their training session is coming up.",
+    "deadline_reminder": "A reminder was sent to {learner}: "
+    "the cancellation deadline of their session is near.",
 }
 SUBJECTS = {
     "enrolled": "{learner} enrolled in {training}",
@@ -44,6 +52,12 @@ SUBJECTS = {
     "unenrolled": "{learner} unenrolled from {training}",
     "attendance": "{learner}'s session of {training} is final",
     "rescheduled": "{learner}'s session of {training} was rescheduled",
+    "waitlisted": "{learner} is on the waitlist for {training}",
+    "promoted": "{learner} got a seat in {training}",
+    "left_waitlist": "{learner} left the waitlist for {training}",
+    "waitlist_expired": "{learner}'s place on the waitlist for {training} expired",
+    "reminder": "Reminder sent to {learner}: {training}",
+    "deadline_reminder": "Reminder sent to {learner}: cancellation deadline of {training}",
 }
 LEARNER_HEADLINES = {
     "enrolled": "You are enrolled in a training session.",
@@ -51,6 +65,15 @@ LEARNER_HEADLINES = {
     "unenrolled": "You are no longer enrolled in a training session.",
     "attendance": "The participant list is final: you will attend this session.",
     "rescheduled": "Your training session was rescheduled.",
+    "waitlisted": "The session is full: you are on its waitlist, and will get the first "
+    "seat that frees up while registration is open.",
+    "promoted": "A seat freed up: you are now enrolled in the training session.",
+    "left_waitlist": "You are no longer on the waitlist of a training session.",
+    "waitlist_expired": "Registration closed before a seat freed up: "
+    "you are no longer on the waitlist.",
+    "reminder": "Reminder: your training session is coming up.",
+    "deadline_reminder": "Reminder: the cancellation deadline of your training session is "
+    "near. After it you can no longer unenroll or switch.",
 }
 LEARNER_SUBJECTS = {
     "enrolled": "You are enrolled in {training}",
@@ -58,7 +81,15 @@ LEARNER_SUBJECTS = {
     "unenrolled": "You are no longer enrolled in {training}",
     "attendance": "Your session of {training} is final",
     "rescheduled": "Your session of {training} was rescheduled",
+    "waitlisted": "You are on the waitlist for {training}",
+    "promoted": "You got a seat in {training}",
+    "left_waitlist": "You left the waitlist for {training}",
+    "waitlist_expired": "Your place on the waitlist for {training} expired",
+    "reminder": "Reminder: {training}",
+    "deadline_reminder": "Reminder: last moment to cancel or change {training}",
 }
+WITHOUT_CALENDAR = frozenset({"waitlisted", "left_waitlist", "waitlist_expired"})
+"""Notices about a place in line: no seat, so nothing for a calendar."""
 
 
 def when(session: Session) -> str:
@@ -108,7 +139,12 @@ class Notice:
                 learner=self.learner_name
             ),
             "training_title": self.training_title,
-            "session_label": "Session left" if self.kind == "unenrolled" else "Session",
+            "session_label": {
+                "unenrolled": "Session left",
+                "waitlisted": "Session waited for",
+                "left_waitlist": "Session waited for",
+                "waitlist_expired": "Session waited for",
+            }.get(self.kind, "Session"),
             "session": session(self.session),
             "previous": session(self.previous) if self.previous else None,
             "reason": self.reason,
@@ -125,10 +161,13 @@ class Notice:
     def ics_method(self) -> str:
         return "CANCEL" if self.kind == "unenrolled" else "PUBLISH"
 
-    def ics(self, stamp: datetime) -> str:
+    def ics(self, stamp: datetime) -> str | None:
         """The session as a calendar event: one UID per enrollment, so a switch or a
         new time moves the one event (a higher SEQUENCE) and an unenrollment cancels
-        it; times in the session's zone, described by its VTIMEZONE."""
+        it; times in the session's zone, described by its VTIMEZONE. None for a place
+        in line, which holds no seat."""
+        if self.kind in WITHOUT_CALENDAR:
+            return None
         calendar = Calendar()
         calendar.add("prodid", "-//Rollcall//Training sessions//EN")
         calendar.add("version", "2.0")

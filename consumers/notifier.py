@@ -89,6 +89,21 @@ MAIL_ATTEMPTS = 12
 """Tries of one mail before it is given up (about an hour and a half with the backoff)."""
 
 
+ENROLLMENT_NOTICES = frozenset(
+    {
+        "Enrolled",
+        "SessionSwitched",
+        "Unenrolled",
+        "Waitlisted",
+        "PromotedFromWaitlist",
+        "LeftWaitlist",
+        "WaitlistExpired",
+        "ReminderSent",
+    }
+)
+"""The enrollment events a learner (and their supervisor) is told of."""
+
+
 class Undeliverable(Exception):
     """This record can never be handled: it goes to the dead-letter topic."""
 
@@ -249,7 +264,7 @@ class Notifier:
             ]
         if name == "SessionRescheduled":
             return self._rescheduled(event)
-        if name not in {"Enrolled", "SessionSwitched", "Unenrolled"}:
+        if name not in ENROLLMENT_NOTICES:
             return []
         enrollment: Enrollment = self.reader.aggregate(UUID(event.subject), version=event.sequence)
         training = self._current(enrollment.training_id)
@@ -281,8 +296,49 @@ class Notifier:
                 by_admin=data["by_admin"],
                 enrollment_id=enrollment.id,
             ),
+            "Waitlisted": lambda: Notice(
+                "waitlisted",
+                "",
+                training.title,
+                session_of(UUID(data["session_id"])),
+                by_admin=data["by_admin"],
+                enrollment_id=enrollment.id,
+            ),
+            "PromotedFromWaitlist": lambda: Notice(
+                "promoted",
+                "",
+                training.title,
+                session_of(UUID(data["session_id"])),
+                enrollment_id=enrollment.id,
+            ),
+            "LeftWaitlist": lambda: Notice(
+                "left_waitlist",
+                "",
+                training.title,
+                session_of(UUID(data["session_id"])),
+                reason=data["reason"] or None,
+                by_admin=data["by_admin"],
+                enrollment_id=enrollment.id,
+            ),
+            "WaitlistExpired": lambda: Notice(
+                "waitlist_expired",
+                "",
+                training.title,
+                session_of(UUID(data["session_id"])),
+                enrollment_id=enrollment.id,
+            ),
+            "ReminderSent": lambda: Notice(
+                "reminder" if data["kind"] == "before_session" else "deadline_reminder",
+                "",
+                training.title,
+                session_of(UUID(data["session_id"])),
+                enrollment_id=enrollment.id,
+            ),
         }[name]()
-        return [self._addressed(notice, enrollment.user_id, training)]
+        addressed = self._addressed(notice, enrollment.user_id, training)
+        if name == "ReminderSent":  # the learner asked for nothing else: theirs alone
+            addressed = replace(addressed, tell_learner=True, supervisor=None)
+        return [addressed]
 
     def _rescheduled(self, event: Event) -> list[Addressed]:
         """A session's new time or place, for each of its participants then (a change

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from domain.deadlines import Restriction
+from domain.reminders import Reminders
 from domain.training import DeadlineKind, Seat, Session, Training
 from domain.views import session_view, training_view
 from projections.paging import Order, Page, page
@@ -57,7 +58,9 @@ def on_training_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
                 "locked": False,
                 "stop_registration": Restriction().to_dict(),
                 "stop_cancellation": Restriction().to_dict(),
+                "reminders": Reminders().to_dict(),
                 "participants": {},
+                "waitlists": {},
                 "session_ids": [],
                 "created_at": ev.time,
                 "version": ev.sequence,
@@ -76,6 +79,7 @@ def _session_added(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None
         **_schedule(ev),
         "cancelled": False,
         "seats_taken": 0,
+        "waitlist_length": 0,
         "registration_passed": False,
         "cancellation_passed": False,
     }
@@ -101,6 +105,13 @@ def _restrictions_set(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> N
     for session_id in training["session_ids"]:
         session = uow.changed(t.sessions, session_id)
         session.update(_deadlines(training, session))
+
+
+def _reminders_set(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    training["reminders"] = {
+        "before_session": ev.data["before_session"],
+        "before_cancellation_deadline": ev.data["before_cancellation_deadline"],
+    }
 
 
 def _locked(locked: bool) -> Callable[[UnitOfWork, Tables, Row, Event], None]:
@@ -135,6 +146,31 @@ def _seat_released(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None
     _seats(uow, t, ev.data["session_id"], -1)
 
 
+def _waitlisted(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    session_id = ev.data["session_id"]
+    line = [
+        *training["waitlists"].get(session_id, []),
+        [ev.data["user_id"], ev.data["enrollment_id"]],
+    ]
+    training["waitlists"] = {**training["waitlists"], session_id: line}
+    uow.changed(t.sessions, session_id)["waitlist_length"] += 1
+
+
+def _off_waitlist(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    session_id, user_id = ev.data["session_id"], ev.data["user_id"]
+    line = [p for p in training["waitlists"].get(session_id, []) if p[0] != user_id]
+    training["waitlists"] = {
+        **{k: v for k, v in training["waitlists"].items() if k != session_id},
+        **({session_id: line} if line else {}),
+    }
+    uow.changed(t.sessions, session_id)["waitlist_length"] -= 1
+
+
+def _promoted(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
+    _off_waitlist(uow, t, training, ev)
+    _seat_taken(uow, t, training, ev)
+
+
 def _deadline_passed(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
     uow.changed(t.sessions, ev.data["session_id"])[f"{ev.data['kind']}_passed"] = True
 
@@ -160,11 +196,16 @@ TRAINING_HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Row, Event], None]] =
     "SessionRescheduled": _session_rescheduled,
     "SessionCancelled": _session_cancelled,
     "RestrictionsSet": _restrictions_set,
+    "RemindersSet": _reminders_set,
     "ParticipantListLocked": _locked(True),
     "ParticipantListUnlocked": _locked(False),
     "SeatTaken": _seat_taken,
     "SeatMoved": _seat_moved,
     "SeatReleased": _seat_released,
+    "Waitlisted": _waitlisted,
+    "PromotedFromWaitlist": _promoted,
+    "LeftWaitlist": _off_waitlist,
+    "WaitlistExpired": _off_waitlist,
     "DeadlinePassed": _deadline_passed,
     "DeadlineReopened": _deadline_reopened,
 }
@@ -262,12 +303,15 @@ def restore_trainings(
 ) -> dict[str, Training]:
     """Domain Trainings rebuilt from rows, for the rule functions and the views.
 
-    ``participants=False`` leaves the seat ledger out (it grows with the training): such
-    a Training answers about sessions, deadlines, seat counts and the lock, not about
-    who holds which seat. Seat counts come from the session rows either way."""
+    ``participants=False`` leaves the seat ledger and the lines out (they grow with the
+    training): such a Training answers about sessions, deadlines, seat counts, line
+    lengths and the lock, not about who holds which seat or place. Counts come from the
+    session rows either way."""
     if not training_ids:
         return {}
-    columns = [c for c in t.trainings.c if participants or c.name != "participants"]
+    columns = [
+        c for c in t.trainings.c if participants or c.name not in {"participants", "waitlists"}
+    ]
     sessions: dict[str, list[Row]] = {}
     for session in conn.execute(
         select(t.sessions).where(t.sessions.c.training_id.in_(sorted(training_ids)))
@@ -303,6 +347,12 @@ def restore_trainings(
                 if s[f"{kind.value}_passed"]
             },
             seats={UUID(s["session_id"]): s["seats_taken"] for s in rows},
+            waitlists={
+                UUID(session_id): [(user, UUID(enrollment_id)) for user, enrollment_id in line]
+                for session_id, line in row.get("waitlists", {}).items()
+            },
+            queued={UUID(s["session_id"]): s["waitlist_length"] for s in rows},
+            reminders=Reminders.from_dict(row["reminders"]),
         )
     return restored
 

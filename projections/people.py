@@ -21,7 +21,8 @@ from projections.unit import Event, Row, UnitOfWork
 
 
 def on_enrollment_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
-    if ev.name == "Enrolled":
+    if ev.name in {"Enrolled", "Waitlisted"}:
+        waitlisted = ev.name == "Waitlisted"
         uow.put(
             t.enrollments,
             ev.subject,
@@ -30,7 +31,9 @@ def on_enrollment_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
                 "user_id": ev.data["user_id"],
                 "training_id": ev.data["training_id"],
                 "session_id": ev.data["session_id"],
-                "active": True,
+                "active": not waitlisted,
+                "waitlisted": waitlisted,
+                "expired": False,
                 "attendance": None,
                 "by_admin": ev.data["by_admin"],
                 "unenroll_reason": None,
@@ -57,6 +60,18 @@ def _unenrolled(row: Row, ev: Event) -> None:
     row["by_admin"] = ev.data["by_admin"]
 
 
+def _promoted(row: Row, ev: Event) -> None:
+    row.update(active=True, waitlisted=False)
+
+
+def _left_waitlist(row: Row, ev: Event) -> None:
+    row.update(waitlisted=False, unenroll_reason=ev.data["reason"], by_admin=ev.data["by_admin"])
+
+
+def _expired(row: Row, ev: Event) -> None:
+    row.update(waitlisted=False, expired=True)
+
+
 def _attendance(row: Row, ev: Event) -> None:
     row["attendance"] = ev.data["status"]
 
@@ -68,6 +83,9 @@ def _unchanged(row: Row, ev: Event) -> None:
 ENROLLMENT_HANDLERS: dict[str, Callable[[Row, Event], None]] = {
     "SessionSwitched": _switched,
     "Unenrolled": _unenrolled,
+    "PromotedFromWaitlist": _promoted,
+    "LeftWaitlist": _left_waitlist,
+    "WaitlistExpired": _expired,
     "AttendanceRecorded": _attendance,
 }
 
@@ -136,9 +154,12 @@ def enrollments_of(
             session_id=UUID(row["session_id"]),
             active=row["active"],
             attendance=row["attendance"],
+            waitlisted=row["waitlisted"],
+            expired=row["expired"],
         )
         views.append(enrollment_view(training, enrollment, now, seats[row["session_id"]]))
-    views.sort(key=lambda v: (not v["active"], v["session"]["starts_at"]))
+    standing = {"waitlisted": 1, "unenrolled": 2, "waitlist_expired": 2}
+    views.sort(key=lambda v: (standing.get(v["status"], 0), v["session"]["starts_at"]))
     return views
 
 
@@ -158,12 +179,31 @@ def roster(conn: Connection, t: Tables, session_id: str, now: datetime) -> dict[
     ).mappings()
     training_id = session["training_id"]
     training = restore_trainings(conn, t, {training_id}, participants=False)[training_id]
+    line_of = select(t.trainings.c.waitlists).where(t.trainings.c.training_id == training_id)
+    line = (conn.execute(line_of).scalar() or {}).get(session_id, [])
+    people = {
+        row.user_id: row
+        for row in conn.execute(
+            select(t.users.c.user_id, t.users.c.name, t.users.c.email).where(
+                t.users.c.user_id.in_([user for user, _ in line])
+            )
+        )
+    }
     return {
         "session": session_view(
             training, training.session(UUID(session_id)), now, session["seats_taken"]
         ),
         "training_id": training_id,
         "participants": [dict(p) for p in participants],
+        "waitlist": [
+            {
+                "position": position,
+                "user_id": user,
+                "name": people[user].name if user in people else None,
+                "email": people[user].email if user in people else None,
+            }
+            for position, (user, _) in enumerate(line, start=1)
+        ],
     }
 
 
@@ -224,17 +264,23 @@ def training_enrollments_page(
                 "name": row["name"],
                 "session_id": row["session_id"],
                 "active": row["active"],
+                "waitlisted": row["waitlisted"],
                 "by_admin": row["by_admin"],
                 "attendance": row["attendance"],
                 "enrolled_at": row["enrolled_at"].isoformat(),
-                "unenrolled_at": None if row["active"] else row["updated_at"].isoformat(),
-                "unenroll_reason": None if row["active"] else row["unenroll_reason"],
+                "unenrolled_at": None if _current(row) else row["updated_at"].isoformat(),
+                "unenroll_reason": None if _current(row) else row["unenroll_reason"],
                 "version": row["version"],
             }
             for row in rows
         ]
 
     return page(conn, query, order, cursor, limit, shape)
+
+
+def _current(row: Row) -> bool:
+    """Holding a seat or a place in line: not ended."""
+    return bool(row["active"] or row["waitlisted"])
 
 
 def enrollment_ids_of(conn: Connection, t: Tables, user_id: str) -> list[str]:

@@ -83,7 +83,9 @@ def tables(suffix: str = "") -> Tables:
         Column("locked", Boolean, nullable=False),
         Column("stop_registration", JSON, nullable=False),
         Column("stop_cancellation", JSON, nullable=False),
+        Column("reminders", JSON, nullable=False),
         Column("participants", JSON, nullable=False),  # user_id -> [enrollment_id, session_id]
+        Column("waitlists", JSON, nullable=False),  # session_id -> [[user_id, enrollment_id]...]
         Column("session_ids", JSON, nullable=False),
         Column("created_at", Instant, nullable=False),
         Column("version", Integer, nullable=False),
@@ -99,6 +101,7 @@ def tables(suffix: str = "") -> Tables:
         Column("capacity", Integer),
         Column("cancelled", Boolean, nullable=False),
         Column("seats_taken", Integer, nullable=False),
+        Column("waitlist_length", Integer, nullable=False),
         Column("registration_deadline", Instant),
         Column("cancellation_deadline", Instant),
         Column("registration_passed", Boolean, nullable=False),  # DeadlinePassed recorded
@@ -111,6 +114,8 @@ def tables(suffix: str = "") -> Tables:
         Column("training_id", String(36), nullable=False),
         Column("session_id", String(36), nullable=False),
         Column("active", Boolean, nullable=False),
+        Column("waitlisted", Boolean, nullable=False),
+        Column("expired", Boolean, nullable=False),  # ended in line (WaitlistExpired)
         Column("attendance", String(20)),
         Column("by_admin", Boolean, nullable=False),
         Column("unenroll_reason", Text),

@@ -33,8 +33,10 @@ from application.commands import (
     RecordAttendance,
     SessionInput,
     SetLock,
+    SetReminders,
     SetRestrictions,
     Switch,
+    Unenroll,
     UpdateSession,
     UpdateTraining,
 )
@@ -118,8 +120,19 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
     )
     rc.set_lock(SetLock(actor_id="ada", training_id=training, locked=True))
     rc.set_lock(SetLock(actor_id="ada", training_id=training, locked=False))
+    small = _waitlist_story(rc, clock)
+    rc.set_reminders(
+        SetReminders(
+            actor_id="ada",
+            training_id=training,
+            before_session=[{"amount": 1, "unit": "days"}],
+            before_cancellation_deadline=None,
+        )
+    )
     clock.advance(timedelta(days=19))
+    rc.send_due_reminders(training)  # Lena's session starts in a day
     rc.record_passed_deadlines(training)
+    rc.record_passed_deadlines(small)  # Ada, still in line, expires
     rc.set_restrictions(  # relaxed: the cancellation deadline of Lena's session reopens
         SetRestrictions(
             actor_id="ada",
@@ -138,6 +151,23 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
             status="attended",
         )
     )
+
+
+def _waitlist_story(rc: Rollcall, clock: ManualClock) -> UUID:
+    """A one-seat session: Otto takes the seat, Sam, Lena and Ada queue, Lena leaves
+    the line, Otto leaves and Sam is promoted; Ada waits on (she expires later)."""
+    starts = clock.now() + timedelta(days=12)
+    one_seat = SessionInput(starts, starts + timedelta(hours=2), "Europe/Berlin", "Lab", 1)
+    created = rc.create_training(
+        CreateTraining(actor_id="ada", title="Fire safety", sessions=[one_seat])
+    ).value
+    training, session = UUID(created["id"]), UUID(created["sessions"][0]["id"])
+    rc.enroll(Enroll(actor_id="otto", training_id=training, session_id=session))
+    for user in ("sam", "lena", "ada"):
+        rc.enroll(Enroll(actor_id=user, training_id=training, session_id=session, waitlist=True))
+    rc.unenroll(Unenroll(actor_id="lena", training_id=training, reason="Found another date"))
+    rc.unenroll(Unenroll(actor_id="otto", training_id=training, confirm=True))
+    return training
 
 
 @cache

@@ -112,6 +112,18 @@ class RestrictionsIn(Body):
     stop_cancellation: RestrictionIn
 
 
+class OffsetIn(Body):
+    amount: StrictInt = Field(ge=1, le=1000)
+    unit: Literal["hours", "days", "weeks", "months"]
+
+
+class RemindersIn(Body):
+    """Both settings, always (SPEC §9.4): an empty list and null turn them off."""
+
+    before_session: list[OffsetIn] = Field(max_length=5)
+    before_cancellation_deadline: OffsetIn | None
+
+
 class PatchIn(Body):
     """A partial update: the fields given change, those left out keep their value; a
     field given as null must be one that can be null (else 422, not "unchanged")."""
@@ -168,6 +180,11 @@ class EnrollIn(Body):
     user_id: UserId | None = Field(default=None, description="managers only: enroll someone else")
     confirm: StrictBool = Field(
         default=False, description="needed when the answer would carry warnings (R8, R9)"
+    )
+    waitlist: StrictBool = Field(
+        default=False,
+        description="a full session puts you in its line (status waitlisted) instead of "
+        "refusing with session_full (SPEC §9.4)",
     )
 
 
@@ -239,6 +256,7 @@ class SessionOut(Out):
     cancelled: bool
     seats_taken: int
     seats_left: int | None
+    waitlist_length: int = Field(description="learners waiting for a seat (SPEC §9.4)")
     registration_deadline: Timestamp | None
     registration_deadline_local: Timestamp | None
     cancellation_deadline: Timestamp | None
@@ -259,6 +277,16 @@ class RestrictionsOut(Out):
     stop_cancellation: RestrictionOut
 
 
+class OffsetOut(Out):
+    amount: int
+    unit: Literal["hours", "days", "weeks", "months"]
+
+
+class RemindersOut(Out):
+    before_session: list[OffsetOut]
+    before_cancellation_deadline: OffsetOut | None
+
+
 class TrainingOut(Out):
     id: Id
     title: str
@@ -271,6 +299,7 @@ class TrainingOut(Out):
         description="open: a session takes registrations; past: every session ended"
     )
     restrictions: RestrictionsOut
+    reminders: RemindersOut
     sessions: list[SessionOut]
     version: int = Field(description="the training's version: its ETag")
 
@@ -285,8 +314,12 @@ class EnrollmentOut(Out):
     training_id: Id
     training_title: str
     session: SessionOut
-    status: str
-    active: bool
+    status: str = Field(
+        description="not_started, in_progress, awaiting_assignment, attended, absent, "
+        "unenrolled, waitlisted or waitlist_expired"
+    )
+    active: bool = Field(description="holds a seat (false while waitlisted)")
+    waitlist_position: int | None = Field(description="1 = next in line; null unless waitlisted")
     attendance: Literal["attended", "absent"] | None
     actions: dict[str, ActionOut]
     version: int
@@ -324,10 +357,18 @@ class ParticipantOut(Out):
     attendance: Literal["attended", "absent"] | None
 
 
+class WaitingOut(Out):
+    position: int = Field(description="1 = next to be given a freed seat")
+    user_id: str
+    name: str | None
+    email: str | None
+
+
 class RosterOut(Out):
     session: SessionOut
     training_id: Id
     participants: list[ParticipantOut]
+    waitlist: list[WaitingOut] = Field(description="the session's line, first come first")
 
 
 class OptionOut(SessionOut):
@@ -391,6 +432,7 @@ class TrainingEnrollmentOut(Out):
     name: str | None
     session_id: Id
     active: bool
+    waitlisted: bool = Field(description="in the session's line, holding no seat yet")
     by_admin: bool = Field(description="last changed by an administrator's override")
     attendance: Literal["attended", "absent"] | None
     enrolled_at: Timestamp

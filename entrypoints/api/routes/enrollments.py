@@ -32,7 +32,8 @@ def enroll(
     response: Response,
     versions: IfMatch,
 ) -> dict[str, Any]:
-    """Enroll yourself, or (administrators, R12 roles) anyone: R1, R4, R6, R7, R13."""
+    """Enroll yourself, or (administrators, R12 roles) anyone: R1, R4, R6, R7, R13, no
+    schedule conflict; with ``waitlist``, a full session's line instead (SPEC §9.4)."""
     result = services.rollcall.enroll(
         Enroll(
             actor_id=who,
@@ -40,6 +41,7 @@ def enroll(
             session_id=body.session_id,
             user_id=body.user_id,
             confirm=body.confirm,
+            waitlist=body.waitlist,
             as_admin=body.user_id is not None and body.user_id != who,
             if_match=versions,
         )

@@ -14,6 +14,7 @@ from application.commands import (
     CancelSession,
     CreateTraining,
     SetLock,
+    SetReminders,
     SetRestrictions,
     UpdateSession,
     UpdateTraining,
@@ -36,6 +37,7 @@ from entrypoints.api.models import (
     CommandOut,
     LockIn,
     PageOut,
+    RemindersIn,
     RestrictionsIn,
     RosterOut,
     SessionAddedOut,
@@ -189,6 +191,31 @@ def set_restrictions(
             training_id=training_id,
             stop_registration=body.stop_registration.model_dump(),
             stop_cancellation=body.stop_cancellation.model_dump(),
+            if_match=versions,
+        )
+    )
+    return answer(result, response, tagged=True)
+
+
+@router.put("/v1/trainings/{training_id}/reminders", response_model=CommandOut[TrainingOut])
+def set_reminders(
+    training_id: UUID,
+    body: RemindersIn,
+    who: Commander,
+    services: Services,
+    response: Response,
+    versions: IfMatch,
+) -> dict[str, Any]:
+    """When learners are reminded: before each session, before the cancellation
+    deadline (SPEC §9.4; R12 roles)."""
+    result = services.rollcall.set_reminders(
+        SetReminders(
+            actor_id=who,
+            training_id=training_id,
+            before_session=[offset.model_dump() for offset in body.before_session],
+            before_cancellation_deadline=body.before_cancellation_deadline.model_dump()
+            if body.before_cancellation_deadline
+            else None,
             if_match=versions,
         )
     )

@@ -33,6 +33,7 @@ class Client:
     rollcall: Rollcall
     clock: ManualClock
     project: Callable[[], None]
+    trainings: int = 0
 
     def call(self, method: str, path: str, user: str | None, **kwargs: Any) -> Response:
         headers = kwargs.pop("headers", {})
@@ -58,9 +59,14 @@ class Client:
         return response.json()
 
     def training(self, capacity: int = 10) -> tuple[str, list[str]]:
+        """A training with sessions in 10 and 20 days; each next one's sessions three
+        hours later than the one before, so a learner may hold a seat in each without a
+        schedule conflict (SPEC §9.4)."""
+        self.trainings += 1
+        later = 3 * (self.trainings - 1) / 24
         body = {
             "title": "Fire safety",
-            "sessions": [session(self.clock, d, capacity) for d in (10, 20)],
+            "sessions": [session(self.clock, d + later, capacity) for d in (10, 20)],
         }
         data = self.ok("POST", "/v1/trainings", ADMIN, json=body)["data"]
         return data["id"], [s["id"] for s in data["sessions"]]

@@ -32,6 +32,7 @@ class World:
     def __init__(self, rollcall: Rollcall, clock: ManualClock) -> None:
         self.rc = rollcall
         self.clock = clock
+        self.trainings = 0
         entries = [
             (SYSTEM_ACTOR, ADMIN, "Ada Admin", {"roles": ["admin"]}),
             (ADMIN, SUPERVISOR, "Sam Supervisor", {}),
@@ -67,7 +68,12 @@ class World:
         stop_cancellation: dict[str, Any] | None = None,
         notify: bool = True,
         notify_learners: bool = True,
+        apart: bool = False,
     ) -> TrainingRef:
+        # ``apart``: this training's sessions three hours after the previous one's, so a
+        # learner may hold a seat in each without a schedule conflict (SPEC §9.4).
+        later = 3 * self.trainings / 24 if apart else 0
+        self.trainings += 1
         result = self.rc.create_training(
             CreateTraining(
                 actor_id=ADMIN,
@@ -76,7 +82,7 @@ class World:
                 session_selection=selection,
                 notify_supervisors=notify,
                 notify_learners=notify_learners,
-                sessions=[self.session(d, capacity) for d in days],
+                sessions=[self.session(d + later, capacity) for d in days],
             )
         )
         ref = TrainingRef(

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -28,12 +29,13 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from adapters.clock import SystemClock
+from adapters.clock import ManualClock, SystemClock
 from adapters.db import engine_for
 from adapters.embedded import LocalBroker, MailCatcher, free_port
 from adapters.kafka import topic_names
 from adapters.store_reader import StoreReader
-from application.commands import Enroll, PutUser
+from application.commands import Enroll, PutUser, SetReminders, Unenroll
+from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
 from projections.projector import caught_up, create_tables, replay
 from tests.infra import truncate_postgres, wait_for
@@ -203,6 +205,7 @@ class Parts:
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.logs = logs
+        self.env = env
         self.processes = []
         for i, part in enumerate(self.NAMES):
             part_env = {**env, "PGAPPNAME": f"rollcall-drill-{part}"}
@@ -218,6 +221,22 @@ class Parts:
                     ),
                 )
             )
+
+    def kill_and_restart(self, name: str) -> None:
+        """SIGKILL the part named ``name`` (the first of that name) and start it again."""
+        index = self.NAMES.index(name)
+        path, process = self.processes[index]
+        process.kill()
+        process.wait()
+        with path.open("a") as log:
+            log.write("--- killed with SIGKILL, started again\n")
+        restarted = subprocess.Popen(
+            [CLI, "serve", name],
+            env=self.env | {"PGAPPNAME": f"rollcall-drill-{name}"},
+            stderr=path.open("a"),
+            stdout=subprocess.DEVNULL,
+        )
+        self.processes[index] = (path, restarted)
 
     def dead(self) -> dict[str, str]:
         return {
@@ -463,3 +482,119 @@ def test_sender_killed_repeatedly_resends_at_most_one_mail_per_kill(
     assert len(ids) == len(learners)
     # At most one resend per kill: a mail in flight at two kills may come three times.
     assert resent <= kills
+
+
+# -- the notifier, killed while promotions and reminders flow -----------------------------------
+
+
+@pytest.mark.postgres
+def test_notifier_killed_mid_stream_mails_each_promotion_and_reminder_once(
+    postgres_url: str, drill_broker: LocalBroker, tmp_path: Path
+) -> None:
+    """SPEC §9.4 with R15: 30 learners hold the seats of a session, 30 wait in its line;
+    the seated leave (each promoting the next in line) and a reminder falls due for all,
+    while the notifier is killed with SIGKILL twice: every promotion and every reminder
+    is mailed exactly once, to the learner (and the promotion to their supervisor)."""
+    truncate_postgres(postgres_url)
+    prefix = f"remind{int(time.time() * 1000) % 10**8}"
+    clock = ManualClock(datetime.now(UTC))
+    rc = Rollcall.open(postgres_url, clock)
+    world = World(rc, clock)
+    seated = [f"seated{i:02d}" for i in range(30)]
+    waiting = [f"waiting{i:02d}" for i in range(30)]
+    for learner in seated + waiting:
+        rc.put_user(
+            PutUser(
+                actor_id=ADMIN,
+                user_id=learner,
+                name=learner.title(),
+                email=f"{learner}@example.com",
+                supervisor_id=SUPERVISOR,
+            )
+        )
+    training = world.training(days=(3,), capacity=len(seated))
+    rc.set_reminders(
+        SetReminders(
+            actor_id=ADMIN,
+            training_id=training.id,
+            before_session=[{"amount": 2, "unit": "days"}],
+            before_cancellation_deadline=None,
+        )
+    )
+    for learner in seated:
+        world.enroll(training, learner)
+    for learner in waiting:
+        rc.enroll(
+            Enroll(
+                actor_id=learner,
+                training_id=training.id,
+                session_id=training.sessions[0],
+                waitlist=True,
+            )
+        )
+    engine = engine_for(postgres_url)
+    create_tables(engine)
+    with MailCatcher() as catcher:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")},
+            "ROLLCALL_DATABASE_URL": f"{postgres_url}?pool_size=2&max_overflow=4",
+            "ROLLCALL_KAFKA_BOOTSTRAP": drill_broker.bootstrap,
+            "ROLLCALL_TOPIC_PREFIX": prefix,
+            "ROLLCALL_KAFKA_PARTITIONS": "4",
+            "ROLLCALL_SMTP_HOST": "127.0.0.1",
+            "ROLLCALL_SMTP_PORT": str(catcher.port),
+            "ROLLCALL_MAIL_LEASE_SECONDS": "5",
+        }
+        parts = Parts(env, tmp_path)
+        try:
+            scheduler = DeadlineScheduler(rc)
+            clock.advance(timedelta(days=1, hours=1))  # the reminder is due
+            for i, learner in enumerate(seated):
+                rc.unenroll(Unenroll(actor_id=learner, training_id=training.id, confirm=True))
+                if i == 10:
+                    assert scheduler.tick() == len(seated)  # every seat holder, once
+                if i in (5, 20):
+                    parts.kill_and_restart("notifier")
+                time.sleep(0.05)
+            scheduler.tick()
+            parts.kill_and_restart("notifier")
+
+            def mailed(subject: str) -> list[Any]:
+                return [m for m in catcher.received() if m["Subject"].startswith(subject)]
+
+            def everything_mailed() -> bool:
+                assert not parts.dead(), parts.dead()
+                return len({m["Message-ID"] for m in mailed("You got a seat")}) >= len(
+                    waiting
+                ) and len({m["Message-ID"] for m in mailed("Reminder:")}) >= len(seated)
+
+            wait_for(everything_mailed, timeout=180, interval=0.5)
+            time.sleep(3)  # anything that would repeat has had time to
+        except BaseException:
+            print(parts.logs_text())
+            raise
+        finally:
+            exits = parts.stop()
+        assert set(exits.values()) == {0}, parts.logs_text()
+        promoted = mailed("You got a seat")
+        supervised = [
+            m
+            for m in catcher.received()
+            if " got a seat in " in m["Subject"] and not m["Subject"].startswith("You")
+        ]
+        reminders = mailed("Reminder:")
+        assert sorted(m["To"] for m in promoted) == [f"{w}@example.com" for w in waiting]
+        assert len(supervised) == len(waiting)  # the supervisor told of each promotion
+        # The reminder went to whoever held a seat when it fell due, once each.
+        assert len({m["To"] for m in reminders}) == len(reminders) == len(seated)
+        ids = Counter(m["Message-ID"] for m in catcher.received())
+        resent = sum(ids.values()) - len(ids)
+        report(
+            "notifier-sigkill-waitlist",
+            promotions=len(promoted),
+            reminders=len(reminders),
+            kills=3,
+            duplicated=resent,
+        )
+        assert resent == 0, ids.most_common(3)
+    rc.close()

@@ -45,7 +45,7 @@ def _projected(c: Client) -> tuple[str, list[str]]:
 def _attended(c: Client) -> tuple[str, list[str]]:
     """The learner in a session that has begun (attendance is recorded from then on)."""
     tid, sids = _enrolled(c, LEARNER)
-    c.clock.advance(timedelta(days=10, hours=1))
+    c.clock.advance(timedelta(days=10, hours=1 + 3 * (c.trainings - 1)))  # see Client.training
     return tid, sids
 
 
@@ -65,6 +65,17 @@ ROUTES: dict[str, tuple[set[str], Callable[[Client, str], Request]]] = {
             "PUT",
             f"/v1/trainings/{c.training()[0]}/restrictions",
             restrictions({"enabled": True, "amount": 1, "unit": "days"}),
+        ),
+    ),
+    "set_reminders": (
+        MANAGERS,
+        lambda c, u: (
+            "PUT",
+            f"/v1/trainings/{c.training()[0]}/reminders",
+            {
+                "before_session": [{"amount": 1, "unit": "days"}],
+                "before_cancellation_deadline": None,
+            },
         ),
     ),
     "set_lock": (
@@ -448,6 +459,7 @@ OPERATIONS = {
     "create_training",
     "add_session",
     "set_restrictions",
+    "set_reminders",
     "set_lock",
     "get_training",
     "get_catalog",
@@ -498,6 +510,7 @@ def test_openapi_has_stable_operation_ids_and_a_typed_answer_for_every_route(
         "/v1/trainings",
         "/v1/trainings/{training_id}/sessions",
         "/v1/trainings/{training_id}/restrictions",
+        "/v1/trainings/{training_id}/reminders",
         "/v1/trainings/{training_id}/lock",
         "/v1/trainings/{training_id}",
         "/v1/catalog",

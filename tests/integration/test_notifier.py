@@ -39,11 +39,13 @@ from application.commands import (
     Enroll,
     PutUser,
     SetLock,
+    SetReminders,
     Switch,
     Unenroll,
     UpdateSession,
     UpdateTraining,
 )
+from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
 from projections.notifications import entries, mark_read
@@ -524,3 +526,57 @@ def test_notifier_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
         assert len(conn.execute(select(outbox)).all()) == expected
         assert len(conn.execute(select(LIVE.notifications)).all()) == expected
     rc.close()
+
+
+def test_waitlist_and_reminder_notices_reach_whom_they_concern_once(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    """SPEC §9.4: a place taken in line and a promotion are told to the learner and their
+    supervisor (the place without a calendar event, it holds no seat; the promotion with
+    one); a reminder to the learner alone, with the calendar event."""
+    world = World(rollcall, clock)
+    training = world.training(days=(3,), capacity=1)
+    world.enroll(training, OTHER)  # Otto has no supervisor and is not a subject here
+    rollcall.enroll(
+        Enroll(
+            actor_id=LEARNER,
+            training_id=training.id,
+            session_id=training.sessions[0],
+            waitlist=True,
+        )
+    )
+    rollcall.unenroll(Unenroll(actor_id=OTHER, training_id=training.id, confirm=True))
+    rollcall.set_reminders(
+        SetReminders(
+            actor_id=ADMIN,
+            training_id=training.id,
+            before_session=[{"amount": 2, "unit": "days"}],
+            before_cancellation_deadline=None,
+        )
+    )
+    clock.advance(timedelta(days=1, hours=1))
+    assert DeadlineScheduler(rollcall).tick() == 1
+    lena = "lena@example.com"
+    pipeline.until(lambda: len(to(catcher.received(), lena)) >= 3)
+    pipeline.pump()
+    own = to(catcher.received(), lena)
+    supervisor = to(catcher.received(), "sam@example.com")
+    assert [m["Subject"] for m in own] == [
+        "You are on the waitlist for Fire safety",
+        "You got a seat in Fire safety",
+        "Reminder: Fire safety",
+    ]
+    assert [m["Subject"] for m in supervisor] == [
+        "Lena Learner is on the waitlist for Fire safety",
+        "Lena Learner got a seat in Fire safety",
+    ]
+    waiting, promoted, reminder = own
+    assert not [p for p in waiting.iter_attachments() if p.get_content_type() == "text/calendar"]
+    assert "PUBLISH" in calendar(promoted)
+    assert "PUBLISH" in calendar(reminder)
+    assert "Reminder: your training session is coming up." in (
+        reminder.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    )
+    with pipeline.engine.connect() as conn:
+        kinds = [e["kind"] for e in entries(conn, LIVE, LEARNER)]
+    assert sorted(kinds) == ["promoted", "reminder", "waitlisted"]

@@ -25,6 +25,7 @@ from entrypoints.api.idempotency import IdempotencyMiddleware, Keys
 from entrypoints.api.limits import Freshness, RateLimit
 from entrypoints.api.routes import audit, directory, enrollments, me, operations, trainings
 from entrypoints.observability import registry_for
+from entrypoints.ui import pages
 from projections.projector import caught_up, create_tables
 
 ROUTERS = [operations, directory, trainings, enrollments, me, audit]
@@ -77,6 +78,7 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)
+    pages.install(app)
 
     def user_of(request: Request) -> str | None:
         """The user a bearer token names, if it is valid (else the route answers 401)."""

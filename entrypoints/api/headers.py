@@ -1,6 +1,7 @@
 """Headers on every answer: no sniffing, no caching of personal data, no framing, no
-referrer, and a Content-Security-Policy that allows nothing (the API serves no pages;
-the optional docs page runs its own scripts and is left without one)."""
+referrer, and a Content-Security-Policy: nothing at all for the JSON API, the pages'
+own script and style for ``/ui`` (the optional docs page runs its own scripts and is
+left without one)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+"""The web pages (``/ui``) load their own script and style, and post only to themselves."""
 DOCS = "/docs"
 
 
@@ -30,13 +36,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         docs = scope["path"] == DOCS
+        policy = UI_CSP if scope["path"].startswith("/ui") else API_CSP
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.update(SECURITY_HEADERS)
                 if not docs:
-                    headers["Content-Security-Policy"] = API_CSP
+                    headers["Content-Security-Policy"] = policy
             await send(message)
 
         await self.app(scope, receive, answer)

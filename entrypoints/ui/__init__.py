@@ -1,0 +1,1 @@
+"""The web pages (SPEC §9.6)."""

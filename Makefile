@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test drills lint services install clean
+.PHONY: run test drills lint services install browser clean
 
 install: $(VENV)/.installed
 
@@ -20,9 +20,13 @@ services:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; \
 	  echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1
 
-# Everything on one machine: SQLite in ./var, a local Kafka-compatible broker, a mail catcher.
+# Everything on one machine: SQLite in ./var, a local Kafka-compatible broker, a mail catcher;
+# then the help article's story as a demo, and sign-in links to the pages (/ui/).
 run: install
-	$(BIN)/rollcall serve
+	@$(BIN)/rollcall serve & server=$$!; trap 'kill -INT $$server; wait $$server' INT TERM; \
+	  until $(BIN)/python -c "import httpx; httpx.get('http://127.0.0.1:8000/readyz').raise_for_status()" \
+	    2>/dev/null; do kill -0 $$server || exit 1; sleep 0.5; done; \
+	  $(BIN)/rollcall demo; wait $$server
 
 lint: install
 	$(BIN)/ruff check --output-format concise .
@@ -30,13 +34,24 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# The browser tests drive Debian's Chromium (never a downloaded browser) and check each
+# page with axe-core from the npm registry, kept out of the repository in .cache/.
+AXE := .cache/axe/node_modules/axe-core/axe.min.js
+
+browser: $(AXE)
+	@command -v chromium >/dev/null || apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
+
+$(AXE):
+	npm install --prefix .cache/axe --no-audit --no-fund --silent axe-core@4
+
 # The suite (under 15 minutes). The fault drills (processes killed, the broker restarted
 # empty, database connections terminated: about 3 minutes more) run with `make drills`.
-test: install services lint
+test: install services browser lint
 	$(BIN)/pytest -m "not drill"
 
 drills: install services
 	$(BIN)/pytest -m drill
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache tests/browser/shots

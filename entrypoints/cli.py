@@ -45,6 +45,7 @@ from entrypoints.demo import Demo
 from entrypoints.observability import problems, registry_for, serve_health
 from entrypoints.runtime import Runtime
 from entrypoints.settings import Settings
+from entrypoints.ui.signin import sign_in_link
 from projections.projector import IncompleteHistory, ProjectionGap, covering, kafka_events
 from projections.projector import replay as projector_replay
 
@@ -388,6 +389,20 @@ def token(
     typer.echo(issue_token(user_id, secret, datetime.now(UTC), timedelta(hours=hours)))
 
 
+@app.command("login-link")
+def login_link(
+    user_id: str,
+    url: Annotated[str, typer.Option(help="where the API serves /ui")] = "http://127.0.0.1:8000",
+) -> None:
+    """Print a one-time sign-in link to the web pages for a user (15 minutes)."""
+    settings = load_settings()
+    with opened(settings) as rollcall, refusals_as_exit():
+        if not rollcall.is_known_user(user_id):
+            raise NotFound("user", user_id)
+        secret = jwt_secret(settings)
+    typer.echo(sign_in_link(url, user_id, secret, datetime.now(UTC)))
+
+
 @app.command()
 def history(aggregate_id: UUID) -> None:
     """Show an aggregate's full history, in order, as JSON lines."""
@@ -435,7 +450,9 @@ def demo(
         )
     maildir = None if settings.smtp_host else settings.data_dir / "mail"
     try:
-        Demo(url, jwt_secret(settings), typer.echo).run(maildir)
+        demo = Demo(url, jwt_secret(settings), typer.echo)
+        demo.run(maildir)
+        demo.links()
     except (RuntimeError, httpx.HTTPError) as error:
         typer.echo(f"demo failed: {error}", err=True)
         raise typer.Exit(1) from None

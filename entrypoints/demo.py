@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from entrypoints.api.auth import issue_token
+from entrypoints.ui.signin import sign_in_link
 
 ADMIN, LEARNER, SUPERVISOR = "demo-admin", "demo-lena", "demo-sam"
 
@@ -119,3 +120,38 @@ class Demo:
                 say(f"   email to {message['To']}: {message['Subject']}")
         if len(entries) < 3:
             raise RuntimeError("the supervisor was not told in time")
+        self.scenery(start)
+
+    def scenery(self, start: datetime) -> None:
+        """Something to look at in the pages: Lena in a training she may still change,
+        and in the line of a full session (SPEC §9.4, §9.6)."""
+        call = self.call
+
+        def one(title: str, day: int, capacity: int) -> tuple[str, str]:
+            session = {
+                "starts_at": (start + timedelta(days=day)).isoformat(),
+                "ends_at": (start + timedelta(days=day, hours=3)).isoformat(),
+                "timezone": "Europe/Berlin",
+                "location": "Workshop",
+                "capacity": capacity,
+            }
+            made = call(
+                "POST", "/v1/trainings", ADMIN, json={"title": title, "sessions": [session]}
+            )
+            return made["data"]["id"], made["data"]["sessions"][0]["id"]
+
+        self.say("7. For the pages: Lena enrolls in 'Forklift basics' and joins the waitlist")
+        self.say("   of the full 'Crane license' session.")
+        tid, sid = one("Forklift basics", 3, 8)
+        call("POST", f"/v1/trainings/{tid}/enrollments", LEARNER, json={"session_id": sid})
+        tid, sid = one("Crane license", 5, 1)
+        call("POST", f"/v1/trainings/{tid}/enrollments", SUPERVISOR, json={"session_id": sid})
+        body = {"session_id": sid, "waitlist": True}
+        call("POST", f"/v1/trainings/{tid}/enrollments", LEARNER, json=body)
+
+    def links(self) -> None:
+        """One-time sign-in links to the pages for the demo's users."""
+        now = datetime.now(UTC)
+        base = str(self.http.base_url)
+        for user, who in [(LEARNER, "learner"), (SUPERVISOR, "supervisor"), (ADMIN, "admin")]:
+            self.say(f"Sign in as the {who}: {sign_in_link(base, user, self.secret, now)}")

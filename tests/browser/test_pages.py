@@ -184,6 +184,14 @@ def test_a_learner_switches_with_the_dialog_and_unenrolls_with_the_warning(
     expect(dialog).to_be_hidden()
     mine = server.call("GET", "/v1/me/trainings", LEARNER)
     assert [e["session"]["id"] for e in mine] == [t["sessions"][0]["id"]]  # unchanged
+    # By keyboard: Enter opens the dialog, focus is inside it, Escape closes it unsent.
+    page.get_by_role("button", name="Switch").focus()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    assert page.evaluate("document.activeElement.closest('dialog') !== null")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert page.url.endswith("/switch")
 
     page.get_by_role("button", name="Switch").click()
     page.get_by_role("dialog").get_by_role("button", name="Switch").click()
@@ -329,6 +337,31 @@ def test_forged_forms_and_spent_links_are_refused(server: Server, browser: Brows
     assert forged.status_code == 403
     unsigned = httpx.get(f"{server.url}/ui/", follow_redirects=False)
     assert unsigned.status_code == 401
+    outsider = browser.new_context(bypass_csp=True).new_page()
+    outsider.goto(f"{server.url}/ui/")
+    expect(outsider.get_by_role("heading", name="Sign in")).to_be_visible()
+    accessible(outsider, "sign-in")
     policy = unsigned.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
+
+
+def test_enrolling_where_one_could_not_cancel_later_asks_first(
+    server: Server, browser: Browser
+) -> None:
+    t = training(server, "Night shift safety", (30,))
+    late = {"enabled": True, "amount": 40, "unit": "days"}  # cancellations already stopped
+    off = {"enabled": False, "amount": 0, "unit": "hours"}
+    server.call(
+        "PUT",
+        f"/v1/trainings/{t['id']}/restrictions",
+        json={"stop_registration": off, "stop_cancellation": late},
+    )
+    page = sign_in(browser, server, LEARNER)
+    page.get_by_role("navigation").get_by_role("link", name="Catalog").click()
+    card(page, "Night shift safety").get_by_role("button", name="Enroll").click()
+    expect(page.get_by_role("heading", name="Please confirm")).to_be_visible()
+    expect(page.get_by_role("main")).to_contain_text("you will not be able to cancel")
+    accessible(page, "confirm")
+    page.get_by_role("button", name="Confirm").click()
+    expect(card(page, "Night shift safety")).to_contain_text("not started")

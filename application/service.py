@@ -598,6 +598,12 @@ class Rollcall:
         if actor_id in training.participants or actor_id in training.waiting:
             enrollment = self._enrollment_of(training, actor_id)
         eligible, refusal = options_for(training, enrollment, now)
+        if self._actor(actor_id) is not None:  # a learner's calendar (SPEC §9.4)
+            calendars = _Calendars(self)
+            conflicts = [calendars.conflict(actor_id, training, s) for s in eligible]
+            if eligible and all(conflicts):
+                refusal = conflicts[0]
+            eligible = [s for s, c in zip(eligible, conflicts, strict=True) if c is None]
         views = [
             {
                 **session_view(training, s, now),

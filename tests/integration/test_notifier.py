@@ -192,12 +192,12 @@ def test_r15_no_supervisor_or_notifications_off_sends_nothing(
     world = World(rollcall, clock)
     quiet = world.training(notify=False)
     world.enroll(quiet)  # Lena has a supervisor, but this training does not notify them
-    silent = world.training()
+    silent = world.training(apart=True)
     world.rc.update_training(
         UpdateTraining(actor_id=ADMIN, training_id=silent.id, notify_learners=False)
     )
     world.enroll(silent, OTHER)  # learners not told, and Otto has no supervisor
-    loud = world.training()
+    loud = world.training(apart=True)
     world.enroll(loud, OTHER)  # Otto is told, and has no supervisor to tell
     world.enroll(loud)  # the control: Lena and Sam are told
     pipeline.until(lambda: len(catcher.received()) >= 4)
@@ -455,8 +455,8 @@ def test_notification_center_lists_unread_first_and_marks_read(
     pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
 ) -> None:
     world = World(rollcall, clock)
-    first = world.training()
-    second = world.training()
+    first = world.training(apart=True)
+    second = world.training(apart=True)
     world.enroll(first)
     world.enroll(second)
     pipeline.until(lambda: len(catcher.received()) >= 2)

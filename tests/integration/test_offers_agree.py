@@ -182,6 +182,9 @@ def test_what_is_offered_is_what_the_commands_do(client: Client) -> None:
             if options["reason"] in TRAINING_WIDE:
                 assert done == options["reason"]
             seen.add(("enroll", done))
+        # Each example alone: the learner leaves this training, so their calendar (SPEC
+        # §9.4) never carries a seat from one example into the next.
+        c.call("POST", f"/v1/trainings/{tid}/enrollments/{LEARNER}/unenroll", ADMIN, json={})
 
     check()
     for action in ("switch", "unenroll", "move", "enroll"):  # both sides were met

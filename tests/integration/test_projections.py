@@ -395,7 +395,7 @@ def test_caught_up_waits_for_every_event_up_to_the_position(
         assert not caught_up(conn, rollcall.store, position)
     apply_batch(engine, events)
     with engine.connect() as conn:
-        assert caught_up(conn, rollcall.store, position - 2)
+        assert caught_up(conn, rollcall.store, position - 3)  # seat, enrollment, calendar
         assert not caught_up(conn, rollcall.store, position)  # the enrollment is missing
     apply_batch(
         engine, [e for batch in StoreReader(rollcall.store, engine).batches() for e in batch]

@@ -35,7 +35,7 @@ SCHEMAS = Path(str(contract.SCHEMAS))
 
 def story(world: World) -> None:
     """Enroll, switch, unenroll, lock: events on all three aggregates."""
-    training = world.training(days=(10, 20), stop_cancellation=days_before(2))
+    training = world.training(days=(10, 20), stop_cancellation=days_before(2), apart=True)
     world.enroll(training)
     world.enroll(training, OTHER, index=1)
     world.rc.switch(Switch(actor_id=LEARNER, training_id=training.id, confirm=True))

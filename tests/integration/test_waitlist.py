@@ -296,7 +296,11 @@ def test_leaving_frees_the_calendar_and_switching_is_checked(world: World) -> No
                 confirm=True,
             )
         )
+    options = world.rc.options(LEARNER, second.id)  # offers only what does not overlap
+    assert [o["id"] for o in options["eligible"]] == []
+    assert options["reason"] == "schedule_conflict"
     leave(world, first, LEARNER)
+    assert world.rc.options(LEARNER, second.id)["suggested"]["id"] == str(second.sessions[0])
     world.rc.switch(
         Switch(actor_id=LEARNER, training_id=second.id, session_id=second.sessions[0], confirm=True)
     )

@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from adapters.clock import ManualClock
 from application.commands import CancelSession, Enroll, SetLock, Switch, Unenroll, UpdateSession
@@ -183,6 +183,8 @@ class WaitlistAccounting(RuleBasedStateMachine):
                 Reason.NO_OTHER_SESSION,
                 Reason.NOT_FOUND,
                 Reason.VALIDATION_ERROR,
+                Reason.SESSION_STARTED,
+                Reason.REGISTRATION_CLOSED,
             }
             if error.reason not in expected:
                 raise
@@ -257,6 +259,7 @@ class WaitlistAccounting(RuleBasedStateMachine):
             )
         )
 
+    @precondition(lambda self: self.clock.now() < T0 + timedelta(days=6))
     @rule(hours=st.integers(1, 30))
     def time_passes(self, hours: int) -> None:
         self.clock.advance(timedelta(hours=hours))

@@ -3,8 +3,9 @@ is empty and on one whose line is already 1,000 long, in one run, in-process.
 
     python -m bench.waitlist [--line 1000] [--commands 200] [--threads 8] [--sqlite]
 
-Per case, a fresh database and one training with two sessions: a one-seat session
-that is full (the line builds on it) and a free session of unlimited capacity. Timed:
+One database, two trainings alike but for the line: each has a one-seat session that
+is full (the line builds on it) and a session of unlimited capacity. Timed, the two
+cases' commands alternating so that both meet the same moments of the machine:
   - ``join``: new learners join the full session's line (``waitlist: true``), one at a
     time (p50/p99) and then from ``--threads`` threads at once (commands/s);
   - ``enroll``: new learners take a seat in the free session of the same training,
@@ -38,8 +39,11 @@ BULK = 500
 WARM_UP = 5
 
 
-def training_with_line(rc: Rollcall, line: int) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
-    register(rc, "admin", admin=True)
+def training_with_line(
+    rc: Rollcall, name: str, line: int
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """A training whose one-seat session is held by ``{name}holder`` with ``line``
+    learners (``{name}waiting0``...) in its line, beside a session with free seats."""
     start = T0 + timedelta(days=30)
     created = rc.create_training(
         CreateTraining(
@@ -52,11 +56,12 @@ def training_with_line(rc: Rollcall, line: int) -> tuple[uuid.UUID, uuid.UUID, u
         )
     ).value
     training_id = uuid.UUID(created["id"])
-    full, free = (uuid.UUID(s["id"]) for s in created["sessions"])
-    register(rc, "holder")
-    rc.enroll(Enroll(actor_id="holder", training_id=training_id, session_id=full))
+    by_capacity = {s["capacity"]: uuid.UUID(s["id"]) for s in created["sessions"]}
+    full, free = by_capacity[1], by_capacity[None]  # same start: the view's order is by id
+    register(rc, f"{name}holder")
+    rc.enroll(Enroll(actor_id=f"{name}holder", training_id=training_id, session_id=full))
     ctx = Context("admin", T0, "bench-fill")
-    waiting = register_many(rc, "waiting", line)
+    waiting = register_many(rc, f"{name}waiting", line)
     for first in range(0, line, BULK):
         training = rc.store.repository.get(training_id)
         batch = [
@@ -67,13 +72,19 @@ def training_with_line(rc: Rollcall, line: int) -> tuple[uuid.UUID, uuid.UUID, u
     return training_id, full, free
 
 
-def timed(commands: list[Callable[[], object]]) -> list[float]:
-    timings = []
-    for command in commands:
-        began = time.perf_counter()
-        command()
-        timings.append(time.perf_counter() - began)
-    return timings[WARM_UP:]
+def interleaved(
+    pairs: list[tuple[Callable[[], object], Callable[[], object]]],
+) -> tuple[list[float], list[float]]:
+    """Time the empty-line and the long-line command of each pair one after the other,
+    so both cases meet the same moments of the disk and the machine."""
+    empty: list[float] = []
+    long: list[float] = []
+    for first, second in pairs:
+        for command, into in ((first, empty), (second, long)):
+            began = time.perf_counter()
+            command()
+            into.append(time.perf_counter() - began)
+    return empty[WARM_UP:], long[WARM_UP:]
 
 
 def per_second(commands: list[Callable[[], object]], threads: int) -> float:
@@ -95,47 +106,61 @@ def per_second(commands: list[Callable[[], object]], threads: int) -> float:
     return len(commands) / (time.perf_counter() - began)
 
 
-def run_case(url: str, line: int, n: int, threads: int) -> dict[str, float]:
+def run(url: str, line: int, n: int, threads: int) -> dict[str, tuple[float, float]]:
+    """Both trainings in one store; every figure as (empty line, long line)."""
     rc = Rollcall.open(url, ManualClock(T0))
     try:
-        training, full, free = training_with_line(rc, line)
-        users = register_many(rc, "new", 4 * n)
-        joins, parallel_joins, seats, parallel_seats = (
-            users[i * n : (i + 1) * n] for i in range(4)
-        )
+        register(rc, "admin", admin=True)
+        cases = [training_with_line(rc, "a", 0), training_with_line(rc, "b", line)]
+        users = {name: register_many(rc, f"{name}new", 4 * n) for name in ("a", "b")}
 
-        def enroll(user: str, session: uuid.UUID, waitlist: bool) -> Callable[[], object]:
+        def enroll(case: int, user: str, free: bool, waitlist: bool) -> Callable[[], object]:
+            training, full, open_ = cases[case]
             return lambda: rc.enroll(
-                Enroll(actor_id=user, training_id=training, session_id=session, waitlist=waitlist)
+                Enroll(
+                    actor_id=user,
+                    training_id=training,
+                    session_id=open_ if free else full,
+                    waitlist=waitlist,
+                )
             )
 
-        join = timed([enroll(u, full, True) for u in joins])
-        join_rate = per_second([enroll(u, full, True) for u in parallel_joins], threads)
-        seat = timed([enroll(u, free, False) for u in seats])
-        seat_rate = per_second([enroll(u, free, False) for u in parallel_seats], threads)
-        leavers = ["holder", *([] if line == 0 else [f"waiting{i}" for i in range(n - 1)])]
-        if line == 0:
-            leavers += joins[: n - 1]
-        promote = timed(
-            [
-                lambda u=u: rc.unenroll(  # type: ignore[misc]
-                    Unenroll(actor_id=u, training_id=training, confirm=True)
-                )
-                for u in leavers
-            ]
+        def leave(case: int, user: str) -> Callable[[], object]:
+            return lambda: rc.unenroll(
+                Unenroll(actor_id=user, training_id=cases[case][0], confirm=True)
+            )
+
+        a, b = users["a"], users["b"]
+        join = interleaved(
+            [(enroll(0, a[i], False, True), enroll(1, b[i], False, True)) for i in range(n)]
         )
+        seat = interleaved(
+            [(enroll(0, a[n + i], True, False), enroll(1, b[n + i], True, False)) for i in range(n)]
+        )
+        # Each leaver's seat goes to the next in line (in a: those who joined above).
+        leavers_a = ["aholder", *a[: n - 1]]
+        leavers_b = ["bholder", *[f"bwaiting{i}" for i in range(n - 1)]]
+        promote = interleaved(
+            [(leave(0, x), leave(1, y)) for x, y in zip(leavers_a, leavers_b, strict=True)]
+        )
+        rates = []
+        for case, pool in ((0, a[2 * n :]), (1, b[2 * n :])):
+            rates.append(per_second([enroll(case, u, False, True) for u in pool], threads))
     finally:
         rc.close()
     return {
-        "join p50": statistics.median(join) * 1000,
-        "join p99": ms(join, 0.99),
-        "join/s": join_rate,
-        "enroll p50": statistics.median(seat) * 1000,
-        "enroll p99": ms(seat, 0.99),
-        "enroll/s": seat_rate,
-        "promote p50": statistics.median(promote) * 1000,
-        "promote p99": ms(promote, 0.99),
+        "join p50": (median_ms(join[0]), median_ms(join[1])),
+        "join p99": (ms(join[0], 0.99), ms(join[1], 0.99)),
+        "join/s": (rates[0], rates[1]),
+        "enroll p50": (median_ms(seat[0]), median_ms(seat[1])),
+        "enroll p99": (ms(seat[0], 0.99), ms(seat[1], 0.99)),
+        "promote p50": (median_ms(promote[0]), median_ms(promote[1])),
+        "promote p99": (ms(promote[0], 0.99), ms(promote[1], 0.99)),
     }
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
 
 
 def main() -> None:
@@ -150,13 +175,10 @@ def main() -> None:
         f"waitlist, in-process, {kind}, {args.commands} commands per case, "
         f"{args.threads} threads for the rates, load {os.getloadavg()[0]:.2f}"
     )
-    results = {}
-    for line in (0, args.line):
-        with database(args.sqlite) as url:
-            results[line] = run_case(url, line, args.commands, args.threads)
+    with database(args.sqlite) as url:
+        results = run(url, args.line, args.commands, args.threads)
     print(f"  {'':12} {'empty line':>12} {f'{args.line} in line':>14} {'ratio':>7}")
-    for name in results[0]:
-        empty, long = results[0][name], results[args.line][name]
+    for name, (empty, long) in results.items():
         unit = "/s" if name.endswith("/s") else "ms"
         print(f"  {name:12} {empty:9.2f} {unit:>2} {long:11.2f} {unit:>2} {long / empty:7.2f}")
 

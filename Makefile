@@ -45,10 +45,12 @@ browser: $(AXE)
 $(AXE):
 	npm install --prefix .cache/axe --no-audit --no-fund --silent axe-core@4
 
-# The suite (under 15 minutes). The fault drills (processes killed, the broker restarted
-# empty, database connections terminated: about 3 minutes more) run with `make drills`.
+# The suite (under 15 minutes), in two processes (a test file runs in one of them; each has
+# its own PostgreSQL database and broker). The fault drills (processes killed, the broker
+# restarted empty, database connections terminated: about 4 minutes more) run alone with
+# `make drills`.
 test: install services browser lint
-	$(BIN)/pytest -m "not drill"
+	$(BIN)/pytest -m "not drill" -n 2 --dist loadfile
 
 drills: install services
 	$(BIN)/pytest -m drill

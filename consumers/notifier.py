@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,7 +55,7 @@ from adapters.store import EventStore
 from adapters.store_reader import StoreReader
 from consumers.mail import Notice, rendered
 from domain.enrollment import Enrollment
-from domain.training import Session, Training
+from domain.training import Training
 from domain.user import User, user_aggregate_id
 from projections.tables import LIVE, Instant
 
@@ -89,19 +88,20 @@ MAIL_ATTEMPTS = 12
 """Tries of one mail before it is given up (about an hour and a half with the backoff)."""
 
 
-ENROLLMENT_NOTICES = frozenset(
-    {
-        "Enrolled",
-        "SessionSwitched",
-        "Unenrolled",
-        "Waitlisted",
-        "PromotedFromWaitlist",
-        "LeftWaitlist",
-        "WaitlistExpired",
-        "ReminderSent",
-    }
-)
-"""The enrollment events a learner (and their supervisor) is told of."""
+ENROLLMENT_NOTICES = {
+    "Enrolled": "enrolled",
+    "SessionSwitched": "switched",
+    "Unenrolled": "unenrolled",
+    "Waitlisted": "waitlisted",
+    "PromotedFromWaitlist": "promoted",
+    "LeftWaitlist": "left_waitlist",
+    "WaitlistExpired": "waitlist_expired",
+    "ReminderSent": "reminder",
+}
+"""The enrollment events a learner (and their supervisor) is told of, and the kind of
+notice each makes (a reminder before the cancellation deadline: deadline_reminder).
+The notice names the session the event names (a switch: its new one, and the one it
+left), the reason and whether an administrator acted, when the event has them."""
 
 
 class Undeliverable(Exception):
@@ -268,73 +268,20 @@ class Notifier:
             return []
         enrollment: Enrollment = self.reader.aggregate(UUID(event.subject), version=event.sequence)
         training = self._current(enrollment.training_id)
-        session_of: Callable[[UUID], Session] = training.session
-        notice = {
-            "Enrolled": lambda: Notice(
-                "enrolled",
-                "",
-                training.title,
-                session_of(UUID(data["session_id"])),
-                by_admin=data["by_admin"],
-                enrollment_id=enrollment.id,
-            ),
-            "SessionSwitched": lambda: Notice(
-                "switched",
-                "",
-                training.title,
-                session_of(UUID(data["to_session_id"])),
-                previous=session_of(UUID(data["from_session_id"])),
-                by_admin=data["by_admin"],
-                enrollment_id=enrollment.id,
-            ),
-            "Unenrolled": lambda: Notice(
-                "unenrolled",
-                "",
-                training.title,
-                session_of(UUID(data["session_id"])),
-                reason=data["reason"] or None,
-                by_admin=data["by_admin"],
-                enrollment_id=enrollment.id,
-            ),
-            "Waitlisted": lambda: Notice(
-                "waitlisted",
-                "",
-                training.title,
-                session_of(UUID(data["session_id"])),
-                by_admin=data["by_admin"],
-                enrollment_id=enrollment.id,
-            ),
-            "PromotedFromWaitlist": lambda: Notice(
-                "promoted",
-                "",
-                training.title,
-                session_of(UUID(data["session_id"])),
-                enrollment_id=enrollment.id,
-            ),
-            "LeftWaitlist": lambda: Notice(
-                "left_waitlist",
-                "",
-                training.title,
-                session_of(UUID(data["session_id"])),
-                reason=data["reason"] or None,
-                by_admin=data["by_admin"],
-                enrollment_id=enrollment.id,
-            ),
-            "WaitlistExpired": lambda: Notice(
-                "waitlist_expired",
-                "",
-                training.title,
-                session_of(UUID(data["session_id"])),
-                enrollment_id=enrollment.id,
-            ),
-            "ReminderSent": lambda: Notice(
-                "reminder" if data["kind"] == "before_session" else "deadline_reminder",
-                "",
-                training.title,
-                session_of(UUID(data["session_id"])),
-                enrollment_id=enrollment.id,
-            ),
-        }[name]()
+        kind = ENROLLMENT_NOTICES[name]
+        if name == "ReminderSent" and data["kind"] != "before_session":
+            kind = "deadline_reminder"
+        previous = data.get("from_session_id")
+        notice = Notice(
+            kind,
+            "",
+            training.title,
+            training.session(UUID(data.get("to_session_id") or data["session_id"])),
+            previous=training.session(UUID(previous)) if previous else None,
+            reason=data.get("reason") or None,
+            by_admin=data.get("by_admin", False),
+            enrollment_id=enrollment.id,
+        )
         addressed = self._addressed(notice, enrollment.user_id, training)
         if name == "ReminderSent":  # the learner asked for nothing else: theirs alone
             addressed = replace(addressed, tell_learner=True, supervisor=None)

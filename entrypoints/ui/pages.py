@@ -281,19 +281,15 @@ async def enroll(
             )
         )
 
-    result, error = await decided(run, confirm, seen)
-    if error is not None and error.reason is Reason.CONFIRMATION_REQUIRED:
-        return await confirm_page(
-            request,
-            who,
-            services,
-            f"/ui/trainings/{training_id}/enroll",
-            error,
-            {"session_id": str(session_id), "waitlist": waitlist},
-        )
-    if error is not None:
-        return done("/catalog", error=error.reason.value)
-    return done("/", result)
+    return await answered(
+        request,
+        who,
+        services,
+        await decided(run, confirm, seen),
+        f"/ui/trainings/{training_id}/enroll",
+        {"session_id": str(session_id), "waitlist": waitlist},
+        "/catalog",
+    )
 
 
 @router.get("/trainings/{training_id}/switch")
@@ -338,19 +334,15 @@ async def switch(
             )
         )
 
-    result, error = await decided(run, confirm, seen)
-    if error is not None and error.reason is Reason.CONFIRMATION_REQUIRED:
-        return await confirm_page(
-            request,
-            who,
-            services,
-            f"/ui/trainings/{training_id}/switch",
-            error,
-            {"session_id": str(session_id)},
-        )
-    if error is not None:
-        return done(f"/trainings/{training_id}/switch", error=error.reason.value)
-    return done("/", result)
+    return await answered(
+        request,
+        who,
+        services,
+        await decided(run, confirm, seen),
+        f"/ui/trainings/{training_id}/switch",
+        {"session_id": str(session_id)},
+        f"/trainings/{training_id}/switch",
+    )
 
 
 @router.post("/trainings/{training_id}/unenroll")
@@ -370,18 +362,34 @@ async def unenroll(
             )
         )
 
-    result, error = await decided(run, confirm, seen)
+    return await answered(
+        request,
+        who,
+        services,
+        await decided(run, confirm, seen),
+        f"/ui/trainings/{training_id}/unenroll",
+        {"reason": reason},
+        "/",
+    )
+
+
+async def answered(
+    request: Request,
+    who: signin.Session,
+    services: Services,
+    outcome: tuple[Result | None, RollcallError | None],
+    action: str,
+    fields: dict[str, str],
+    failed: str,
+) -> Response:
+    """A learner's command answered: done (to My trainings), a confirmation to give
+    (the warnings, and the same request to send confirmed), or refused (back to
+    ``failed`` with the reason)."""
+    result, error = outcome
     if error is not None and error.reason is Reason.CONFIRMATION_REQUIRED:
-        return await confirm_page(
-            request,
-            who,
-            services,
-            f"/ui/trainings/{training_id}/unenroll",
-            error,
-            {"reason": reason},
-        )
+        return await confirm_page(request, who, services, action, error, fields)
     if error is not None:
-        return done("/", error=error.reason.value)
+        return done(failed, error=error.reason.value)
     return done("/", result)
 
 

@@ -317,6 +317,7 @@ def serve_everything(settings: Settings, host: str, port: int) -> None:
     typer.echo(f"Rollcall is running (data in {settings.data_dir.resolve()})")
     typer.echo(f"  API            {runtime.url}/v1")
     typer.echo(f"  OpenAPI        {runtime.url}/openapi.json")
+    typer.echo(f"  pages          {runtime.url}/ui/ (sign in: rollcall login-link USER_ID)")
     if settings.docs:
         typer.echo(f"  API docs       {runtime.url}/docs")
     typer.echo(f"  database       {settings.resolved_database_url}")

@@ -47,6 +47,7 @@ def test_serve_with_no_configuration_runs_the_seed_story(tmp_path: Path) -> None
         out, _ = server.communicate(timeout=60)
     assert server.returncode == 0
     assert "/openapi.json" in out
+    assert "/ui/ (sign in: rollcall login-link USER_ID)" in out
     assert "stopped" in out
     assert (tmp_path / "var" / "rollcall.sqlite3").exists()
     mails = [

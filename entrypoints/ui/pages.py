@@ -32,6 +32,7 @@ from application.commands import (
     CancelSession,
     Enroll,
     SetLock,
+    SetReminders,
     SetRestrictions,
     Switch,
     Unenroll,
@@ -518,6 +519,30 @@ async def set_restrictions(
         ),
     )
     return await _admin(services, training_id, lambda: services.rollcall.set_restrictions(command))
+
+
+@router.post("/admin/trainings/{training_id}/reminders")
+async def set_reminders(
+    request: Request, training_id: UUID, who: Posted, services: Services
+) -> Response:
+    """Up to two reminders before each session and one before the cancellation
+    deadline, each sent when its box is ticked (SPEC §9.4)."""
+    form = await request.form()
+
+    def offset(prefix: str) -> dict[str, Any] | None:
+        if form.get(f"{prefix}_enabled") != "true":
+            return None
+        amount, unit = str(form.get(f"{prefix}_amount", "")), str(form.get(f"{prefix}_unit", ""))
+        return {"amount": int(amount) if amount.isdigit() else -1, "unit": unit}
+
+    before = [o for o in (offset("session1"), offset("session2")) if o is not None]
+    command = SetReminders(
+        actor_id=who.user_id,
+        training_id=training_id,
+        before_session=before,
+        before_cancellation_deadline=offset("deadline"),
+    )
+    return await _admin(services, training_id, lambda: services.rollcall.set_reminders(command))
 
 
 @router.post("/admin/trainings/{training_id}/lock")

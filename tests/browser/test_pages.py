@@ -266,6 +266,16 @@ def test_an_administrator_restricts_and_locks_and_the_learner_sees_why(
     admin.locator("#cancellation-unit").select_option("days")
     admin.get_by_role("button", name="Save restrictions").click()
     expect(admin.locator("#cancellation-amount")).to_have_value("2")
+    first_reminder = admin.get_by_role("group", name="First reminder")
+    first_reminder.get_by_label("Send it").check()
+    first_reminder.get_by_label("Amount").fill("2")
+    first_reminder.get_by_label("Unit").select_option("days")
+    admin.get_by_role("button", name="Save reminders").click()
+    expect(
+        admin.get_by_role("group", name="First reminder").get_by_label("Send it")
+    ).to_be_checked()
+    reminders = server.call("GET", f"/v1/trainings/{t['id']}")["reminders"]
+    assert reminders["before_session"] == [{"amount": 2, "unit": "days"}]
     admin.get_by_role("button", name="Lock the participant list").click()
     expect(admin.locator("#list-state")).to_have_text("locked")
     expect(admin.get_by_role("listitem").filter(has_text="Lena Learner").first).to_be_visible()

@@ -62,10 +62,13 @@ from domain.errors import (
 )
 from domain.reminders import Reminders
 from domain.rules import (
+    Conflict,
+    Held,
     Refusal,
+    held_by,
     join_warnings,
-    no_schedule_conflict,
     options_for,
+    overlapping,
     registration_closed_at,
 )
 from domain.training import DeadlineKind, Session, Training
@@ -583,7 +586,17 @@ class Rollcall:
 
     def _enrollment_view(self, training_id: UUID, user_id: str) -> dict[str, Any]:
         training = self._training(training_id)
-        return enrollment_view(training, self._enrollment_of(training, user_id), self.clock.now())
+        enrollment = self._enrollment_of(training, user_id)
+        conflict = self._conflict(user_id)
+        return enrollment_view(training, enrollment, self.clock.now(), conflict=conflict)
+
+    def _conflict(self, user_id: str) -> Conflict | None:
+        """The learner's calendar check (SPEC §9.4) for what they are offered; none for
+        the system actor."""
+        if user_id == SYSTEM_ACTOR:
+            return None
+        calendars = _Calendars(self)
+        return lambda training, session: calendars.conflict(user_id, training, session)
 
     def options(self, actor_id: str, training_id: UUID) -> dict[str, Any]:
         """R10: where the learner could go now (to switch, or to enroll), the one
@@ -597,13 +610,7 @@ class Rollcall:
         enrollment = None
         if actor_id in training.participants or actor_id in training.waiting:
             enrollment = self._enrollment_of(training, actor_id)
-        eligible, refusal = options_for(training, enrollment, now)
-        if self._actor(actor_id) is not None:  # a learner's calendar (SPEC §9.4)
-            calendars = _Calendars(self)
-            conflicts = [calendars.conflict(actor_id, training, s) for s in eligible]
-            if eligible and all(conflicts):
-                refusal = conflicts[0]
-            eligible = [s for s, c in zip(eligible, conflicts, strict=True) if c is None]
+        eligible, refusal = options_for(training, enrollment, now, self._conflict(actor_id))
         views = [
             {
                 **session_view(training, s, now),
@@ -785,6 +792,7 @@ class _Calendars:
     def __init__(self, rollcall: Rollcall) -> None:
         self.rc = rollcall
         self.users: dict[str, User] = {}
+        self._held: dict[str, list[Held]] = {}
 
     def _user(self, user_id: str) -> User:
         if user_id not in self.users:
@@ -798,13 +806,21 @@ class _Calendars:
             return None
 
     def conflict(self, user_id: str, training: Training, session: Session) -> Refusal | None:
-        return no_schedule_conflict(self._user(user_id), training, session, self._training)
+        return overlapping(training, session, self.held(user_id))
+
+    def held(self, user_id: str) -> list[Held]:
+        """The seats ``user_id`` holds in other trainings, read once per command."""
+        if user_id not in self._held:
+            self._held[user_id] = held_by(self._user(user_id), self._training)
+        return self._held[user_id]
 
     def book(self, ctx: Context, user_id: str, training_id: UUID, session_id: UUID) -> None:
         self._user(user_id).book(ctx, training_id, session_id)
+        self._held.pop(user_id, None)
 
     def unbook(self, ctx: Context, user_id: str, training_id: UUID) -> None:
         self._user(user_id).unbook(ctx, training_id)
+        self._held.pop(user_id, None)
 
     def changed(self) -> list[User]:
         return [user for user in self.users.values() if user.pending_events]

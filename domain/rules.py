@@ -118,25 +118,19 @@ def r6_one_enrollment(training: Training, user_id: str) -> Refusal | None:
     return None
 
 
-def no_schedule_conflict(
-    user: User,
-    training: Training,
-    session: Session,
-    training_of: Callable[[UUID], Training | None],
-) -> Refusal | None:
-    """SPEC §9.4: ``session`` must not overlap a session the user holds a seat in in
-    another training (``training_of`` finds those trainings as they are now)."""
-    for other_id, other_session_id in sorted(user.bookings.items(), key=lambda b: str(b[0])):
-        if other_id == training.id:
-            continue  # a switch leaves this training's seat
-        other = training_of(other_id)
-        booked = other.sessions.get(other_session_id) if other else None
-        if (
-            other is None
-            or booked is None
-            or booked.cancelled
-            or user.user_id not in other.participants
-        ):
+Held = tuple[Training, Session]
+"""A seat a learner holds elsewhere: the training and the session."""
+
+Conflict = Callable[[Training, Session], "Refusal | None"]
+"""Would taking a seat in this session of this training overlap one held elsewhere?"""
+
+
+def overlapping(training: Training, session: Session, held: Iterable[Held]) -> Refusal | None:
+    """SPEC §9.4: ``session`` must not overlap a session the learner holds a seat in in
+    another training (``held``; a seat in ``training`` itself is the one a switch
+    leaves)."""
+    for other, booked in held:
+        if other.id == training.id or booked.cancelled:
             continue
         if booked.starts_at < session.ends_at and session.starts_at < booked.ends_at:
             return Refusal(
@@ -150,6 +144,20 @@ def no_schedule_conflict(
                 },
             )
     return None
+
+
+def held_by(user: User, training_of: Callable[[UUID], Training | None]) -> list[Held]:
+    """The seats on ``user``'s calendar, as their trainings are now (``training_of``);
+    a booking the training no longer shows (a race, or an old seat) counts for nothing."""
+    held = []
+    for training_id, session_id in sorted(user.bookings.items(), key=lambda b: str(b[0])):
+        training = training_of(training_id)
+        if training is None or user.user_id not in training.participants:
+            continue
+        seat = training.participants[user.user_id]
+        if seat.session_id == session_id and session_id in training.sessions:
+            held.append((training, training.sessions[session_id]))
+    return held
 
 
 def registration_closed_at(training: Training, session: Session, now: datetime) -> datetime | None:
@@ -327,11 +335,28 @@ def no_target_refusal(training: Training, current: Session, now: datetime) -> Re
 
 
 def options_for(
-    training: Training, enrollment: Enrollment | None, now: datetime
+    training: Training,
+    enrollment: Enrollment | None,
+    now: datetime,
+    conflict: Conflict | None = None,
 ) -> tuple[list[Session], Refusal | None]:
     """Where a learner could go now (R10: to switch, or, not enrolled, to enroll), and
     why nowhere when there is no such session: the very checks the commands make, so
-    what is offered succeeds and what is not is refused with the same reason."""
+    what is offered succeeds and what is not is refused with the same reason. With the
+    learner's ``conflict`` check, sessions overlapping a seat held elsewhere are left
+    out (SPEC §9.4); when that leaves none, it is the reason."""
+    targets, refusal = _options_for(training, enrollment, now)
+    if conflict is None or not targets:
+        return targets, refusal
+    conflicts = [conflict(training, s) for s in targets]
+    free = [s for s, c in zip(targets, conflicts, strict=True) if c is None]
+    return free, (None if free else conflicts[0])
+
+
+def _options_for(
+    training: Training, enrollment: Enrollment | None, now: datetime
+) -> tuple[list[Session], Refusal | None]:
+    """``options_for`` within the training alone."""
     if enrollment is not None and enrollment.waitlisted:
         return [], Refusal(Reason.WAITLISTED, {"session_id": str(enrollment.session_id)})
     if enrollment is not None and enrollment.active:
@@ -379,7 +404,9 @@ def _action(name: str, refusals: list[Refusal], warnings: list[Warning]) -> Acti
     return Action(name, True, warnings=warnings)
 
 
-def available_actions(training: Training, enrollment: Enrollment, now: datetime) -> list[Action]:
+def available_actions(
+    training: Training, enrollment: Enrollment, now: datetime, conflict: Conflict | None = None
+) -> list[Action]:
     """``switch`` and ``unenroll`` as the learner would see them now (SPEC §5). One in
     line may always leave it (SPEC §9.4), and switch nowhere until promoted."""
     if enrollment.waitlisted:
@@ -390,7 +417,7 @@ def available_actions(training: Training, enrollment: Enrollment, now: datetime)
         return [_action("switch", refused, []), _action("unenroll", refused, [])]
     current = training.session(enrollment.session_id)
     leave = leave_refusals(training, enrollment, current, now)
-    targets, nowhere = options_for(training, enrollment, now)
+    targets, nowhere = options_for(training, enrollment, now, conflict)
     switch_warn = join_warnings(training, targets[0], now) if targets else []
     return [
         _action("switch", _present(nowhere), switch_warn),

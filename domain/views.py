@@ -13,7 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from domain.enrollment import Enrollment
-from domain.rules import available_actions, local, r6_registration_open, training_status
+from domain.rules import (
+    Conflict,
+    available_actions,
+    local,
+    r6_registration_open,
+    training_status,
+)
 from domain.training import DeadlineKind, Session, Training
 from domain.user import User
 
@@ -81,9 +87,14 @@ def _by_start(training: Training) -> list[Session]:
 
 
 def enrollment_view(
-    training: Training, enrollment: Enrollment, now: datetime, seats_taken: int | None = None
+    training: Training,
+    enrollment: Enrollment,
+    now: datetime,
+    seats_taken: int | None = None,
+    conflict: Conflict | None = None,
 ) -> dict[str, Any]:
-    """``seats_taken``: of the enrollment's session, as in ``session_view``."""
+    """``seats_taken``: of the enrollment's session, as in ``session_view``;
+    ``conflict``: the learner's calendar check, for the actions (SPEC §9.4)."""
     session = training.session(enrollment.session_id)
     return {
         "id": str(enrollment.id),
@@ -97,7 +108,9 @@ def enrollment_view(
         if enrollment.waitlisted
         else None,
         "attendance": enrollment.attendance.value if enrollment.attendance else None,
-        "actions": {a.name: a.to_dict() for a in available_actions(training, enrollment, now)},
+        "actions": {
+            a.name: a.to_dict() for a in available_actions(training, enrollment, now, conflict)
+        },
         "version": enrollment.version,
     }
 

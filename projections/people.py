@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from domain.enrollment import Enrollment
+from domain.rules import Conflict, Held, overlapping
 from domain.views import enrollment_view, session_view
 from projections.catalog import restore_trainings
 from projections.paging import Order, Page, page
@@ -140,6 +141,13 @@ def enrollments_of(
             )
         ).all()
     )
+    held: dict[str, list[Held]] = {}  # each user's seats: their calendar (SPEC §9.4)
+    for row in rows:
+        training = trainings.get(row["training_id"])
+        if row["active"] and training is not None:
+            session = training.sessions.get(UUID(row["session_id"]))
+            if session is not None:
+                held.setdefault(row["user_id"], []).append((training, session))
     views = []
     for row in rows:
         training = trainings.get(row["training_id"])
@@ -157,10 +165,24 @@ def enrollments_of(
             waitlisted=row["waitlisted"],
             expired=row["expired"],
         )
-        views.append(enrollment_view(training, enrollment, now, seats[row["session_id"]]))
+        mine = held.get(row["user_id"], [])
+        views.append(
+            enrollment_view(
+                training,
+                enrollment,
+                now,
+                seats[row["session_id"]],
+                _against(mine),
+            )
+        )
     standing = {"waitlisted": 1, "unenrolled": 2, "waitlist_expired": 2}
     views.sort(key=lambda v: (standing.get(v["status"], 0), v["session"]["starts_at"]))
     return views
+
+
+def _against(held: list[Held]) -> Conflict:
+    """The calendar check of a learner holding ``held``."""
+    return lambda training, session: overlapping(training, session, held)
 
 
 def roster(conn: Connection, t: Tables, session_id: str, now: datetime) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ promotion, reminders' route, schedule conflicts and what the notifier tells."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from tests.api import Client, session
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR
@@ -109,3 +110,27 @@ def test_an_overlapping_session_is_a_409_naming_it(client: Client) -> None:
     )
     assert refusal["details"]["training_title"] == "Morning"
     assert refusal["details"]["session_id"] == a["sessions"][0]["id"]
+
+
+def test_my_trainings_and_options_know_the_calendar(client: Client) -> None:
+    """SPEC §9.4 with §9.3: a switch whose only target overlaps a seat held in another
+    training is shown unavailable with schedule_conflict, in the list and in options."""
+    a = client.ok(
+        "POST", "/v1/trainings", ADMIN, json={"title": "A", "sessions": [session(client.clock, 10)]}
+    )["data"]
+    body = {"title": "B", "sessions": [session(client.clock, 10.05), session(client.clock, 12)]}
+    b = client.ok("POST", "/v1/trainings", ADMIN, json=body)["data"]
+    late = next(s for s in b["sessions"] if s["location"] == "Room 12")
+    for training, sid in ((a, a["sessions"][0]["id"]), (b, late["id"])):
+        path = f"/v1/trainings/{training['id']}/enrollments"
+        client.ok("POST", path, LEARNER, json={"session_id": sid})
+    client.project()
+    mine = {e["training_title"]: e for e in client.ok("GET", "/v1/me/trainings", LEARNER)}
+    switch = mine["B"]["actions"]["switch"]
+    assert (switch["available"], switch["reason"]) == (False, "schedule_conflict")
+    assert switch["details"]["training_title"] == "A"
+    assert mine["A"]["actions"]["switch"]["reason"] == "no_other_session"
+    options = client.ok("GET", f"/v1/me/trainings/{b['id']}/options", LEARNER)
+    assert (options["eligible"], options["reason"]) == ([], "schedule_conflict")
+    single = client.rollcall.enrollment(LEARNER, UUID(b["id"]), LEARNER)  # the pages' view
+    assert single["actions"]["switch"]["reason"] == "schedule_conflict"

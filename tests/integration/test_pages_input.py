@@ -1,0 +1,86 @@
+"""SPEC §9.6 with §9.7, in-process on both stores: the pages escape what learners and
+administrators wrote, refuse control characters and oversized fields with a readable
+answer that changes nothing, and never act on a form without the session's CSRF token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from entrypoints.ui import signin
+from tests.api import SECRET, Client, session
+from tests.scenario import ADMIN, LEARNER
+
+
+def signed_in(c: Client, user: str) -> str:
+    """Sign ``user`` in on the client; the CSRF token of their session."""
+    cookie = signin.new_session(user, SECRET, datetime.now(UTC))
+    c.http.cookies.set(signin.COOKIE, cookie, path="/ui")
+    found = signin.session_of(cookie, SECRET)
+    assert found is not None
+    return found.csrf
+
+
+def enrolled(c: Client, title: str) -> tuple[str, str]:
+    body = {"title": title, "sessions": [session(c.clock, 10)]}
+    data = c.ok("POST", "/v1/trainings", ADMIN, json=body)["data"]
+    tid, sid = data["id"], data["sessions"][0]["id"]
+    c.ok("POST", f"/v1/trainings/{tid}/enrollments", LEARNER, json={"session_id": sid})
+    return tid, sid
+
+
+def post(c: Client, path: str, form: dict[str, Any]) -> Any:
+    return c.http.post(path, data=form, follow_redirects=False)
+
+
+def test_markup_from_learners_and_administrators_is_shown_as_text(client: Client) -> None:
+    enrolled(client, "<script>alert(1)</script> & <b>bold</b>")
+    client.project()
+    signed_in(client, LEARNER)
+    page = client.http.get("/ui/").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_control_characters_and_huge_reasons_are_refused_and_change_nothing(
+    client: Client,
+) -> None:
+    tid, _ = enrolled(client, "Forklift")
+    csrf = signed_in(client, LEARNER)
+    before = client.stored()
+    nul = post(
+        client,
+        f"/ui/trainings/{tid}/unenroll",
+        {"csrf": csrf, "reason": "bad\x00reason", "confirm": "true", "seen": ""},
+    )
+    assert nul.status_code == 303
+    assert nul.headers["location"] == "/ui/?error=validation_error"
+    huge = post(
+        client,
+        f"/ui/trainings/{tid}/unenroll",
+        {"csrf": csrf, "reason": "x" * 50_000, "confirm": "true", "seen": ""},
+    )
+    assert huge.status_code == 422
+    assert client.stored() == before
+    answer = client.http.get(nul.headers["location"]).text
+    assert "The request is not valid." in answer
+
+
+def test_a_form_without_the_sessions_token_does_nothing(client: Client) -> None:
+    tid, _ = enrolled(client, "Forklift")
+    signed_in(client, LEARNER)
+    before = client.stored()
+    for form in ({}, {"csrf": "guess"}, {"csrf": signin.csrf_token("another", SECRET)}):
+        answer = post(client, f"/ui/trainings/{tid}/unenroll", {**form, "confirm": "true"})
+        assert answer.status_code == 403
+    assert client.stored() == before
+
+
+def test_administrators_pages_are_theirs(client: Client) -> None:
+    tid, _ = enrolled(client, "Forklift")
+    signed_in(client, LEARNER)
+    assert client.http.get("/ui/admin").status_code == 403
+    assert client.http.get(f"/ui/admin/trainings/{tid}").status_code == 403
+    signed_in(client, ADMIN)
+    client.project()
+    assert client.http.get(f"/ui/admin/trainings/{tid}").status_code == 200

@@ -42,9 +42,6 @@ HEADLINES = {
     "left_waitlist": "{learner} left the waitlist of a training session.",
     "waitlist_expired": "Registration closed before a seat freed up: "
     "{learner} is no longer on the waitlist.",
-    "reminder": "A reminder was sent to {learner}: their training session is coming up.",
-    "deadline_reminder": "A reminder was sent to {learner}: "
-    "the cancellation deadline of their session is near.",
 }
 SUBJECTS = {
     "enrolled": "{learner} enrolled in {training}",
@@ -56,8 +53,6 @@ SUBJECTS = {
     "promoted": "{learner} got a seat in {training}",
     "left_waitlist": "{learner} left the waitlist for {training}",
     "waitlist_expired": "{learner}'s place on the waitlist for {training} expired",
-    "reminder": "Reminder sent to {learner}: {training}",
-    "deadline_reminder": "Reminder sent to {learner}: cancellation deadline of {training}",
 }
 LEARNER_HEADLINES = {
     "enrolled": "You are enrolled in a training session.",

@@ -51,15 +51,7 @@ class Enrollment(RollcallAggregate):
         overrides: list[str]
 
         def apply(self, enrollment: Enrollment) -> None:
-            enrollment.user_id = self.user_id
-            enrollment.training_id = self.training_id
-            enrollment.session_id = self.session_id
-            enrollment.active = True
-            enrollment.attendance = None
-            enrollment.passed_deadlines = set()
-            enrollment.waitlisted = False
-            enrollment.expired = False
-            enrollment.reminded = frozenset()
+            _begin(enrollment, self.user_id, self.training_id, self.session_id, seated=True)
 
     class Waitlisted(Event, RollcallAggregate.Created):
         """The user joined the waitlist of a full session (``position``: their place in
@@ -73,15 +65,7 @@ class Enrollment(RollcallAggregate):
         position: int
 
         def apply(self, enrollment: Enrollment) -> None:
-            enrollment.user_id = self.user_id
-            enrollment.training_id = self.training_id
-            enrollment.session_id = self.session_id
-            enrollment.active = False
-            enrollment.attendance = None
-            enrollment.passed_deadlines = set()
-            enrollment.waitlisted = True
-            enrollment.expired = False
-            enrollment.reminded = frozenset()
+            _begin(enrollment, self.user_id, self.training_id, self.session_id, seated=False)
 
     class PromotedFromWaitlist(Event):
         """A seat of the session freed up and went to this user, first in line: they
@@ -420,3 +404,18 @@ class Enrollment(RollcallAggregate):
     def _require_waitlisted(self) -> None:
         if not self.waitlisted:
             raise RuleViolation(Reason.NOT_ENROLLED, details={"waitlisted": False})
+
+
+def _begin(
+    enrollment: Enrollment, user_id: str, training_id: UUID, session_id: UUID, seated: bool
+) -> None:
+    """An enrollment's first state: in a seat (Enrolled) or in line (Waitlisted)."""
+    enrollment.user_id = user_id
+    enrollment.training_id = training_id
+    enrollment.session_id = session_id
+    enrollment.active = seated
+    enrollment.waitlisted = not seated
+    enrollment.attendance = None
+    enrollment.passed_deadlines = set()
+    enrollment.expired = False
+    enrollment.reminded = frozenset()

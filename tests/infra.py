@@ -37,6 +37,16 @@ def fresh_postgres_database(prefix: str = "rollcall_test") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def emptied_store(backend: str, postgres_url: str | None, folder: Path) -> str:
+    """The URL of an empty store: the run's PostgreSQL database truncated, or a SQLite
+    file in ``folder``."""
+    if backend == "postgres":
+        assert postgres_url is not None
+        truncate_postgres(postgres_url)
+        return postgres_url
+    return f"sqlite:///{folder / 'events.sqlite3'}"
+
+
 def truncate_postgres(url: str) -> None:
     """Empty every table of a test database between tests (faster than a new database);
     the migration revision stays, as the tables it describes do."""

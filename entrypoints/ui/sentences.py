@@ -8,11 +8,7 @@ from typing import Any
 
 from domain.errors import MESSAGES, Reason
 
-EXTRA = {
-    Reason.SESSION_FULL: "You can join its waitlist instead.",
-    Reason.WAITLISTED: "",
-    Reason.CONFIRMATION_REQUIRED: "",
-}
+EXTRA = {Reason.SESSION_FULL: "You can join its waitlist instead."}
 
 
 def wall_time(iso: str | None) -> str:

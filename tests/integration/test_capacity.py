@@ -20,6 +20,7 @@ from domain.enrollment import Enrollment
 from domain.errors import Reason, RollcallError
 from domain.training import Training
 from tests.conftest import T0
+from tests.infra import emptied_store
 from tests.scenario import ADMIN, World
 
 
@@ -46,13 +47,8 @@ def seat_ledger_matches_enrollments(rc: Rollcall, training_id: UUID) -> Counter[
 def test_r7_forty_concurrent_learners_for_ten_seats(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if backend == "postgres":
-        url: str = request.getfixturevalue("postgres_url")
-        from tests.infra import truncate_postgres
-
-        truncate_postgres(url)
-    else:
-        url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    pg = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    url = emptied_store(backend, pg, tmp_path)
     clock = ManualClock(T0)
     setup = Rollcall.open(url, clock)
     world = World(setup, clock)

@@ -22,6 +22,7 @@ from domain.errors import Reason, RollcallError
 from domain.rules import open_for_promotion
 from domain.training import Training
 from tests.conftest import T0
+from tests.infra import emptied_store
 from tests.scenario import ADMIN, World
 
 
@@ -64,13 +65,8 @@ def test_five_seats_freed_while_ten_newcomers_arrive_go_to_the_first_five_in_lin
     """20 learners in the line of a 5-seat session; its 5 participants leave at the
     same moment as 10 newcomers try to enroll (half asking to queue): exactly the first
     five in line are promoted, in order; no newcomer gets a seat; never above capacity."""
-    if backend == "postgres":
-        url: str = request.getfixturevalue("postgres_url")
-        from tests.infra import truncate_postgres
-
-        truncate_postgres(url)
-    else:
-        url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    pg = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    url = emptied_store(backend, pg, tmp_path)
     clock = ManualClock(T0)
     setup = Rollcall.open(url, clock)
     world = World(setup, clock)

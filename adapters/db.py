@@ -24,8 +24,10 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from domain.errors import ValidationFailed
 
@@ -216,20 +218,38 @@ def positions_named(conn: Connection, prefix: str) -> dict[str, int]:
 
 
 def set_position(conn: Connection, name: str, position: int) -> None:
-    updated = conn.execute(
-        positions.update().where(positions.c.name == name).values(position=position)
-    )
-    if updated.rowcount == 0:
-        conn.execute(positions.insert().values(name=name, position=position))
+    set_positions(conn, {name: position})
+
+
+def set_positions(conn: Connection, wanted: dict[str, int]) -> None:
+    """Set each named position to its value, forward or back, in one statement."""
+    _upsert_positions(conn, wanted, forward_only=False)
 
 
 def advance_position(conn: Connection, name: str, position: int) -> None:
     """Move a position forward only (safe under concurrent advancers)."""
-    updated = conn.execute(
-        positions.update()
-        .where(positions.c.name == name, positions.c.position < position)
-        .values(position=position)
-    )
-    if updated.rowcount == 0 and get_position(conn, name) == 0:
-        with contextlib.suppress(IntegrityError), conn.begin_nested():
-            conn.execute(positions.insert().values(name=name, position=position))
+    advance_positions(conn, {name: position})
+
+
+def advance_positions(conn: Connection, wanted: dict[str, int]) -> None:
+    """Move each named position forward to its value, creating those that are missing,
+    in one statement (an upsert that never moves a position back)."""
+    _upsert_positions(conn, wanted, forward_only=True)
+
+
+def _upsert_positions(conn: Connection, wanted: dict[str, int], forward_only: bool) -> None:
+    # Names in order, so that two transactions upserting the same rows lock them in the
+    # same order (no deadlock).
+    ordered = sorted(wanted.items())
+    dialect = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for i in range(0, len(ordered), 500):
+        upsert = dialect(positions).values(
+            [{"name": name, "position": position} for name, position in ordered[i : i + 500]]
+        )
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[positions.c.name],
+                set_={"position": upsert.excluded.position},
+                where=(positions.c.position < upsert.excluded.position) if forward_only else None,
+            )
+        )

@@ -144,20 +144,24 @@ class LocalBroker:
 
 class MailCatcher:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives: in memory,
-    and as ``.eml`` files when given a directory (the embedded default's inbox)."""
+    and as ``.eml`` files when given a directory (the embedded default's inbox).
+
+    It keeps the bytes it receives and parses them only when asked: in the all-in-one
+    process, parsing every mail on arrival took the interpreter from Rollcall's own
+    threads (a third of its time at 20 enrollments a second)."""
 
     def __init__(self, port: int | None = None, maildir: Path | None = None) -> None:
         self.port = port or free_port()
         self.maildir = maildir
-        self.messages: list[EmailMessage] = []
+        self._raw: list[bytes] = []
+        self._parsed: list[EmailMessage] = []
         self._lock = threading.Lock()
         self._controller: Any = None
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         content = envelope.content if isinstance(envelope.content, bytes) else b""
-        message = BytesParser(policy=policy.default).parsebytes(content)
         with self._lock:
-            self.messages.append(message)
+            self._raw.append(content)
         if self.maildir is not None:
             self._keep(content)
         return "250 OK"
@@ -192,8 +196,11 @@ class MailCatcher:
             self._controller = None
 
     def received(self) -> list[EmailMessage]:
+        """Every message received so far, in arrival order."""
         with self._lock:
-            return list(self.messages)
+            parser = BytesParser(policy=policy.default)
+            self._parsed += (parser.parsebytes(raw) for raw in self._raw[len(self._parsed) :])
+            return list(self._parsed)
 
     def __enter__(self) -> MailCatcher:
         return self.start()

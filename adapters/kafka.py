@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER = "deadletter"
 
+FETCH_MAX_WAIT_MS = 100
+
 # Fast group joins and failure detection; the defaults make a join take ~20 s.
 CONSUMER_GROUP_SETTINGS: dict[str, Any] = {
     "session_timeout_ms": 6000,
@@ -278,5 +280,6 @@ def consumer(bootstrap: str, group_id: str | None, **settings: Any) -> KafkaCons
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         check_crcs=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         **({**CONSUMER_GROUP_SETTINGS, **settings} if group_id else settings),
     )

@@ -20,17 +20,20 @@ deduplicate by it; ours do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import Notification
+from psycopg import sql
 from sqlalchemy import Engine
 
 from adapters.contract import Message, event_id, to_message
-from adapters.db import get_position, positions_named, set_position
+from adapters.db import get_position, positions_named, set_positions
 from adapters.faults import Backoff, describe, is_transient
 from adapters.kafka import PublishError, Receipt, Refused
 from adapters.migrations import migrate
@@ -116,11 +119,13 @@ class Relay:
         for tp, offset in first.items():
             marks[tp] = max(marks.get(tp, 0), offset + 1)
         last = notifications[-1].id
+        moved = {
+            self._mark_name(topic, partition): offset
+            for (topic, partition), offset in marks.items()
+            if offset != self.marks.get((topic, partition))
+        }
         with self.engine.begin() as conn:
-            set_position(conn, self.name, last)
-            for (topic, partition), offset in marks.items():
-                if offset != self.marks.get((topic, partition)):
-                    set_position(conn, self._mark_name(topic, partition), offset)
+            set_positions(conn, {self.name: last, **moved})
         self.position, self.marks = last, marks
         return len(notifications)
 
@@ -148,9 +153,7 @@ class Relay:
             self.position,
         )
         with self.engine.begin() as conn:
-            set_position(conn, self.name, 0)
-            for topic, partition in self.marks:
-                set_position(conn, self._mark_name(topic, partition), 0)
+            set_positions(conn, {self.name: 0, **{self._mark_name(t, p): 0 for t, p in self.marks}})
         self.position, self.marks = 0, {}
         self.republished += 1
 
@@ -159,8 +162,12 @@ class Relay:
 
     def run(self, stop: threading.Event, idle: float = 0.05) -> None:
         """Follow the log until ``stop`` is set; back off while Kafka or the database
-        is unreachable. Anything else propagates to the supervisor."""
+        is unreachable. Anything else propagates to the supervisor.
+
+        Between batches it waits for the store to say it has new events (PostgreSQL),
+        or ``idle`` seconds (SQLite)."""
         backoff = Backoff(first=idle, cap=5.0)
+        news = StoreNews(self.engine, getattr(self.store.recorder, "channel_name", None))
         try:
             while not stop.is_set():
                 try:
@@ -177,9 +184,59 @@ class Relay:
                     continue
                 backoff.reset()
                 if not published:
-                    stop.wait(idle)
+                    news.wait(stop, idle)
         finally:
+            news.close()
             self.publisher.close()
+
+
+class StoreNews:
+    """Waits until the store may hold new events.
+
+    On PostgreSQL the library's insert notifies a channel named after the events table
+    in the transaction that stores them, so a listener wakes as they commit; the relay
+    listens on a connection of its own and looks at the log at once. Without it (SQLite,
+    or while that connection is down) it looks again after ``idle`` seconds; a quiet
+    channel is looked past every ``LONGEST`` seconds anyway.
+    """
+
+    LONGEST = 0.25
+
+    def __init__(self, engine: Engine, channel: str | None) -> None:
+        self.engine = engine
+        self.channel = channel if engine.dialect.name == "postgresql" else None
+        self._listening: psycopg.Connection[Any] | None = None
+
+    def wait(self, stop: threading.Event, idle: float) -> None:
+        listening = self._listen()
+        if listening is None:
+            stop.wait(idle)
+            return
+        try:
+            for _ in listening.notifies(timeout=self.LONGEST, stop_after=1):
+                pass
+        except psycopg.Error as error:
+            log.info("relay: not told of new events for now (%s); polling", describe(error))
+            self.close()
+            stop.wait(idle)
+
+    def _listen(self) -> psycopg.Connection[Any] | None:
+        if self._listening is None and self.channel is not None:
+            url = self.engine.url.set(drivername="postgresql")
+            try:
+                conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            except psycopg.Error as error:
+                log.info("relay: cannot listen for new events (%s); polling", describe(error))
+                return None
+            self._listening = conn
+        return self._listening
+
+    def close(self) -> None:
+        if self._listening is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._listening.close()
+            self._listening = None
 
 
 def unreadable_message(n: Notification) -> Message:

@@ -29,6 +29,7 @@ _templates = Environment(
     # titles) reaches supervisors' mail (SPEC §9.7). Plain-text templates are not.
     autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
     keep_trailing_newline=True,
+    auto_reload=False,  # templates ship with the package: no look at their files per mail
 )
 
 HEADLINES = {
@@ -163,11 +164,6 @@ class Notice:
         in line, which holds no seat."""
         if self.kind in WITHOUT_CALENDAR:
             return None
-        calendar = Calendar()
-        calendar.add("prodid", "-//Rollcall//Training sessions//EN")
-        calendar.add("version", "2.0")
-        calendar.add("method", self.ics_method)
-        calendar.add_component(_vtimezone(self.session.timezone, self.session.starts_at.year))
         event = CalendarEvent()
         event.add("uid", f"{self.enrollment_id or self.session.id}@rollcall")
         event.add("sequence", self.sequence)
@@ -178,16 +174,31 @@ class Notice:
         event.add("dtstamp", stamp)
         event.add("location", self.session.location)
         event.add("status", "CANCELLED" if self.ics_method == "CANCEL" else "CONFIRMED")
-        calendar.add_component(event)
-        ical: bytes = calendar.to_ical()
-        return ical.decode()
+        # The calendar's head and its zone are the same for many mails: written once,
+        # and the event put between them (what icalendar writes for the whole calendar).
+        head = _calendar_head(self.ics_method)
+        zone = _vtimezone(self.session.timezone, self.session.starts_at.year)
+        written: bytes = event.to_ical()
+        return head + zone + written.decode() + "END:VCALENDAR\r\n"
+
+
+@functools.lru_cache(maxsize=4)
+def _calendar_head(method: str) -> str:
+    calendar = Calendar()
+    calendar.add("prodid", "-//Rollcall//Training sessions//EN")
+    calendar.add("version", "2.0")
+    calendar.add("method", method)
+    whole: bytes = calendar.to_ical()
+    return whole.decode().removesuffix("END:VCALENDAR\r\n")
 
 
 @functools.lru_cache(maxsize=256)
-def _vtimezone(tzid: str, year: int) -> Timezone:
+def _vtimezone(tzid: str, year: int) -> str:
     """The zone's rules around the session (from the year before to two after): what a
     calendar needs to place it, at a size that stays small."""
-    return Timezone.from_tzid(tzid, first_date=date(year - 1, 1, 1), last_date=date(year + 2, 1, 1))
+    zone = Timezone.from_tzid(tzid, first_date=date(year - 1, 1, 1), last_date=date(year + 2, 1, 1))
+    text: bytes = zone.to_ical()
+    return text.decode()
 
 
 def email_message(

@@ -47,7 +47,7 @@ from adapters.clock import Clock, SystemClock
 from adapters.consumer_loop import ConsumerLoop
 from adapters.contract import Event, by_ce_type, event_type_of
 from adapters.contract import event_id as event_id_of
-from adapters.db import advance_position, create_schema, get_positions
+from adapters.db import advance_positions, create_schema, get_positions
 from adapters.faults import Backoff, describe, is_transient
 from adapters.kafka import DEAD_LETTER, topic_names
 from adapters.migrations import migrate
@@ -210,9 +210,10 @@ class Notifier:
             written = self._write(conn, entries)
             latest: dict[str, int] = {}
             for event in events:
-                latest[event.subject] = max(latest.get(event.subject, 0), event.sequence)
-            for subject, version in latest.items():
-                advance_position(conn, SEEN + subject, version)
+                latest[SEEN + event.subject] = max(
+                    latest.get(SEEN + event.subject, 0), event.sequence
+                )
+            advance_positions(conn, latest)
         if written:
             self.queued.set()
         return written
@@ -266,8 +267,12 @@ class Notifier:
             return self._rescheduled(event)
         if name not in ENROLLMENT_NOTICES:
             return []
-        enrollment: Enrollment = self.reader.aggregate(UUID(event.subject), version=event.sequence)
-        training = self._current(enrollment.training_id)
+        if "user_id" in data:  # the event that begins the enrollment names both
+            user_id, training_id = data["user_id"], UUID(data["training_id"])
+        else:  # neither ever changes: the enrollment as it is now says them
+            enrollment: Enrollment = self._current(UUID(event.subject))
+            user_id, training_id = enrollment.user_id, enrollment.training_id
+        training = self._current(training_id)
         kind = ENROLLMENT_NOTICES[name]
         if name == "ReminderSent" and data["kind"] != "before_session":
             kind = "deadline_reminder"
@@ -280,9 +285,9 @@ class Notifier:
             previous=training.session(UUID(previous)) if previous else None,
             reason=data.get("reason") or None,
             by_admin=data.get("by_admin", False),
-            enrollment_id=enrollment.id,
+            enrollment_id=UUID(event.subject),
         )
-        addressed = self._addressed(notice, enrollment.user_id, training)
+        addressed = self._addressed(notice, user_id, training)
         if name == "ReminderSent":  # the learner asked for nothing else: theirs alone
             addressed = replace(addressed, tell_learner=True, supervisor=None)
         return [addressed]
@@ -317,7 +322,7 @@ class Notifier:
         return Addressed(notice, learner, training.notify_learners, supervisor)
 
     def _current(self, aggregate_id: UUID) -> Any:
-        """A training or user as it is now, read once per batch."""
+        """A training, user or enrollment as it is now, read once per batch."""
         if self._memo is None:
             return self.reader.aggregate(aggregate_id)
         if aggregate_id not in self._memo:

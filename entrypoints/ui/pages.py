@@ -53,6 +53,7 @@ _templates = Environment(
     autoescape=select_autoescape(enabled_extensions=("html", "j2"), default=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # templates ship with the package
 )
 _templates.filters["wall"] = wall_time
 _templates.globals["sentence"] = sentence

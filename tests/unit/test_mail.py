@@ -3,15 +3,20 @@ parses out of them, and what they refuse to carry."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
+from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
+from icalendar import Calendar, Timezone
+from icalendar import Event as CalendarEvent
 
-from consumers.mail import rendered
+from consumers.mail import Notice, rendered
+from domain.training import Session
 
 WHEN = datetime(2027, 3, 1, 9, 30, tzinfo=UTC)
 ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:PUBLISH\r\nEND:VCALENDAR\r\n"
@@ -86,3 +91,34 @@ def test_an_address_beyond_ascii_takes_the_email_package_path() -> None:
     plain = message.get_body(("plain",))
     assert plain is not None
     assert plain.get_content() == "Hello Sam,\r\nLena enrolled.\r\n"
+
+
+@pytest.mark.parametrize("kind", ["enrolled", "unenrolled"])
+def test_the_calendar_is_what_icalendar_writes_for_the_whole_of_it(kind: str) -> None:
+    """Notice.ics writes its head and the zone once and puts each event between them:
+    the text must be what the library writes for the calendar built whole (escaping,
+    folding, order), in a zone with summer time and a title that needs both."""
+    starts = datetime(2027, 3, 28, 7, 30, tzinfo=UTC)  # the morning Berlin moves its clocks
+    session = Session(uuid4(), starts, starts + timedelta(hours=3), "Europe/Berlin", "Hall; 2", 9)
+    title = "Fire safety, part 2; \\ the long way " + "round " * 20
+    notice = Notice(kind, "Lena", title, session, enrollment_id=uuid4(), sequence=41)
+    whole = Calendar()
+    whole.add("prodid", "-//Rollcall//Training sessions//EN")
+    whole.add("version", "2.0")
+    whole.add("method", notice.ics_method)
+    zone = Timezone.from_tzid(
+        "Europe/Berlin", first_date=date(2026, 1, 1), last_date=date(2029, 1, 1)
+    )
+    whole.add_component(zone)
+    event = CalendarEvent()
+    event.add("uid", f"{notice.enrollment_id}@rollcall")
+    event.add("sequence", 41)
+    event.add("summary", f"{title} (Lena)")
+    event.add("dtstart", starts.astimezone(ZoneInfo("Europe/Berlin")))
+    event.add("dtend", (starts + timedelta(hours=3)).astimezone(ZoneInfo("Europe/Berlin")))
+    event.add("dtstamp", WHEN)
+    event.add("location", "Hall; 2")
+    event.add("status", "CANCELLED" if kind == "unenrolled" else "CONFIRMED")
+    whole.add_component(event)
+    assert notice.ics(WHEN) == whole.to_ical().decode()
+    assert notice.ics(WHEN) == notice.ics(WHEN)  # the cached parts are not consumed

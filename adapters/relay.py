@@ -195,12 +195,16 @@ class StoreNews:
 
     On PostgreSQL the library's insert notifies a channel named after the events table
     in the transaction that stores them, so a listener wakes as they commit; the relay
-    listens on a connection of its own and looks at the log at once. Without it (SQLite,
-    or while that connection is down) it looks again after ``idle`` seconds; a quiet
-    channel is looked past every ``LONGEST`` seconds anyway.
+    listens on a connection of its own and looks at the log at once, and looks anyway
+    after ``PATIENCE`` seconds of quiet. A wait that has just begun to listen (or lost
+    its connection) returns at once: what committed before the listening began is read
+    by the look that follows. Without a channel (SQLite), or while no connection can be
+    made, it looks again after ``idle`` seconds.
     """
 
-    LONGEST = 0.25
+    PATIENCE = 5.0
+    TICK = 0.25
+    """How often a wait looks at ``stop``."""
 
     def __init__(self, engine: Engine, channel: str | None) -> None:
         self.engine = engine
@@ -208,29 +212,31 @@ class StoreNews:
         self._listening: psycopg.Connection[Any] | None = None
 
     def wait(self, stop: threading.Event, idle: float) -> None:
-        listening = self._listen()
-        if listening is None:
-            stop.wait(idle)
+        if self._listening is None:
+            if not self._listen():
+                stop.wait(idle)
             return
+        until = time.monotonic() + self.PATIENCE
         try:
-            for _ in listening.notifies(timeout=self.LONGEST, stop_after=1):
-                pass
+            while not stop.is_set() and time.monotonic() < until:
+                if any(True for _ in self._listening.notifies(timeout=self.TICK, stop_after=1)):
+                    return
         except psycopg.Error as error:
-            log.info("relay: not told of new events for now (%s); polling", describe(error))
+            log.info("relay: the store's notices stopped (%s); listening again", describe(error))
             self.close()
-            stop.wait(idle)
 
-    def _listen(self) -> psycopg.Connection[Any] | None:
-        if self._listening is None and self.channel is not None:
-            url = self.engine.url.set(drivername="postgresql")
-            try:
-                conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            except psycopg.Error as error:
-                log.info("relay: cannot listen for new events (%s); polling", describe(error))
-                return None
-            self._listening = conn
-        return self._listening
+    def _listen(self) -> bool:
+        if self.channel is None:
+            return False
+        url = self.engine.url.set(drivername="postgresql")
+        try:
+            conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except psycopg.Error as error:
+            log.info("relay: cannot listen for new events (%s); polling", describe(error))
+            return False
+        self._listening = conn
+        return True
 
     def close(self) -> None:
         if self._listening is not None:

@@ -18,7 +18,16 @@ from sqlalchemy import Engine, Table, inspect, select, text
 
 from adapters import migrations
 from adapters.clock import ManualClock
-from adapters.db import SCHEMA, SCHEMA_VERSION, engine_for, get_position, positions
+from adapters.db import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    advance_positions,
+    engine_for,
+    get_position,
+    get_positions,
+    positions,
+    set_positions,
+)
 from adapters.store import EventStore, store_env
 from adapters.store_reader import StoreReader
 from application.service import Rollcall
@@ -196,3 +205,25 @@ def test_read_models_of_an_older_shape_are_rebuilt_from_the_store_at_start(
 def _rows(engine: Engine, table: Table) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key))]
+
+
+def test_positions_are_written_many_at_once_forward_only_or_set(database_url: str) -> None:
+    """The relay's position and marks, and the notifier's versions seen, are one upsert
+    per batch (issue 14): missing names are created, ``advance_positions`` never moves
+    one back, ``set_positions`` does (the relay starting over)."""
+    engine = engine_for(database_url)
+    migrations.migrate(engine)
+    try:
+        with engine.begin() as conn:
+            advance_positions(conn, {"a": 5, "b": 7})
+            advance_positions(conn, {"a": 3, "b": 9, "c": 1})
+        with engine.begin() as conn:
+            assert get_positions(conn, ["a", "b", "c"]) == {"a": 5, "b": 9, "c": 1}
+            set_positions(conn, {"a": 0, "c": 4, "d": 2})
+        with engine.begin() as conn:
+            assert get_positions(conn, ["a", "b", "c", "d"]) == {"a": 0, "b": 9, "c": 4, "d": 2}
+            many = {f"n{i}": i for i in range(1, 1201)}  # more than one statement's rows
+            advance_positions(conn, many)
+            assert get_positions(conn, list(many)) == many
+    finally:
+        engine.dispose()

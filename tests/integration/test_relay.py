@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import jsonschema
+import psycopg
 import pytest
 import typer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -23,11 +24,11 @@ from adapters.contract import by_ce_type, event_id, generated_files
 from adapters.db import engine_for
 from adapters.embedded import LocalBroker
 from adapters.kafka import KafkaPublisher, topic_names
-from adapters.relay import Relay
+from adapters.relay import Relay, StoreNews
 from application.commands import SetLock, Switch, Unenroll
 from application.service import Rollcall
 from entrypoints.catalog import contract_files, samples
-from tests.infra import read_topics, wait_for
+from tests.infra import read_topics, truncate_postgres, wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, World, days_before
 
 SCHEMAS = Path(str(contract.SCHEMAS))
@@ -131,6 +132,57 @@ def test_relay_resumes_from_its_tracked_position_after_a_restart(
     restarted = relay_for(rollcall, database_url, broker.bootstrap, topic_prefix)
     assert restarted.position == first
     assert restarted.run_once() == rollcall.store.recorder.max_notification_id() - first
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_relay_publishes_as_the_store_commits(
+    postgres_url: str,
+    clock: ManualClock,
+    broker: LocalBroker,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14: the relay listens on the channel the store's insert notifies, so a new
+    event leaves at once, not when the relay next looks (here: after a minute). Its
+    listening connection cut by the server, it listens again on a new one."""
+    monkeypatch.setattr(StoreNews, "PATIENCE", 60.0)
+    truncate_postgres(postgres_url)
+    rollcall = Rollcall.open(postgres_url, clock)
+    relay = relay_for(rollcall, postgres_url, broker.bootstrap, topic_prefix)
+    stop = threading.Event()
+    follower = threading.Thread(target=relay.run, args=(stop, 60.0))
+    follower.start()
+    world = World(rollcall, clock)
+    store = rollcall.store.recorder
+    try:
+        wait_for(lambda: relay.position == store.max_notification_id(), timeout=10)
+        wait_for(lambda: listeners(postgres_url) == 1)
+        for _ in range(3):
+            world.enroll(world.training(apart=True))
+            wait_for(lambda: relay.position == store.max_notification_id(), timeout=3)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            )
+        wait_for(lambda: listeners(postgres_url) == 1)  # listening again
+        for _ in range(3):
+            world.enroll(world.training(apart=True))
+            wait_for(lambda: relay.position == store.max_notification_id(), timeout=3)
+    finally:
+        stop.set()
+        follower.join(timeout=10)
+        rollcall.close()
+    assert not follower.is_alive()
+
+
+def listeners(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_kafka_outage_loses_nothing(tmp_path: Path, clock: ManualClock, topic_prefix: str) -> None:

@@ -3,8 +3,9 @@ server, beside the same command called in-process, in the same run.
 
     python -m bench.api [--requests 1000] [--clients 4]
 
-Each enrollment goes into its own training (one session, unlimited seats), so the figures
-measure the request path rather than contention on one training's seat ledger.
+Each enrollment is a new learner's, into its own training (one session, unlimited
+seats), so the figures measure the request path rather than contention on one
+training's seat ledger or one learner's calendar.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 
 from application.commands import CreateTraining, Enroll, SessionInput
 from application.service import Rollcall
-from bench.common import register
+from bench.common import register, register_many
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.runtime import Runtime
@@ -57,31 +58,37 @@ def main() -> None:
         with Runtime(settings) as runtime:
             rc = runtime.rollcall
             register(rc, "admin", admin=True)
-            register(rc, "learner")
-            in_process, over_http, concurrent = trainings(rc, n), trainings(rc, n), trainings(rc, n)
+            learners = register_many(rc, "u", 3 * n)
+            in_process, over_http, concurrent = (
+                list(zip(learners[k * n : (k + 1) * n], trainings(rc, n), strict=True))
+                for k in range(3)
+            )
 
             latencies = []
             began = time.perf_counter()
-            for tid, sid in in_process:
+            for learner, (tid, sid) in in_process:
                 t = time.perf_counter()
-                rc.enroll(Enroll(actor_id="learner", training_id=tid, session_id=sid))
+                rc.enroll(Enroll(actor_id=learner, training_id=tid, session_id=sid))
                 latencies.append(time.perf_counter() - t)
             direct_rate = n / (time.perf_counter() - began)
 
-            token = issue_token("learner", jwt_secret(settings), datetime.now(UTC))
-            headers = {"Authorization": f"Bearer {token}"}
-            client = httpx.Client(base_url=runtime.url, headers=headers, timeout=30)
+            now, secret = datetime.now(UTC), jwt_secret(settings)
+            tokens = {learner: issue_token(learner, secret, now) for learner in learners}
+            client = httpx.Client(base_url=runtime.url, timeout=30)
 
-            def enroll(pair: tuple[UUID, UUID]) -> float:
+            def enroll(request: tuple[str, tuple[UUID, UUID]]) -> float:
+                learner, (tid, sid) = request
                 t = time.perf_counter()
                 response = client.post(
-                    f"/v1/trainings/{pair[0]}/enrollments", json={"session_id": str(pair[1])}
+                    f"/v1/trainings/{tid}/enrollments",
+                    json={"session_id": str(sid)},
+                    headers={"Authorization": f"Bearer {tokens[learner]}"},
                 )
                 assert response.status_code == 201, response.text
                 return time.perf_counter() - t
 
             began = time.perf_counter()
-            http_latencies = [enroll(pair) for pair in over_http]
+            http_latencies = [enroll(request) for request in over_http]
             http_rate = n / (time.perf_counter() - began)
 
             began = time.perf_counter()

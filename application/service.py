@@ -261,8 +261,10 @@ class Rollcall:
             self.require_manager(actor_id)
         elif actor_id != user_id:
             raise Forbidden("learners may act only on their own enrollments")
-        else:
-            self._actor(actor_id)
+        elif actor_id != SYSTEM_ACTOR and not self.is_known_user(actor_id):
+            # A learner acting on themselves needs only to be in the directory, which
+            # the API has usually just asked (remembered: the directory never forgets).
+            raise Forbidden("the acting user is not in the directory")
 
     # -- directory ---------------------------------------------------------------------
 

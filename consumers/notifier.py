@@ -14,6 +14,7 @@ dead-letter topic with the error, and the consumer goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -420,6 +421,54 @@ async def _closed(smtp: aiosmtplib.SMTP | None, polite: bool = False) -> None:
             smtp.close()
 
 
+class _SentMarks:
+    """Records delivered mails as sent, each by one statement that commits on its own,
+    on a connection kept for the sender's round.
+
+    On PostgreSQL these commits do not wait for the disk (``synchronous_commit`` off, on
+    this connection only, and reset before it goes back to the pool): a sender killed
+    at any point loses nothing committed, and only a crash of the database server itself
+    could forget the last fraction of a second of these records, whose mails would then
+    be sent again with the same Message-ID. A transaction of its own per mail, waiting
+    for the disk, held the sender to a third of what the SMTP server takes
+    (bench/mail.py)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    def mark(self, message_id: str, now: datetime) -> None:
+        if self._conn is None:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SET synchronous_commit TO OFF"))
+            self._conn = conn
+        self._conn.execute(
+            update(outbox)
+            .where(outbox.c.message_id == message_id)
+            .values(sent_at=now, claimed_until=None, last_error=None)
+        )
+
+    def drop(self) -> None:
+        """Forget a connection that failed (the pool replaces it)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            if self._conn.dialect.name == "postgresql":
+                self._conn.execute(text("RESET synchronous_commit"))
+            self._conn.close()
+            self._conn = None
+        except Exception:
+            self.drop()
+
+
 class Sender:
     """Delivers due outbox mails; safe to run in several processes at once."""
 
@@ -485,6 +534,7 @@ class Sender:
         count against ``limit`` too: an SMTP server that is down costs one bounded round."""
         delivered = tried = 0
         smtp: aiosmtplib.SMTP | None = None
+        marks = _SentMarks(self.engine)
         try:
             while tried < limit and (rows := self._claim(min(50, limit - tried))):
                 tried += len(rows)
@@ -508,9 +558,10 @@ class Sender:
                         await _closed(smtp)  # a fresh connection for the next one
                         smtp = None
                         continue
-                    await self._mark_sent(row["message_id"])
+                    await self._mark_sent(marks, row["message_id"])
                     delivered += 1
         finally:
+            marks.close()
             await _closed(smtp, polite=True)
         return delivered
 
@@ -526,29 +577,16 @@ class Sender:
         await smtp.connect()
         return smtp
 
-    async def _mark_sent(self, message_id: str, attempts: int = 8) -> None:
+    async def _mark_sent(self, marks: _SentMarks, message_id: str, attempts: int = 8) -> None:
         """Record a delivered mail as sent, retrying a database fault for a while: the
-        server has accepted it, so failing here would send it again after the lease.
-
-        On PostgreSQL the commit does not wait for the disk (``synchronous_commit``
-        off, for this transaction only): a sender killed at any point loses nothing
-        committed, and only a crash of the database server itself could forget the
-        last fraction of a second of these records, whose mails would then be sent
-        again with the same Message-ID. Waiting for the disk on every mail held the
-        sender to a third of what the SMTP server takes (bench/mail.py)."""
+        server has accepted it, so failing here would send it again after the lease."""
         backoff = Backoff(first=0.2, cap=5.0)
         for attempt in range(attempts):
             try:
-                with self.engine.begin() as conn:
-                    if conn.dialect.name == "postgresql":
-                        conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                    conn.execute(
-                        update(outbox)
-                        .where(outbox.c.message_id == message_id)
-                        .values(sent_at=self.clock.now(), claimed_until=None, last_error=None)
-                    )
+                marks.mark(message_id, self.clock.now())
                 return
             except Exception as error:
+                marks.drop()
                 if not is_transient(error) or attempt == attempts - 1:
                     raise
                 await asyncio.sleep(backoff.next())

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,25 @@ def runtime_settings(
         jwt_secret=secret,
         **extra,
     )
+
+
+def due_mails(count: int, now: datetime) -> list[dict[str, Any]]:
+    """``count`` plain outbox rows, due ``now``, in position order."""
+    return [
+        {
+            "message_id": f"00000000-0000-0000-0000-{n:012d}",
+            "event_id": f"00000000-0000-0000-0001-{n:012d}",
+            "position": n,
+            "recipient_id": "sam",
+            "recipient_email": "sam@example.com",
+            "subject": "Lena enrolled",
+            "text": "hello",
+            "html": "<p>hello</p>",
+            "ics": None,
+            "ics_method": "PUBLISH",
+            "created_at": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for n in range(count)
+    ]

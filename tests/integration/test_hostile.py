@@ -26,7 +26,7 @@ from entrypoints.runtime import Runtime
 from entrypoints.settings import Settings
 from projections.projector import replay
 from tests.conftest import T0
-from tests.infra import runtime_settings, wait_for
+from tests.infra import due_mails, runtime_settings, wait_for
 from tests.integration.test_projections import dump
 from tests.scenario import ADMIN, LEARNER, SUPERVISOR, World
 
@@ -392,27 +392,7 @@ def test_a_mail_server_that_is_down_costs_one_bounded_round(
     engine = engine_for(database_url)
     sender = Sender(engine, SmtpConfig("127.0.0.1", free_port(), "rollcall@example.com"), clock)
     with engine.begin() as conn:
-        conn.execute(
-            outbox.insert(),
-            [
-                {
-                    "message_id": f"00000000-0000-0000-0000-{n:012d}",
-                    "event_id": f"00000000-0000-0000-0001-{n:012d}",
-                    "position": n,
-                    "recipient_id": SUPERVISOR,
-                    "recipient_email": "sam@example.com",
-                    "subject": "Lena enrolled",
-                    "text": "hello",
-                    "html": "<p>hello</p>",
-                    "ics": None,
-                    "ics_method": "PUBLISH",
-                    "created_at": clock.now(),
-                    "attempts": 0,
-                    "next_attempt_at": clock.now(),
-                }
-                for n in range(10)
-            ],
-        )
+        conn.execute(outbox.insert(), due_mails(10, clock.now()))
     assert asyncio.run(sender.send_due(limit=3)) == 0
     with engine.connect() as conn:
         attempts = conn.execute(select(outbox.c.attempts).order_by(outbox.c.position)).scalars()

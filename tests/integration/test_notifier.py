@@ -50,7 +50,7 @@ from application.service import Rollcall
 from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
 from projections.notifications import entries, mark_read
 from projections.tables import LIVE
-from tests.infra import read_topics, wait_for
+from tests.infra import due_mails, read_topics, wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World
 
 
@@ -580,3 +580,33 @@ def test_waitlist_and_reminder_notices_reach_whom_they_concern_once(
     with pipeline.engine.connect() as conn:
         kinds = [e["kind"] for e in entries(conn, LIVE, LEARNER)]
     assert sorted(kinds) == ["promoted", "reminder", "waitlisted"]
+
+
+def test_the_sender_records_each_mail_at_once_and_returns_its_connections_as_found(
+    database_url: str, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    """Issue 14: a round keeps one connection for its "sent" records, each committed by
+    its own statement (so a crash resends at most the mail in flight); on PostgreSQL
+    that connection skips waiting for the disk, and is reset before the pool has it
+    back: no other user of the pool inherits the setting."""
+    url = (
+        f"{database_url}?pool_size=2&max_overflow=0"
+        if "postgresql" in database_url
+        else database_url
+    )
+    engine = engine_for(url)
+    sender = Sender(engine, SmtpConfig("127.0.0.1", catcher.port, "rollcall@example.com"), clock)
+    with engine.begin() as conn:
+        conn.execute(outbox.insert(), due_mails(7, clock.now()))
+    assert asyncio.run(sender.send_due(limit=50)) == 7
+    with engine.connect() as conn:
+        sent = conn.execute(select(outbox.c.sent_at, outbox.c.claimed_until)).all()
+    assert [tuple(row) for row in sent] == [(clock.now(), None)] * 7
+    assert sorted(m["Message-ID"] for m in catcher.received()) == sorted(
+        f"<{row['message_id']}@rollcall.invalid>" for row in due_mails(7, clock.now())
+    )
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as first, engine.connect() as second:  # the whole pool
+            for conn in (first, second):
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    engine.dispose()

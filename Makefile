@@ -47,8 +47,8 @@ $(AXE):
 
 # The suite (under 15 minutes), in two processes (a test file runs in one of them; each has
 # its own PostgreSQL database and broker). The fault drills (processes killed, the broker
-# restarted empty, database connections terminated: about 4 minutes more) run alone with
-# `make drills`.
+# restarted empty, database connections terminated, the database server restarted: about
+# 5 minutes more) run alone with `make drills`.
 test: install services browser lint
 	$(BIN)/pytest -m "not drill" -n 2 --dist loadfile
 

@@ -32,11 +32,13 @@ from kafka import KafkaProducer
 from adapters.clock import ManualClock, SystemClock
 from adapters.db import engine_for
 from adapters.embedded import LocalBroker, MailCatcher, free_port
+from adapters.faults import is_transient
 from adapters.kafka import topic_names
 from adapters.store_reader import StoreReader
 from application.commands import Enroll, PutUser, SetReminders, Unenroll
 from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
+from domain.errors import Reason, RuleViolation
 from projections.projector import caught_up, create_tables, replay
 from tests.infra import truncate_postgres, wait_for
 from tests.integration.test_projections import dump
@@ -272,8 +274,37 @@ def drill_broker() -> Iterator[LocalBroker]:
         yield running
 
 
+def restart_postgres(down: float) -> None:
+    """Stop the local PostgreSQL cluster, leave it down for ``down`` seconds, start it."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+    subprocess.run([*cluster, "stop", "--mode", "fast"], check=True)
+    time.sleep(down)
+    subprocess.run([*cluster, "start"], check=True)
+    wait_for(lambda: subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0)
+
+
+def enrolled_despite_outages(rc: Rollcall, command: Enroll) -> None:
+    """Enroll as a client would while the database restarts: again after a passing
+    fault; a refusal as already enrolled means the first try had committed."""
+    while True:
+        try:
+            rc.enroll(command)
+            return
+        except RuleViolation as refused:
+            if refused.reason is Reason.ALREADY_ENROLLED:
+                return
+            raise
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            time.sleep(0.2)
+
+
 @pytest.mark.postgres
-@pytest.mark.parametrize("fault", ["broker-restarted-empty", "connections-terminated"])
+@pytest.mark.parametrize(
+    "fault", ["broker-restarted-empty", "connections-terminated", "database-restarted"]
+)
 def test_separate_parts_on_postgres_lose_nothing_under_faults(
     fault: str, postgres_url: str, drill_broker: LocalBroker, tmp_path: Path
 ) -> None:
@@ -314,12 +345,13 @@ def test_separate_parts_on_postgres_lose_nothing_under_faults(
 
             def traffic() -> None:
                 for i, learner in enumerate(learners):
-                    rc.enroll(
+                    enrolled_despite_outages(
+                        rc,
                         Enroll(
                             actor_id=learner,
                             training_id=training.id,
                             session_id=training.sessions[i % 2],
-                        )
+                        ),
                     )
                     time.sleep(0.05)
                 done.set()
@@ -341,6 +373,10 @@ def test_separate_parts_on_postgres_lose_nothing_under_faults(
                 drill_broker._process.wait()  # type: ignore[union-attr]
                 time.sleep(4.0)  # longer than a poll, consumers lagging behind
                 drill_broker.start()  # same port, nothing in it
+                faults = 1
+            elif fault == "database-restarted":
+                time.sleep(1.0)  # mid-traffic
+                restart_postgres(down=3.0)  # every part, and the traffic, lose the database
                 faults = 1
             else:
                 database = postgres_url.rsplit("/", 1)[1]

@@ -438,11 +438,10 @@ class _SentMarks:
         self._conn: Connection | None = None
 
     def mark(self, message_id: str, now: datetime) -> None:
-        if self._conn is None:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SET synchronous_commit TO OFF"))
-            self._conn = conn
+        if self._conn is None:  # kept at once, so that drop() can discard it if SET fails
+            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if self._conn.dialect.name == "postgresql":
+                self._conn.execute(text("SET synchronous_commit TO OFF"))
         self._conn.execute(
             update(outbox)
             .where(outbox.c.message_id == message_id)

@@ -121,13 +121,15 @@ class World:
             )
         ).value
 
-    def user(self, user_id: str) -> None:
+    def user(self, user_id: str, supervisor_id: str | None = None) -> None:
+        """A directory entry named after ``user_id``, at ``user_id@example.com``."""
         self.rc.put_user(
             PutUser(
                 actor_id=ADMIN,
                 user_id=user_id,
                 name=user_id.title(),
                 email=f"{user_id}@example.com",
+                supervisor_id=supervisor_id,
             )
         )
 

@@ -35,7 +35,7 @@ from adapters.embedded import LocalBroker, MailCatcher, free_port
 from adapters.faults import is_transient
 from adapters.kafka import topic_names
 from adapters.store_reader import StoreReader
-from application.commands import Enroll, PutUser, SetReminders, Unenroll
+from application.commands import Enroll, SetReminders, Unenroll
 from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
 from domain.errors import Reason, RuleViolation
@@ -268,6 +268,22 @@ def terminate_backends(admin_url: str, database: str) -> int:
     return len(rows)
 
 
+def parts_env(
+    postgres_url: str, broker: LocalBroker, prefix: str, catcher: MailCatcher
+) -> dict[str, str]:
+    """The settings of parts run as processes on PostgreSQL, mailing ``catcher``."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")},
+        "ROLLCALL_DATABASE_URL": f"{postgres_url}?pool_size=2&max_overflow=4",
+        "ROLLCALL_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "ROLLCALL_TOPIC_PREFIX": prefix,
+        "ROLLCALL_KAFKA_PARTITIONS": "4",
+        "ROLLCALL_SMTP_HOST": "127.0.0.1",
+        "ROLLCALL_SMTP_PORT": str(catcher.port),
+        "ROLLCALL_MAIL_LEASE_SECONDS": "5",
+    }
+
+
 @pytest.fixture
 def drill_broker() -> Iterator[LocalBroker]:
     with LocalBroker(port=free_port()) as running:
@@ -314,30 +330,12 @@ def test_separate_parts_on_postgres_lose_nothing_under_faults(
     world = World(rc, SystemClock())  # type: ignore[arg-type]
     learners = [f"member{i:03d}" for i in range(60)]
     for learner in learners:
-        rc.put_user(
-            PutUser(
-                actor_id=ADMIN,
-                user_id=learner,
-                name=learner.title(),
-                email=f"{learner}@example.com",
-                supervisor_id=SUPERVISOR,
-            )
-        )
+        world.user(learner, SUPERVISOR)
     training = world.training(days=(30, 40), capacity=None)
     engine = engine_for(postgres_url)
     create_tables(engine)
     with MailCatcher() as catcher:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")},
-            "ROLLCALL_DATABASE_URL": f"{postgres_url}?pool_size=2&max_overflow=4",
-            "ROLLCALL_KAFKA_BOOTSTRAP": drill_broker.bootstrap,
-            "ROLLCALL_TOPIC_PREFIX": prefix,
-            "ROLLCALL_KAFKA_PARTITIONS": "4",
-            "ROLLCALL_SMTP_HOST": "127.0.0.1",
-            "ROLLCALL_SMTP_PORT": str(catcher.port),
-            "ROLLCALL_MAIL_LEASE_SECONDS": "5",
-        }
-        parts = Parts(env, tmp_path)
+        parts = Parts(parts_env(postgres_url, drill_broker, prefix, catcher), tmp_path)
         faults = 0
         try:
             # Traffic: each learner enrolls; faults strike while it flows.
@@ -457,15 +455,7 @@ def test_sender_killed_repeatedly_resends_at_most_one_mail_per_kill(
     training = world.training(days=(10, 20), capacity=None, notify_learners=False)
     learners = [f"learner{i:02d}" for i in range(40)]
     for learner in learners:
-        rc.put_user(
-            PutUser(
-                actor_id=ADMIN,
-                user_id=learner,
-                name=learner.title(),
-                email=f"{learner}@example.com",
-                supervisor_id=SUPERVISOR,
-            )
-        )
+        world.user(learner, SUPERVISOR)
         rc.enroll(
             Enroll(actor_id=learner, training_id=training.id, session_id=training.sessions[0])
         )
@@ -539,15 +529,7 @@ def test_notifier_killed_mid_stream_mails_each_promotion_and_reminder_once(
     seated = [f"seated{i:02d}" for i in range(30)]
     waiting = [f"waiting{i:02d}" for i in range(30)]
     for learner in seated + waiting:
-        rc.put_user(
-            PutUser(
-                actor_id=ADMIN,
-                user_id=learner,
-                name=learner.title(),
-                email=f"{learner}@example.com",
-                supervisor_id=SUPERVISOR,
-            )
-        )
+        world.user(learner, SUPERVISOR)
     training = world.training(days=(3,), capacity=len(seated))
     rc.set_reminders(
         SetReminders(
@@ -571,17 +553,7 @@ def test_notifier_killed_mid_stream_mails_each_promotion_and_reminder_once(
     engine = engine_for(postgres_url)
     create_tables(engine)
     with MailCatcher() as catcher:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")},
-            "ROLLCALL_DATABASE_URL": f"{postgres_url}?pool_size=2&max_overflow=4",
-            "ROLLCALL_KAFKA_BOOTSTRAP": drill_broker.bootstrap,
-            "ROLLCALL_TOPIC_PREFIX": prefix,
-            "ROLLCALL_KAFKA_PARTITIONS": "4",
-            "ROLLCALL_SMTP_HOST": "127.0.0.1",
-            "ROLLCALL_SMTP_PORT": str(catcher.port),
-            "ROLLCALL_MAIL_LEASE_SECONDS": "5",
-        }
-        parts = Parts(env, tmp_path)
+        parts = Parts(parts_env(postgres_url, drill_broker, prefix, catcher), tmp_path)
         try:
             scheduler = DeadlineScheduler(rc)
             clock.advance(timedelta(days=1, hours=1))  # the reminder is due

@@ -37,7 +37,6 @@ from adapters.relay import Relay
 from application.commands import (
     CancelSession,
     Enroll,
-    PutUser,
     SetLock,
     SetReminders,
     Switch,
@@ -479,15 +478,7 @@ def test_notifier_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(
     training = world.training(days=(10, 20, 30), capacity=None)
     learners = [f"learner{i}" for i in range(15)]
     for learner in learners:
-        rc.put_user(
-            PutUser(
-                actor_id=ADMIN,
-                user_id=learner,
-                name=learner.title(),
-                email=f"{learner}@example.com",
-                supervisor_id=SUPERVISOR,
-            )
-        )
+        world.user(learner, SUPERVISOR)
         rc.enroll(
             Enroll(actor_id=learner, training_id=training.id, session_id=training.sessions[0])
         )

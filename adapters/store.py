@@ -7,15 +7,19 @@ position the relay and read models follow).
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import select
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.application import Application, Repository
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.persistence import Mapper, Recording, StoredEvent
+from psycopg_pool import ConnectionPool
 from sqlalchemy.engine import make_url
 
 from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
@@ -25,12 +29,19 @@ from domain.inputs import EVENT_BYTES_MAX
 
 
 class CopyLockedRepository(Repository[UUID]):
-    """The library's cached repository, made safe for many threads.
+    """The library's cached repository, made safe for many threads, with optimistic reads.
 
     It fast-forwards a cached aggregate in place under a lock, but deep-copies it for
     the caller after releasing that lock: a thread copying while another fast-forwards
     saw "dictionary changed size during iteration". Here a cached read holds one of a
     fixed set of striped locks for the aggregate across both steps.
+
+    ``cached`` is the optimistic read: a copy of the cached aggregate without asking the
+    database whether it is still the latest. Another process may have written since, so
+    only a command that writes the aggregate may rely on it: its save then fails on the
+    store's version check and the command runs again on fresh reads
+    (``application/service.py``). ``remember`` keeps what this process saved, so that
+    its next command finds the current version in the cache.
     """
 
     STRIPES = 64
@@ -42,8 +53,52 @@ class CopyLockedRepository(Repository[UUID]):
     def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
         if version is not None or not self.cache:
             return super().get(aggregate_id, version=version, **kwargs)
-        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+        with self._stripe(aggregate_id):
             return super().get(aggregate_id, **kwargs)
+
+    def cached(self, aggregate_id: UUID) -> Any | None:
+        """A copy of the aggregate as this process last saw it; None when not cached."""
+        if not self.cache:
+            return None
+        with self._stripe(aggregate_id):
+            try:
+                aggregate = self.cache.get(aggregate_id)
+            except KeyError:
+                return None
+            return copy.deepcopy(aggregate)
+
+    def remember(self, aggregates: Iterable[Any]) -> None:
+        """Cache these just-saved aggregates, unless the cache already holds a later
+        version (another thread saved or read one meanwhile)."""
+        if not self.cache:
+            return
+        for aggregate in aggregates:
+            with self._stripe(aggregate.id):
+                try:
+                    if self.cache.get(aggregate.id).version >= aggregate.version:
+                        continue
+                except KeyError:
+                    pass
+                self.cache.put(aggregate.id, aggregate)
+
+    def refresh(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Fast-forward the cached ones of these aggregates in place."""
+        for aggregate_id in aggregate_ids:
+            if self.cached_version(aggregate_id) is not None:
+                with contextlib.suppress(AggregateNotFoundError):
+                    self.get(aggregate_id, deepcopy_from_cache=False)
+
+    def cached_version(self, aggregate_id: UUID) -> int | None:
+        if not self.cache:
+            return None
+        with self._stripe(aggregate_id):
+            try:
+                return int(self.cache.get(aggregate_id).version)
+            except KeyError:
+                return None
+
+    def _stripe(self, aggregate_id: UUID) -> threading.Lock:
+        return self._stripes[hash(aggregate_id) % self.STRIPES]
 
 
 class EventStore(Application[UUID]):
@@ -70,6 +125,25 @@ class EventStore(Application[UUID]):
 
         mapper.to_stored_event = bounded  # type: ignore[method-assign]
         return mapper
+
+    def _record(self, processing_event: Any) -> list[Recording[UUID]]:
+        """Record, then keep the saved aggregates in the cache (the library does so only
+        without fast-forwarding), so the next command's optimistic read finds them."""
+        recordings = super()._record(processing_event)
+        self._copy_locked().remember(processing_event.aggregates.values())
+        return recordings
+
+    def cached(self, aggregate_id: UUID) -> Any | None:
+        """The optimistic read (``CopyLockedRepository.cached``)."""
+        return self._copy_locked().cached(aggregate_id)
+
+    def refresh(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Fast-forward these cached aggregates to what is stored (after a conflict)."""
+        self._copy_locked().refresh(aggregate_ids)
+
+    def _copy_locked(self) -> CopyLockedRepository:
+        assert isinstance(self.repository, CopyLockedRepository)
+        return self.repository
 
     def construct_repository(self) -> Repository[UUID]:
         plain = super().construct_repository()
@@ -111,7 +185,8 @@ def store_env(database_url: str) -> dict[str, str]:
             "POSTGRES_MAX_OVERFLOW": str(url.query.get("max_overflow", "10")),
             "POSTGRES_LOCK_TIMEOUT": "10",
             # A connection cut by the server (a restart, pg_terminate_backend) is found
-            # before use and replaced, rather than failing the next command.
+            # before use and replaced, rather than failing the next command: the check
+            # is ``QuietCheck`` (installed by ``open_store``).
             "POSTGRES_PRE_PING": "y",
         }
     raise ValidationFailed(f"unsupported database URL scheme {backend!r}: use sqlite or postgresql")
@@ -127,12 +202,43 @@ def open_store(database_url: str) -> EventStore:
     else:
         with schema_locked(env):
             store = EventStore(env=env)
+        pool = store.recorder.datastore.pool  # type: ignore[attr-defined]
+        pool._check = QuietCheck(pool)  # the library offers only its ping before each use
     engine = engine_for(database_url)
     try:
         migrate(engine)
     finally:
         engine.dispose()
     return store
+
+
+class QuietCheck:
+    """The pool's check of a connection before each use, without a round trip when the
+    connection is quiet.
+
+    An idle connection of the pool has nothing to read unless the server has spoken:
+    closed it (a restart, ``pg_terminate_backend``: a notice, then end of file). So a
+    quiet connection is used as it is, and only a readable one is pinged. Pinging every
+    connection before every use took 4 round trips of an enroll's 10.
+
+    A cut connection means the server probably cut them all: every idle one is checked
+    at once (``pool.check()``) rather than one per use, because the pool sleeps 1, 2, 4
+    ... seconds between failed checks of one request (30 s after a restart, measured).
+    """
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    def __call__(self, conn: psycopg.Connection[Any]) -> None:
+        if not conn.closed:
+            readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+            if not readable:
+                return
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self.pool.check()
+            raise
 
 
 @contextmanager

@@ -6,11 +6,19 @@ every changed aggregate in one atomic write, shared with the commands that arriv
 the same time (``application/group_commit.py``). A concurrent write to the same
 aggregate makes the save fail with an integrity error; the command is then re-run on
 fresh state, so no rule is ever checked against stale data (R7).
+
+A command first reads the aggregates it will write from this process's cache, without
+asking the database whether they are still the latest (another API process may have
+written since). That guess stands only where the store checks it: every such aggregate
+must be saved with new events, whose versions the store refuses if they are taken. A
+command that is refused, or that only read one of them, runs again on fresh reads
+before anyone is answered.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -93,12 +101,19 @@ class Result:
     position: int | None
 
 
+class _Reads(threading.local):
+    """The ids the running command read from the cache unchecked; None: read fresh."""
+
+    unchecked: set[UUID] | None = None
+
+
 class Rollcall:
     def __init__(self, store: EventStore, clock: Clock | None = None) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self._known_users: set[str] = set()
-        self.commits = GroupCommit(lambda *changed: self.store.save(*changed), self._run_alone)
+        self._reads = _Reads()
+        self.commits = GroupCommit(self._save, self._run_alone)
 
     @classmethod
     def open(cls, database_url: str, clock: Clock | None = None) -> Rollcall:
@@ -117,7 +132,36 @@ class Rollcall:
     def _run(self, command: Callable[[], tuple[Sequence[Aggregate], T]]) -> tuple[T, int | None]:
         """Run ``command`` and save what it changed atomically: committed together with
         the commands that arrive at the same time (``application/group_commit.py``)."""
-        return self.commits.run(command)
+        return self.commits.run(partial(self._checked, command))
+
+    def _checked(
+        self, command: Callable[[], tuple[Sequence[Aggregate], T]]
+    ) -> tuple[Sequence[Aggregate], T]:
+        """Run ``command`` on cached reads; again on fresh reads unless the store will
+        check each of them (saved with new events). A refusal is always given on fresh
+        state, and so is an answer that rests on an aggregate the command did not write."""
+        unchecked: set[UUID] = set()
+        self._reads.unchecked = unchecked
+        try:
+            aggregates, value = command()
+        except Exception:
+            if not unchecked:
+                raise
+        else:
+            if unchecked <= {a.id for a in aggregates if a.pending_events}:
+                return aggregates, value
+        finally:
+            self._reads.unchecked = None
+        return command()
+
+    def _save(self, *aggregates: Aggregate) -> Sequence[Any]:
+        """Save atomically; on a conflict, bring this process's cached copies of the
+        aggregates up to date first, so that the command's next run reads them fresh."""
+        try:
+            return self.store.save(*aggregates)
+        except IntegrityError:
+            self.store.refresh(a.id for a in aggregates)
+            raise
 
     def _run_alone(
         self, command: Callable[[], tuple[Sequence[Aggregate], T]]
@@ -127,7 +171,7 @@ class Rollcall:
         for attempt in range(MAX_ATTEMPTS):
             try:
                 aggregates, value = command()
-                recordings = self.store.save(*aggregates)
+                recordings = self._save(*aggregates)
             except (IntegrityError, StaleRead):
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
                 continue
@@ -139,10 +183,15 @@ class Rollcall:
         value, position = self._run(command)
         return Result(value, position)
 
-    def _get(self, kind: type[T], aggregate_id: UUID, what: str) -> T:
+    def _get(self, kind: type[T], aggregate_id: UUID, what: str, fresh: bool = False) -> T:
         """A copy of the aggregate to work on: as the commands committed with this one
-        left it, else as stored."""
+        left it, else (in a command, unless ``fresh``) as cached, else as stored."""
         aggregate = self.commits.working_copy(aggregate_id)
+        unchecked = self._reads.unchecked
+        if aggregate is None and unchecked is not None and not fresh:
+            aggregate = self.store.cached(aggregate_id)
+            if aggregate is not None:
+                unchecked.add(aggregate_id)
         if aggregate is None:
             try:
                 aggregate = self.store.repository.get(aggregate_id)
@@ -158,8 +207,8 @@ class Rollcall:
         except NotFound:
             raise NotFound("user", user_id) from None
 
-    def _training(self, training_id: UUID) -> Training:
-        return self._get(Training, training_id, "training")
+    def _training(self, training_id: UUID, fresh: bool = False) -> Training:
+        return self._get(Training, training_id, "training", fresh)
 
     def _seated(
         self, training: Training, session_id: UUID, loaded: dict[UUID, Enrollment]
@@ -802,8 +851,9 @@ class _Calendars:
         return self.users[user_id]
 
     def _training(self, training_id: UUID) -> Training | None:
+        """Another training the user holds a seat in: read, never written, so fresh."""
         try:
-            return self.rc._training(training_id)
+            return self.rc._training(training_id, fresh=True)
         except NotFound:
             return None
 

@@ -1,0 +1,94 @@
+"""A command reads from its process's cache without asking the database, and no rule is
+ever decided on a stale copy: two services on one store, as two API processes are, each
+with its own cache (application/service.py, adapters/store.py).
+
+Each test makes one service's cache stale through the other, then acts through the
+stale one: a write must meet the store's version check and run again (R7), a refusal
+and an answer that rests on an aggregate the command did not write must be given on
+fresh state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.clock import ManualClock
+from application.commands import Enroll, PutUser, Unenroll
+from application.service import Rollcall
+from domain.errors import Reason, RollcallError
+from tests.integration.test_capacity import seat_ledger_matches_enrollments
+from tests.scenario import ADMIN, World
+
+
+@pytest.fixture
+def two(database_url: str, clock: ManualClock) -> Iterator[tuple[World, Rollcall]]:
+    """A world through one service, and a second service on the same store."""
+    first, second = Rollcall.open(database_url, clock), Rollcall.open(database_url, clock)
+    try:
+        yield World(first, clock), second
+    finally:
+        first.close()
+        second.close()
+
+
+def enroll(rc: Rollcall, training: object, user: str) -> dict[str, object]:
+    return rc.enroll(
+        Enroll(
+            actor_id=user,
+            training_id=training.id,  # type: ignore[attr-defined]
+            session_id=training.sessions[0],  # type: ignore[attr-defined]
+        )
+    ).value
+
+
+def test_r7_a_seat_taken_through_another_process_is_not_sold_twice(
+    two: tuple[World, Rollcall],
+) -> None:
+    world, other = two
+    training = world.training(days=(10,), capacity=2)
+    for user in ("ann", "bob", "cy"):
+        world.user(user)
+    enroll(world.rc, training, "ann")  # the first service caches the training: 1 of 2
+    enroll(other, training, "bob")  # the second takes the last seat
+
+    with pytest.raises(RollcallError) as refused:
+        enroll(world.rc, training, "cy")  # its cache still shows a free seat
+
+    assert refused.value.reason == Reason.SESSION_FULL
+    assert seat_ledger_matches_enrollments(world.rc, training.id)[training.sessions[0]] == 2
+
+
+def test_a_seat_freed_through_another_process_is_offered_not_refused_from_the_cache(
+    two: tuple[World, Rollcall],
+) -> None:
+    world, other = two
+    training = world.training(days=(10,), capacity=1)
+    for user in ("ann", "bob"):
+        world.user(user)
+    enroll(world.rc, training, "ann")  # the first service caches the training: full
+    other.unenroll(Unenroll(actor_id="ann", training_id=training.id, confirm=True))
+
+    enrolled = enroll(world.rc, training, "bob")  # its cache still shows it full
+
+    assert enrolled["active"] is True
+    assert seat_ledger_matches_enrollments(world.rc, training.id)[training.sessions[0]] == 1
+
+
+def test_a_command_that_changes_nothing_in_its_cache_is_run_again_on_fresh_state(
+    two: tuple[World, Rollcall],
+) -> None:
+    world, other = two
+
+    def put(rc: Rollcall, name: str) -> dict[str, object]:
+        entry = PutUser(actor_id=ADMIN, user_id="dee", name=name, email="dee@example.com")
+        return rc.put_user(entry).value
+
+    put(world.rc, "Dee Old")  # cached by the first service
+    put(other, "Dee New")
+
+    answer = put(world.rc, "Dee Old")  # no change, as its cache sees it
+
+    assert answer["name"] == "Dee Old"
+    assert other.get_user(ADMIN, "dee")["name"] == "Dee Old"

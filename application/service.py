@@ -102,9 +102,11 @@ class Result:
 
 
 class _Reads(threading.local):
-    """The ids the running command read from the cache unchecked; None: read fresh."""
+    """The ids the running command read from the cache unchecked (None: it reads
+    fresh); ``fresh``: this thread's commands read fresh (retrying after a conflict)."""
 
     unchecked: set[UUID] | None = None
+    fresh: bool = False
 
 
 class Rollcall:
@@ -140,6 +142,8 @@ class Rollcall:
         """Run ``command`` on cached reads; again on fresh reads unless the store will
         check each of them (saved with new events). A refusal is always given on fresh
         state, and so is an answer that rests on an aggregate the command did not write."""
+        if self._reads.fresh:
+            return command()
         unchecked: set[UUID] = set()
         self._reads.unchecked = unchecked
         try:
@@ -167,16 +171,23 @@ class Rollcall:
         self, command: Callable[[], tuple[Sequence[Aggregate], T]]
     ) -> tuple[T, int | None]:
         """Run ``command`` in its own save, re-running it on conflicts (R7): a save that
-        meets another writer, or aggregates read on either side of another's save."""
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                aggregates, value = command()
-                recordings = self._save(*aggregates)
-            except (IntegrityError, StaleRead):
-                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
-                continue
-            position = max((r.notification.id for r in recordings), default=None)
-            return value, position
+        meets another writer, or aggregates read on either side of another's save.
+        After a conflict it reads fresh: at once before the next try, not from a cache
+        refreshed before the pause (two processes on one hot training ran out of tries
+        that way)."""
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    aggregates, value = command()
+                    recordings = self._save(*aggregates)
+                except (IntegrityError, StaleRead):
+                    time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
+                    self._reads.fresh = True
+                    continue
+                position = max((r.notification.id for r in recordings), default=None)
+                return value, position
+        finally:
+            self._reads.fresh = False
         raise RollcallError(Reason.CONFLICT)
 
     def _result(self, command: Callable[[], tuple[Sequence[Aggregate], dict[str, Any]]]) -> Result:

@@ -10,6 +10,7 @@ fresh state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -92,3 +93,29 @@ def test_a_command_that_changes_nothing_in_its_cache_is_run_again_on_fresh_state
 
     assert answer["name"] == "Dee Old"
     assert other.get_user(ADMIN, "dee")["name"] == "Dee Old"
+
+
+def test_after_a_conflict_the_next_try_reads_fresh_not_what_was_cached_before_the_pause(
+    two: tuple[World, Rollcall], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other process writes the training during every pause between tries (as a
+    busy one does): a try must read what is stored when it starts."""
+    world, other = two
+    training = world.training(days=(10,), capacity=100)
+    learners = [f"learner{i:02d}" for i in range(70)]
+    for user in ["ann", *learners]:
+        world.user(user)
+    enroll(world.rc, training, learners[0])  # cached by the first service
+    waiting = iter(learners[1:])
+    pause = time.sleep
+
+    def busy_other_process(seconds: float) -> None:
+        enroll(other, training, next(waiting))
+        pause(seconds)
+
+    enroll(other, training, next(waiting))  # the first try will conflict
+    monkeypatch.setattr("application.service.time.sleep", busy_other_process)
+
+    enrolled = enroll(world.rc, training, "ann")
+
+    assert enrolled["active"] is True

@@ -275,6 +275,10 @@ class Rollcall:
             raise StaleRead(f"enrollment {enrollment.id} changed since its training was read")
         return enrollment
 
+    def remembers_user(self, user_id: str) -> bool:
+        """Is ``user_id`` known to be in the directory without asking the store?"""
+        return user_id in self._known_users
+
     def is_known_user(self, user_id: str) -> bool:
         """Is ``user_id`` in the directory (tokens of unknown users are refused)?
 

@@ -10,7 +10,6 @@ training" hold under any concurrency.
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -377,19 +376,6 @@ class Training(RollcallAggregate):
             self.waitlists[session_id] = line
         else:
             self.waitlists.pop(session_id, None)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Training:
-        """The repository gives each command its own copy of a cached training. The seat
-        ledger grows with the training but holds immutable entries (``Seat``,
-        ``Session``, ``Restriction``): new containers around the same entries make a
-        copy that no command can change the cache through, at a cost that does not
-        depend on the entries (a deep copy of 10,000 seats took 0.3 s)."""
-        copied = object.__new__(type(self))
-        memo[id(self)] = copied
-        for name, value in vars(self).items():
-            shallow = isinstance(value, dict | set)
-            vars(copied)[name] = copy.copy(value) if shallow else copy.deepcopy(value, memo)
-        return copied
 
     @classmethod
     def create(

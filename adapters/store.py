@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import select
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,13 +21,15 @@ from uuid import UUID
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import Mapper, Recording, StoredEvent
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy.engine import make_url
 
 from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
 from adapters.migrations import migrate
 from domain.errors import ValidationFailed
 from domain.inputs import EVENT_BYTES_MAX
+
+log = logging.getLogger(__name__)
 
 
 class CopyLockedRepository(Repository[UUID]):
@@ -42,13 +46,20 @@ class CopyLockedRepository(Repository[UUID]):
     store's version check and the command runs again on fresh reads
     (``application/service.py``). ``remember`` keeps what this process saved, so that
     its next command finds the current version in the cache.
+
+    An aggregate that another process writes too (a popular training, with several API
+    workers) would be stale in the cache almost every time, and each guess would cost a
+    failed save. So one whose save conflicted is doubted for ``DOUBT_SECONDS``: read
+    fresh (one round trip) rather than guessed.
     """
 
     STRIPES = 64
+    DOUBT_SECONDS = 5.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
+        self._doubted: dict[UUID, float] = {}
 
     def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
         if version is not None or not self.cache:
@@ -57,8 +68,9 @@ class CopyLockedRepository(Repository[UUID]):
             return super().get(aggregate_id, **kwargs)
 
     def cached(self, aggregate_id: UUID) -> Any | None:
-        """A copy of the aggregate as this process last saw it; None when not cached."""
-        if not self.cache:
+        """A copy of the aggregate as this process last saw it; None when not cached or
+        doubted."""
+        if not self.cache or self._doubted.get(aggregate_id, 0.0) > time.monotonic():
             return None
         with self._stripe(aggregate_id):
             try:
@@ -82,8 +94,13 @@ class CopyLockedRepository(Repository[UUID]):
                 self.cache.put(aggregate.id, aggregate)
 
     def refresh(self, aggregate_ids: Iterable[UUID]) -> None:
-        """Fast-forward the cached ones of these aggregates in place."""
+        """Fast-forward the cached ones of these aggregates in place (a save of theirs
+        conflicted), and doubt them for a while."""
+        now = time.monotonic()
+        if len(self._doubted) > 10_000:
+            self._doubted = {k: t for k, t in self._doubted.items() if t > now}
         for aggregate_id in aggregate_ids:
+            self._doubted[aggregate_id] = now + self.DOUBT_SECONDS
             if self.cached_version(aggregate_id) is not None:
                 with contextlib.suppress(AggregateNotFoundError):
                     self.get(aggregate_id, deepcopy_from_cache=False)
@@ -132,6 +149,17 @@ class EventStore(Application[UUID]):
         recordings = super()._record(processing_event)
         self._copy_locked().remember(processing_event.aggregates.values())
         return recordings
+
+    def warm(self) -> None:
+        """Have the connection pool open with its first connections ready (briefly
+        waited for), rather than opened by the first commands."""
+        pool = getattr(self.recorder, "datastore", None)
+        pool = getattr(pool, "pool", None)
+        if isinstance(pool, ConnectionPool):
+            try:
+                pool.open(wait=True, timeout=10)
+            except PoolTimeout:
+                log.warning("the database pool is not full yet; going on")
 
     def cached(self, aggregate_id: UUID) -> Any | None:
         """The optimistic read (``CopyLockedRepository.cached``)."""

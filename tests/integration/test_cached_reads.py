@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from adapters.clock import ManualClock
+from adapters.store import CopyLockedRepository
 from application.commands import Enroll, PutUser, Unenroll
 from application.service import Rollcall
 from domain.errors import Reason, RollcallError
@@ -119,3 +120,24 @@ def test_after_a_conflict_the_next_try_reads_fresh_not_what_was_cached_before_th
     enrolled = enroll(world.rc, training, "ann")
 
     assert enrolled["active"] is True
+
+
+def test_an_aggregate_another_process_writes_is_read_fresh_for_a_while_after_a_conflict(
+    two: tuple[World, Rollcall], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A popular training written by several workers is stale in each one's cache almost
+    every time: after one conflict it is doubted (read fresh), then guessed again."""
+    world, other = two
+    training = world.training(days=(10,), capacity=10)
+    for user in ("ann", "bob", "cy"):
+        world.user(user)
+    enroll(world.rc, training, "ann")
+    enroll(other, training, "bob")
+    assert world.rc.store.cached(training.id) is not None
+
+    enroll(world.rc, training, "cy")  # its guess conflicts, and it runs again fresh
+
+    assert world.rc.store.cached(training.id) is None
+    later = time.monotonic() + CopyLockedRepository.DOUBT_SECONDS + 1
+    monkeypatch.setattr("adapters.store.time.monotonic", lambda: later)
+    assert world.rc.store.cached(training.id) is not None

@@ -27,6 +27,7 @@ from entrypoints.api.limits import Freshness, RateLimit
 from projections.paging import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 T = TypeVar("T")
+C = TypeVar("C")
 STALE_HEADER = "X-Rollcall-Stale"
 
 
@@ -42,6 +43,12 @@ class Api:
     freshness: Freshness
     kafka: str | None
     registry: CollectorRegistry
+
+    async def run(self, command: Callable[[C], Result], cmd: C) -> Result:
+        """A command, run in a worker thread: it waits on the database, and the event
+        loop must not. (A plain function route would also have its answer checked
+        against the response model in a thread: one more hop per command.)"""
+        return await run_in_threadpool(command, cmd)
 
     async def read(
         self,

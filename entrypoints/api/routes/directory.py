@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1/users", tags=["directory"])
 
 
 @router.put("/{user_id}", response_model=CommandOut[UserOut])
-def put_user(
+async def put_user(
     user_id: str,
     body: UserIn,
     who: Commander,
@@ -38,7 +38,8 @@ def put_user(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Create or update a directory entry (administrators)."""
-    result = services.rollcall.put_user(
+    result = await services.run(
+        services.rollcall.put_user,
         PutUser(
             actor_id=who,
             user_id=user_id,
@@ -48,7 +49,7 @@ def put_user(
             roles=body.roles,
             permissions=body.permissions,
             if_match=versions,
-        )
+        ),
     )
     new = result.value["version"] == 1 and bool(result.position)
     created = f"/v1/users/{user_id}" if new else None

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/trainings/{training_id}", tags=["enrollments"])
 
 
 @router.post("/enrollments", status_code=201, response_model=CommandOut[EnrollmentOut])
-def enroll(
+async def enroll(
     training_id: UUID,
     body: EnrollIn,
     who: Commander,
@@ -34,7 +34,8 @@ def enroll(
 ) -> dict[str, Any]:
     """Enroll yourself, or (administrators, R12 roles) anyone: R1, R4, R6, R7, R13, no
     schedule conflict; with ``waitlist``, a full session's line instead (SPEC §9.4)."""
-    result = services.rollcall.enroll(
+    result = await services.run(
+        services.rollcall.enroll,
         Enroll(
             actor_id=who,
             training_id=training_id,
@@ -44,13 +45,13 @@ def enroll(
             waitlist=body.waitlist,
             as_admin=body.user_id is not None and body.user_id != who,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response, created=f"/v1/trainings/{training_id}")
 
 
 @router.post("/enrollments/{user_id}/switch", response_model=CommandOut[EnrollmentChangedOut])
-def admin_switch(
+async def admin_switch(
     training_id: UUID,
     user_id: str,
     body: OverrideSwitchIn,
@@ -61,7 +62,8 @@ def admin_switch(
 ) -> dict[str, Any]:
     """Override (R13; administrators and R12 roles): past deadlines and locks, never past
     capacity; recorded with the acting user and the rules it overrode."""
-    result = services.rollcall.switch(
+    result = await services.run(
+        services.rollcall.switch,
         Switch(
             actor_id=who,
             training_id=training_id,
@@ -70,13 +72,13 @@ def admin_switch(
             confirm=True,
             as_admin=True,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response)
 
 
 @router.post("/enrollments/{user_id}/unenroll", response_model=CommandOut[EnrollmentChangedOut])
-def admin_unenroll(
+async def admin_unenroll(
     training_id: UUID,
     user_id: str,
     body: OverrideUnenrollIn,
@@ -86,7 +88,8 @@ def admin_unenroll(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Override (R13; administrators and R12 roles): past deadlines and locks."""
-    result = services.rollcall.unenroll(
+    result = await services.run(
+        services.rollcall.unenroll,
         Unenroll(
             actor_id=who,
             training_id=training_id,
@@ -95,13 +98,13 @@ def admin_unenroll(
             reason=body.reason,
             as_admin=True,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response)
 
 
 @router.post("/sessions/{session_id}/attendance", response_model=CommandOut[EnrollmentOut])
-def attendance(
+async def attendance(
     training_id: UUID,
     session_id: UUID,
     body: AttendanceIn,
@@ -111,7 +114,8 @@ def attendance(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Record whether a participant attended (administrators, R12 roles)."""
-    result = services.rollcall.record_attendance(
+    result = await services.run(
+        services.rollcall.record_attendance,
         RecordAttendance(
             actor_id=who,
             training_id=training_id,
@@ -119,6 +123,6 @@ def attendance(
             user_id=body.user_id,
             status=body.status,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response)

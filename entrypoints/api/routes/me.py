@@ -45,7 +45,7 @@ def options(training_id: UUID, who: CurrentUser, services: Services) -> dict[str
 
 
 @router.post("/trainings/{training_id}/switch", response_model=CommandOut[EnrollmentChangedOut])
-def switch(
+async def switch(
     training_id: UUID,
     body: SwitchIn,
     who: Commander,
@@ -54,20 +54,21 @@ def switch(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Select another training time (R1-R6, R8-R10); needs confirm=true (R9)."""
-    result = services.rollcall.switch(
+    result = await services.run(
+        services.rollcall.switch,
         Switch(
             actor_id=who,
             training_id=training_id,
             session_id=body.session_id,
             confirm=body.confirm,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response)
 
 
 @router.post("/trainings/{training_id}/unenroll", response_model=CommandOut[EnrollmentChangedOut])
-def unenroll(
+async def unenroll(
     training_id: UUID,
     body: UnenrollIn,
     who: Commander,
@@ -76,14 +77,15 @@ def unenroll(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Unenroll from the training (R1-R5, R8); needs confirm=true (R9)."""
-    result = services.rollcall.unenroll(
+    result = await services.run(
+        services.rollcall.unenroll,
         Unenroll(
             actor_id=who,
             training_id=training_id,
             confirm=body.confirm,
             reason=body.reason,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response)
 

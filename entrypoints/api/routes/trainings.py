@@ -55,11 +55,12 @@ router = APIRouter(tags=["trainings"])
 
 
 @router.post("/v1/trainings", status_code=201, response_model=CommandOut[TrainingOut])
-def create_training(
+async def create_training(
     body: TrainingIn, who: Commander, services: Services, response: Response
 ) -> dict[str, Any]:
     """Create a training with its sessions (administrators, R12 roles)."""
-    result = services.rollcall.create_training(
+    result = await services.run(
+        services.rollcall.create_training,
         CreateTraining(
             actor_id=who,
             title=body.title,
@@ -68,7 +69,7 @@ def create_training(
             notify_supervisors=body.notify_supervisors,
             notify_learners=body.notify_learners,
             sessions=[s.value() for s in body.sessions],
-        )
+        ),
     )
     created = f"/v1/trainings/{result.value['id']}"
     return answer(result, response, created, tagged=True)
@@ -79,7 +80,7 @@ def create_training(
     status_code=201,
     response_model=CommandOut[SessionAddedOut],
 )
-def add_session(
+async def add_session(
     training_id: UUID,
     body: SessionIn,
     who: Commander,
@@ -88,14 +89,15 @@ def add_session(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Add a session to a training (R12 roles)."""
-    result = services.rollcall.add_session(
-        AddSession(actor_id=who, training_id=training_id, session=body.value(), if_match=versions)
+    result = await services.run(
+        services.rollcall.add_session,
+        AddSession(actor_id=who, training_id=training_id, session=body.value(), if_match=versions),
     )
     return answer(result, response, f"/v1/trainings/{training_id}", True)
 
 
 @router.patch("/v1/trainings/{training_id}", response_model=CommandOut[TrainingOut])
-def update_training(
+async def update_training(
     training_id: UUID,
     body: TrainingPatchIn,
     who: Commander,
@@ -105,7 +107,8 @@ def update_training(
 ) -> dict[str, Any]:
     """Change a training's title, description, session selection or supervisor notices
     (administrators, R12 roles); fields left out keep their value."""
-    result = services.rollcall.update_training(
+    result = await services.run(
+        services.rollcall.update_training,
         UpdateTraining(
             actor_id=who,
             training_id=training_id,
@@ -115,7 +118,7 @@ def update_training(
             notify_supervisors=body.notify_supervisors,
             notify_learners=body.notify_learners,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response, tagged=True)
 
@@ -123,7 +126,7 @@ def update_training(
 @router.patch(
     "/v1/trainings/{training_id}/sessions/{session_id}", response_model=CommandOut[TrainingOut]
 )
-def update_session(
+async def update_session(
     training_id: UUID,
     session_id: UUID,
     body: SessionPatchIn,
@@ -135,14 +138,15 @@ def update_session(
     """Reschedule a session, move it or change its capacity (R12 roles): never below the
     seats taken (409 ``capacity_below_enrolled``). Its deadlines follow the new start;
     participants and their supervisors are told, with a calendar update."""
-    result = services.rollcall.update_session(
+    result = await services.run(
+        services.rollcall.update_session,
         UpdateSession(
             actor_id=who,
             training_id=training_id,
             session_id=session_id,
             changes=body.changes(),
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response, tagged=True)
 
@@ -151,7 +155,7 @@ def update_session(
     "/v1/trainings/{training_id}/sessions/{session_id}/cancel",
     response_model=CommandOut[TrainingOut],
 )
-def cancel_session(
+async def cancel_session(
     training_id: UUID,
     session_id: UUID,
     body: CancelSessionIn,
@@ -163,20 +167,21 @@ def cancel_session(
     """Cancel a session (R12 roles): each participant is unenrolled with the reason, by
     the acting administrator, in the same transaction; learners and supervisors are
     told, with a calendar cancellation."""
-    result = services.rollcall.cancel_session(
+    result = await services.run(
+        services.rollcall.cancel_session,
         CancelSession(
             actor_id=who,
             training_id=training_id,
             session_id=session_id,
             reason=body.reason,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response, tagged=True)
 
 
 @router.put("/v1/trainings/{training_id}/restrictions", response_model=CommandOut[TrainingOut])
-def set_restrictions(
+async def set_restrictions(
     training_id: UUID,
     body: RestrictionsIn,
     who: Commander,
@@ -185,20 +190,21 @@ def set_restrictions(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Stop registration / stop cancellations (R12)."""
-    result = services.rollcall.set_restrictions(
+    result = await services.run(
+        services.rollcall.set_restrictions,
         SetRestrictions(
             actor_id=who,
             training_id=training_id,
             stop_registration=body.stop_registration.model_dump(),
             stop_cancellation=body.stop_cancellation.model_dump(),
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response, tagged=True)
 
 
 @router.put("/v1/trainings/{training_id}/reminders", response_model=CommandOut[TrainingOut])
-def set_reminders(
+async def set_reminders(
     training_id: UUID,
     body: RemindersIn,
     who: Commander,
@@ -208,7 +214,8 @@ def set_reminders(
 ) -> dict[str, Any]:
     """When learners are reminded: before each session, before the cancellation
     deadline (SPEC §9.4; R12 roles)."""
-    result = services.rollcall.set_reminders(
+    result = await services.run(
+        services.rollcall.set_reminders,
         SetReminders(
             actor_id=who,
             training_id=training_id,
@@ -217,13 +224,13 @@ def set_reminders(
             if body.before_cancellation_deadline
             else None,
             if_match=versions,
-        )
+        ),
     )
     return answer(result, response, tagged=True)
 
 
 @router.put("/v1/trainings/{training_id}/lock", response_model=CommandOut[TrainingOut])
-def set_lock(
+async def set_lock(
     training_id: UUID,
     body: LockIn,
     who: Commander,
@@ -232,8 +239,9 @@ def set_lock(
     versions: IfMatch,
 ) -> dict[str, Any]:
     """Lock or unlock the participant list (R4, R12)."""
-    result = services.rollcall.set_lock(
-        SetLock(actor_id=who, training_id=training_id, locked=body.locked, if_match=versions)
+    result = await services.run(
+        services.rollcall.set_lock,
+        SetLock(actor_id=who, training_id=training_id, locked=body.locked, if_match=versions),
     )
     return answer(result, response, tagged=True)
 

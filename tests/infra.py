@@ -64,6 +64,18 @@ def truncate_postgres(url: str) -> None:
             conn.execute(f"TRUNCATE {quoted} RESTART IDENTITY")
 
 
+def other_connections(url: str, select: str, where: str = "TRUE") -> list[tuple[Any, ...]]:
+    """``select`` over the other connections to ``url``'s database that match ``where``
+    (columns of ``pg_stat_activity``): count them, or ``pg_terminate_backend(pid)`` them
+    as a server restart would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            f"SELECT {select} FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND pid != pg_backend_pid() AND ({where})"
+        ).fetchall()
+    return [tuple(row) for row in rows]
+
+
 def read_topics(
     bootstrap: str, topics: list[str], expected: int, timeout: float = 30
 ) -> list[ConsumerRecord]:

@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 import jsonschema
-import psycopg
 import pytest
 import typer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -28,7 +27,7 @@ from adapters.relay import Relay, StoreNews
 from application.commands import SetLock, Switch, Unenroll
 from application.service import Rollcall
 from entrypoints.catalog import contract_files, samples
-from tests.infra import read_topics, truncate_postgres, wait_for
+from tests.infra import other_connections, read_topics, truncate_postgres, wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, World, days_before
 
 SCHEMAS = Path(str(contract.SCHEMAS))
@@ -160,11 +159,7 @@ def test_on_postgresql_the_relay_publishes_as_the_store_commits(
         for _ in range(3):
             world.enroll(world.training(apart=True))
             wait_for(lambda: relay.position == store.max_notification_id(), timeout=3)
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
-            )
+        other_connections(postgres_url, "pg_terminate_backend(pid)", "query LIKE 'LISTEN%'")
         wait_for(lambda: listeners(postgres_url) == 1)  # listening again
         for _ in range(3):
             world.enroll(world.training(apart=True))
@@ -177,12 +172,7 @@ def test_on_postgresql_the_relay_publishes_as_the_store_commits(
 
 
 def listeners(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
-        ).fetchone()
-    return int(row[0]) if row else 0
+    return len(other_connections(url, "pid", "query LIKE 'LISTEN%'"))
 
 
 def test_kafka_outage_loses_nothing(tmp_path: Path, clock: ManualClock, topic_prefix: str) -> None:

@@ -17,7 +17,7 @@ from adapters.store import QuietCheck
 from application.service import Rollcall
 from entrypoints import bootstrap
 from tests.conftest import T0
-from tests.infra import truncate_postgres, wait_for
+from tests.infra import other_connections, truncate_postgres, wait_for
 from tests.scenario import LEARNER, World
 
 pytestmark = pytest.mark.postgres
@@ -25,12 +25,7 @@ pytestmark = pytest.mark.postgres
 
 def terminate_others(url: str) -> int:
     """Cut every other connection to the test database, as a server restart would."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid != pg_backend_pid()"
-        ).fetchall()
-    return len(rows)
+    return len(other_connections(url, "pg_terminate_backend(pid)"))
 
 
 def test_a_quiet_connection_passes_the_check_and_a_cut_one_fails_it(postgres_url: str) -> None:

@@ -50,7 +50,8 @@ class CopyLockedRepository(Repository[UUID]):
     An aggregate that another process writes too (a popular training, with several API
     workers) would be stale in the cache almost every time, and each guess would cost a
     failed save. So one whose save conflicted is doubted for ``DOUBT_SECONDS``: read
-    fresh (one round trip) rather than guessed.
+    fresh (one round trip) rather than guessed; and the doubt is renewed while those
+    fresh reads keep finding events this process did not write.
     """
 
     STRIPES = 64
@@ -65,7 +66,12 @@ class CopyLockedRepository(Repository[UUID]):
         if version is not None or not self.cache:
             return super().get(aggregate_id, version=version, **kwargs)
         with self._stripe(aggregate_id):
-            return super().get(aggregate_id, **kwargs)
+            doubted = aggregate_id in self._doubted
+            before = self._cached_version(aggregate_id) if doubted else None
+            aggregate = super().get(aggregate_id, **kwargs)
+            if before is not None and aggregate.version > before:  # written elsewhere
+                self._doubted[aggregate_id] = time.monotonic() + self.DOUBT_SECONDS
+            return aggregate
 
     def cached(self, aggregate_id: UUID) -> Any | None:
         """A copy of the aggregate as this process last saw it; None when not cached or
@@ -106,13 +112,16 @@ class CopyLockedRepository(Repository[UUID]):
                     self.get(aggregate_id, deepcopy_from_cache=False)
 
     def cached_version(self, aggregate_id: UUID) -> int | None:
+        with self._stripe(aggregate_id):
+            return self._cached_version(aggregate_id)
+
+    def _cached_version(self, aggregate_id: UUID) -> int | None:
         if not self.cache:
             return None
-        with self._stripe(aggregate_id):
-            try:
-                return int(self.cache.get(aggregate_id).version)
-            except KeyError:
-                return None
+        try:
+            return int(self.cache.get(aggregate_id).version)
+        except KeyError:
+            return None
 
     def _stripe(self, aggregate_id: UUID) -> threading.Lock:
         return self._stripes[hash(aggregate_id) % self.STRIPES]

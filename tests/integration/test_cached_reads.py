@@ -122,22 +122,34 @@ def test_after_a_conflict_the_next_try_reads_fresh_not_what_was_cached_before_th
     assert enrolled["active"] is True
 
 
-def test_an_aggregate_another_process_writes_is_read_fresh_for_a_while_after_a_conflict(
+def test_an_aggregate_another_process_writes_is_read_fresh_while_it_keeps_writing_it(
     two: tuple[World, Rollcall], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A popular training written by several workers is stale in each one's cache almost
-    every time: after one conflict it is doubted (read fresh), then guessed again."""
+    every time: after one conflict it is doubted (read fresh) for DOUBT_SECONDS, longer
+    while those reads find the other's writes, then guessed again."""
     world, other = two
     training = world.training(days=(10,), capacity=10)
-    for user in ("ann", "bob", "cy"):
+    for user in ("ann", "bob", "cy", "dee", "eve"):
         world.user(user)
     enroll(world.rc, training, "ann")
     enroll(other, training, "bob")
     assert world.rc.store.cached(training.id) is not None
+    now = time.monotonic()
+    doubt = CopyLockedRepository.DOUBT_SECONDS
 
+    def at(offset: float) -> None:
+        monkeypatch.setattr("adapters.store.time.monotonic", lambda: now + offset)
+
+    at(0)
     enroll(world.rc, training, "cy")  # its guess conflicts, and it runs again fresh
-
     assert world.rc.store.cached(training.id) is None
-    later = time.monotonic() + CopyLockedRepository.DOUBT_SECONDS + 1
-    monkeypatch.setattr("adapters.store.time.monotonic", lambda: later)
+
+    at(doubt - 1)
+    enroll(other, training, "dee")
+    enroll(world.rc, training, "eve")  # read fresh: it finds the other's write
+    at(doubt + 1)
+    assert world.rc.store.cached(training.id) is None  # doubted still
+
+    at(2 * doubt)
     assert world.rc.store.cached(training.id) is not None

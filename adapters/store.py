@@ -12,9 +12,9 @@ import copy
 import logging
 import select
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from time import monotonic
 from typing import Any
 from uuid import UUID
 
@@ -70,13 +70,13 @@ class CopyLockedRepository(Repository[UUID]):
             before = self._cached_version(aggregate_id) if doubted else None
             aggregate = super().get(aggregate_id, **kwargs)
             if before is not None and aggregate.version > before:  # written elsewhere
-                self._doubted[aggregate_id] = time.monotonic() + self.DOUBT_SECONDS
+                self._doubted[aggregate_id] = monotonic() + self.DOUBT_SECONDS
             return aggregate
 
     def cached(self, aggregate_id: UUID) -> Any | None:
         """A copy of the aggregate as this process last saw it; None when not cached or
         doubted."""
-        if not self.cache or self._doubted.get(aggregate_id, 0.0) > time.monotonic():
+        if not self.cache or self._doubted.get(aggregate_id, 0.0) > monotonic():
             return None
         with self._stripe(aggregate_id):
             try:
@@ -102,7 +102,7 @@ class CopyLockedRepository(Repository[UUID]):
     def refresh(self, aggregate_ids: Iterable[UUID]) -> None:
         """Fast-forward the cached ones of these aggregates in place (a save of theirs
         conflicted), and doubt them for a while."""
-        now = time.monotonic()
+        now = monotonic()
         if len(self._doubted) > 10_000:
             self._doubted = {k: t for k, t in self._doubted.items() if t > now}
         for aggregate_id in aggregate_ids:

@@ -139,7 +139,7 @@ def test_an_aggregate_another_process_writes_is_read_fresh_while_it_keeps_writin
     doubt = CopyLockedRepository.DOUBT_SECONDS
 
     def at(offset: float) -> None:
-        monkeypatch.setattr("adapters.store.time.monotonic", lambda: now + offset)
+        monkeypatch.setattr("adapters.store.monotonic", lambda: now + offset)
 
     at(0)
     enroll(world.rc, training, "cy")  # its guess conflicts, and it runs again fresh

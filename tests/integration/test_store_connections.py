@@ -62,8 +62,10 @@ def test_commands_go_on_after_the_server_cut_every_pooled_connection_using_none(
         world.enroll(training)  # the pool's connections are open and idle
         pool = rc.store.recorder.datastore.pool  # type: ignore[attr-defined]
         idle = pool.get_stats()["pool_available"]
+        cut = {pid for (pid,) in other_connections(postgres_url, "pid")}
         assert terminate_others(postgres_url) >= idle >= 1
-        time.sleep(0.2)  # the server's goodbye reaches the idle sockets
+        # Gone from the server: each has sent its goodbye to the idle sockets.
+        wait_for(lambda: not cut & {pid for (pid,) in other_connections(postgres_url, "pid")})
 
         began = time.monotonic()
         view = rc.enrollment(LEARNER, training.id, LEARNER)

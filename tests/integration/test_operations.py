@@ -3,11 +3,14 @@ line, the version, and HTTP conventions (Location, WWW-Authenticate, error shape
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +25,7 @@ from adapters.embedded import LocalBroker, free_port
 from consumers.notifier import outbox
 from entrypoints.api.auth import issue_token
 from entrypoints.runtime import Runtime
+from tests.api import session
 from tests.conftest import T0
 from tests.infra import runtime_settings, wait_for
 from tests.scenario import ADMIN, OTHER, World
@@ -219,11 +223,13 @@ def _answers(http: httpx.Client) -> bool:
         return False
 
 
-def test_serve_api_with_workers_runs_them_on_one_port_over_one_store(
-    tmp_path: Path, postgres_url: str
-) -> None:
-    """``serve api --workers 2`` (issue 14): two worker processes answer on one port,
-    each with its own service over the one store; a stop ends them all."""
+@contextlib.contextmanager
+def serving_workers(
+    tmp_path: Path, postgres_url: str, workers: int = 2
+) -> Iterator[tuple[str, subprocess.Popen[str], dict[str, str]]]:
+    """``rollcall serve api --workers N`` on an emptied store whose directory holds the
+    administrator: its base URL, the process, and the administrator's headers. Stopped
+    at the end (the test checks how)."""
     from tests.infra import truncate_postgres
 
     truncate_postgres(postgres_url)
@@ -231,6 +237,7 @@ def test_serve_api_with_workers_runs_them_on_one_port_over_one_store(
         "ROLLCALL_DATA_DIR": str(tmp_path),
         "ROLLCALL_DATABASE_URL": postgres_url,
         "ROLLCALL_JWT_SECRET": SECRET,
+        "ROLLCALL_RATE_LIMIT_PER_MINUTE": "0",
     }
     added = cli(
         "users", "add", ADMIN, "--name", "Ada", "--email", "a@x.org", "--admin", **variables
@@ -239,17 +246,30 @@ def test_serve_api_with_workers_runs_them_on_one_port_over_one_store(
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")} | variables
     port = free_port()
     api = subprocess.Popen(
-        [CLI, "serve", "api", "--port", str(port), "--workers", "2"],
+        [CLI, "serve", "api", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     admin = {"Authorization": f"Bearer {issue_token(ADMIN, SECRET, datetime.now(UTC))}"}
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=30) as http:
             wait_for(lambda: _answers(http), timeout=60)
+        yield base, api, admin
+    finally:
+        if api.poll() is None:
+            api.terminate()
+        api.communicate(timeout=60)
+
+
+def test_serve_api_with_workers_runs_them_on_one_port_over_one_store(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """``serve api --workers 2`` (issue 14): two worker processes answer on one port,
+    each with its own service over the one store; a stop ends them all."""
+    with serving_workers(tmp_path, postgres_url) as (base, api, admin):
         workers = _workers(api.pid)
         assert len(workers) == 2, workers
         created = []
@@ -261,11 +281,53 @@ def test_serve_api_with_workers_runs_them_on_one_port_over_one_store(
         with httpx.Client(base_url=base, timeout=30) as http:
             for training_id in created:
                 assert http.get(f"/v1/trainings/{training_id}", headers=admin).status_code == 200
-    finally:
         api.terminate()
-        api.communicate(timeout=60)
     assert api.returncode == 0
     wait_for(lambda: not [pid for pid in workers if Path(f"/proc/{pid}").exists()], timeout=10)
+
+
+def test_r7_forty_learners_for_ten_seats_through_two_api_workers_at_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Each worker reads a training from its own cache; the store's version check and
+    the fresh re-runs stand behind it (docs/architecture.md): exactly the capacity is
+    taken, every other learner is told session_full, nothing fails."""
+    learners = [f"learner{i:02d}" for i in range(40)]
+    with serving_workers(tmp_path, postgres_url) as (base, _, admin):
+        with httpx.Client(base_url=base, timeout=30, headers=admin) as http:
+            for learner in learners:
+                entry = {"name": learner, "email": f"{learner}@example.com"}
+                assert http.put(f"/v1/users/{learner}", json=entry).status_code in (200, 201)
+            clock = ManualClock(datetime.now(UTC))
+            body = {"title": "Fire safety", "sessions": [session(clock, 10, capacity=10)]}
+            created = http.post("/v1/trainings", json=body).json()["data"]
+        path = f"/v1/trainings/{created['id']}/enrollments"
+        wanted = {"session_id": created["sessions"][0]["id"]}
+        barrier = threading.Barrier(len(learners))
+        answers: dict[str, httpx.Response] = {}
+
+        def enroll(learner: str) -> None:
+            token = issue_token(learner, SECRET, datetime.now(UTC))
+            with httpx.Client(base_url=base, timeout=60) as http:  # its own connection
+                http.get("/healthz")
+                barrier.wait()
+                answers[learner] = http.post(
+                    path, json=wanted, headers={"Authorization": f"Bearer {token}"}
+                )
+
+        threads = [threading.Thread(target=enroll, args=(learner,)) for learner in learners]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with httpx.Client(base_url=base, timeout=30, headers=admin) as http:
+            seats = http.get(f"/v1/trainings/{created['id']}").json()["sessions"][0]
+
+    statuses = Counter(answer.status_code for answer in answers.values())
+    assert statuses == {201: 10, 409: 30}, {k: a.text for k, a in answers.items()}
+    refusals = {a.json()["error"] for a in answers.values() if a.status_code == 409}
+    assert refusals == {"session_full"}
+    assert seats["seats_taken"] == 10
 
 
 def _workers(pid: int) -> list[int]:

@@ -15,11 +15,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from time import monotonic
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, Recording, StoredEvent
 from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy.engine import make_url
@@ -28,8 +29,10 @@ from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
 from adapters.migrations import migrate
 from domain.errors import ValidationFailed
 from domain.inputs import EVENT_BYTES_MAX
+from domain.training import Training
 
 log = logging.getLogger(__name__)
+SNAPSHOT_EVERY = 500
 
 
 class CopyLockedRepository(Repository[UUID]):
@@ -137,6 +140,10 @@ class EventStore(Application[UUID]):
     # first command caches their directory entry (a few KB), so the cache is sized for a
     # minute of them at 200 enrolls/s before a training that waited longer drops out.
     env = {"AGGREGATE_CACHE_MAXSIZE": "20000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+    # A training grows with every enrollment, switch and unenrollment: a process that has
+    # not cached it (a worker that just started) loads its latest snapshot and the
+    # events after it, not its whole history (``Training.Snapshot``).
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Training: SNAPSHOT_EVERY}
 
     def construct_mapper(self) -> Mapper[UUID]:
         mapper = super().construct_mapper()
@@ -146,7 +153,7 @@ class EventStore(Application[UUID]):
             """No event larger than ``EVENT_BYTES_MAX`` is ever stored (SPEC §9.7): the
             input policy keeps requests far below it; this is the last guard."""
             stored = encode(domain_event)
-            if len(stored.state) > EVENT_BYTES_MAX:
+            if len(stored.state) > EVENT_BYTES_MAX and not isinstance(domain_event, Snapshot):
                 raise ValidationFailed(
                     f"the change is too large to record ({len(stored.state)} bytes, at most "
                     f"{EVENT_BYTES_MAX})",
@@ -163,6 +170,14 @@ class EventStore(Application[UUID]):
         recordings = super()._record(processing_event)
         self._copy_locked().remember(processing_event.aggregates.values())
         return recordings
+
+    def _take_snapshots(self, processing_event: Any) -> None:
+        """Snapshots are taken after the events are recorded: one that fails is logged,
+        never the command's failure (the next interval takes another)."""
+        try:
+            super()._take_snapshots(processing_event)
+        except Exception:
+            log.exception("a snapshot could not be taken; loading replays more events")
 
     def warm(self) -> None:
         """Have the connection pool open with its first connections ready (briefly

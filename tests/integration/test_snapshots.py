@@ -1,0 +1,157 @@
+"""Training snapshots (issue 14): loading a training replays only the events after its
+latest snapshot, and a snapshot restores exactly the state its events give."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from eventsourcing.application import project_aggregate
+
+from adapters import store as store_module
+from adapters.clock import ManualClock
+from application.commands import (
+    CancelSession,
+    Enroll,
+    SetLock,
+    SetReminders,
+    SetRestrictions,
+    Switch,
+    Unenroll,
+    UpdateSession,
+)
+from application.service import Rollcall
+from domain.training import Training
+from tests.scenario import ADMIN, World
+
+
+def replayed(rc: Rollcall, training_id: Any) -> Training:
+    """The training from every one of its events, no snapshot."""
+    training = project_aggregate(None, rc.store.events.get(training_id))
+    assert isinstance(training, Training)
+    return training
+
+
+def through_the_store(rc: Rollcall, training: Training) -> Training:
+    """A snapshot of ``training`` written and read by the store's own mapper."""
+    mapper = rc.store.mapper
+    snapshot = mapper.to_domain_event(mapper.to_stored_event(Training.Snapshot.take(training)))
+    restored = snapshot.mutate(None)
+    assert isinstance(restored, Training)
+    return restored
+
+
+def busy_training(world: World, clock: ManualClock) -> Any:
+    """A training whose history uses every kind of training event."""
+    rc = world.rc
+    training = world.training(days=(10, 20, 30), capacity=2)
+    first, second, third = training.sessions
+    learners = [f"learner{i}" for i in range(7)]
+    for learner in learners:
+        world.user(learner)
+    for learner in learners[:2]:
+        world.enroll(training, learner)
+    for learner in learners[2:4]:  # the first session is full: its line
+        rc.enroll(
+            Enroll(actor_id=learner, training_id=training.id, session_id=first, waitlist=True)
+        )
+    world.enroll(training, learners[4], index=1)
+    rc.switch(
+        Switch(actor_id=learners[4], training_id=training.id, session_id=third, confirm=True)
+    )
+    rc.unenroll(Unenroll(actor_id=learners[0], training_id=training.id, confirm=True))
+    world.enroll(training, learners[5], index=2)
+    rc.set_restrictions(
+        SetRestrictions(
+            actor_id=ADMIN,
+            training_id=training.id,
+            stop_registration={"enabled": True, "amount": 2, "unit": "days"},
+            stop_cancellation={"enabled": True, "amount": 1, "unit": "weeks"},
+        )
+    )
+    rc.set_reminders(
+        SetReminders(
+            actor_id=ADMIN,
+            training_id=training.id,
+            before_session=[{"amount": 1, "unit": "days"}],
+            before_cancellation_deadline={"amount": 2, "unit": "hours"},
+        )
+    )
+    moved = world.session(12, capacity=3)
+    rc.update_session(
+        UpdateSession(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=second,
+            changes={"starts_at": moved.starts_at, "ends_at": moved.ends_at, "capacity": 3},
+        )
+    )
+    rc.cancel_session(
+        CancelSession(actor_id=ADMIN, training_id=training.id, session_id=third, reason="ill")
+    )
+    clock.advance(timedelta(days=3, hours=1))  # the first session's cancellation deadline
+    rc.record_passed_deadlines(training.id)
+    rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=True))
+    return training
+
+
+def test_a_snapshot_restores_exactly_what_the_events_give(
+    rollcall: Rollcall, clock: ManualClock
+) -> None:
+    world = World(rollcall, clock)
+    training = busy_training(world, clock)
+    full = replayed(rollcall, training.id)
+    # The history is rich: a line, a passed deadline, a lock, a cancelled session.
+    assert full.waitlists
+    assert full.passed_deadlines
+    assert full.locked
+    assert any(s.cancelled for s in full.sessions.values())
+
+    restored = through_the_store(rollcall, full)
+
+    assert vars(restored) == vars(full)
+
+
+def test_a_training_loads_from_its_latest_snapshot_and_the_events_after_it(
+    database_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 5})
+    rc = Rollcall.open(database_url, clock)
+    try:
+        world = World(rc, clock)
+        training = busy_training(world, clock)
+        snapshots = list(rc.store.snapshots.get(training.id)) if rc.store.snapshots else []
+        assert snapshots, "no snapshot was taken"
+        assert all(s.originator_version % 5 == 0 for s in snapshots)
+        latest = max(s.originator_version for s in snapshots)
+        assert latest < replayed(rc, training.id).version  # events after it to replay
+    finally:
+        rc.close()
+
+    fresh = Rollcall.open(database_url, clock)  # nothing cached: it loads from the store
+    try:
+        loaded = fresh.store.repository.get(training.id)
+        assert vars(loaded) == vars(replayed(fresh, training.id))
+    finally:
+        fresh.close()
+
+
+def test_a_snapshot_that_fails_never_fails_the_command_that_made_it_due(
+    database_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 1})
+
+    def broken(cls: Any, aggregate: Any) -> Any:
+        raise RuntimeError("the snapshot store is full")
+
+    monkeypatch.setattr(Training.Snapshot, "take", classmethod(broken))
+    rc = Rollcall.open(database_url, clock)
+    try:
+        world = World(rc, clock)
+        training = world.training(days=(10,), capacity=5)
+        answer = world.enroll(training)
+        assert answer["active"] is True
+        assert replayed(rc, training.id).participants.keys() == {answer["user_id"]}
+    finally:
+        rc.close()

@@ -8,7 +8,8 @@ beside it).
 Each size gets a fresh database. The prior enrollments are written in bulk through the
 domain (500 per save) so that building 10,000 of them takes seconds; what is timed is
 one ``Rollcall.enroll`` at a time by a new learner, as a request would run it. The
-first five of each series warm the aggregate cache and are not counted.
+first five of each series warm the aggregate cache and are not counted. "cold load" is
+a new process's first read of the training (its latest snapshot and what follows).
 Target (issue 14): p50 with 10,000 prior ÷ p50 with 10 <= 1.5.
 """
 
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from eventsourcing.application import project_aggregate
 from sqlalchemy import text
 
 from adapters.clock import ManualClock
@@ -89,6 +91,22 @@ def enroll_latencies(
     return timings[WARM_UP:]
 
 
+def cold_load(url: str, training_id: uuid.UUID) -> tuple[float, float]:
+    """Seconds for a process that has not cached the training (a worker that just
+    started) to load it: from its latest snapshot and the events after it, and (the
+    baseline) from every one of its events."""
+    fresh = Rollcall.open(url, ManualClock(T0))
+    try:
+        began = time.perf_counter()
+        fresh.store.repository.get(training_id)
+        snapshot = time.perf_counter() - began
+        began = time.perf_counter()
+        project_aggregate(None, fresh.store.events.get(training_id))
+        return snapshot, time.perf_counter() - began
+    finally:
+        fresh.close()
+
+
 def bare_insert_latencies(url: str, n: int) -> list[float]:
     engine = engine_for(url)
     with engine.begin() as conn:
@@ -130,11 +148,13 @@ def main() -> None:
                 bare = bare_insert_latencies(url, args.enrolls)
             finally:
                 rc.close()
+            cold = cold_load(url, training_id)
         p50s[size] = statistics.median(timings) * 1000
         print(
             f"  {size:>6} prior: enroll p50 {p50s[size]:6.2f} ms  p99 {ms(timings, 0.99):6.2f} ms"
             f"   bare INSERT+COMMIT p50 {statistics.median(bare) * 1000:5.2f} ms"
-            f"   (filled in {filled:.1f} s)"
+            f"   (filled in {filled:.1f} s)   cold load {cold[0] * 1000:4.0f} ms"
+            f" (every event replayed: {cold[1] * 1000:4.0f} ms)"
         )
     smallest, largest = min(sizes), max(sizes)
     print(

@@ -57,9 +57,7 @@ def busy_training(world: World, clock: ManualClock) -> Any:
             Enroll(actor_id=learner, training_id=training.id, session_id=first, waitlist=True)
         )
     world.enroll(training, learners[4], index=1)
-    rc.switch(
-        Switch(actor_id=learners[4], training_id=training.id, session_id=third, confirm=True)
-    )
+    rc.switch(Switch(actor_id=learners[4], training_id=training.id, session_id=third, confirm=True))
     rc.unenroll(Unenroll(actor_id=learners[0], training_id=training.id, confirm=True))
     world.enroll(training, learners[5], index=2)
     rc.set_restrictions(

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from eventsourcing.domain import Snapshot
+from eventsourcing.domain import Snapshot as AggregateSnapshot
 
 from domain import inputs
 from domain.base import Context, RollcallAggregate, topic
@@ -456,7 +456,7 @@ class Training(RollcallAggregate):
         training.reminders = reminders or Reminders()
         return training
 
-    class Snapshot(Snapshot):
+    class Snapshot(AggregateSnapshot):
         """The whole state of a training at one version, so that loading it replays only
         the events after the latest snapshot (``adapters/store.py`` takes one every
         ``SNAPSHOT_EVERY`` events): a training of 10,000 seats took 0.4 s to replay.

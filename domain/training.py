@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Snapshot as AggregateSnapshot
+from eventsourcing.utils import register_topic
 
 from domain import inputs
 from domain.base import Context, RollcallAggregate, topic
@@ -816,6 +817,11 @@ class Training(RollcallAggregate):
             (s for s in self.sessions.values() if not s.cancelled),
             key=lambda s: (s.starts_at, str(s.id)),
         )
+
+
+# The library registers the stable topics of events as their classes are made, not the
+# snapshot's: without this, a process that had not written a snapshot could not read one.
+register_topic(Training.Snapshot.TOPIC, Training.Snapshot)
 
 
 def _details(

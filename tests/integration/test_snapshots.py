@@ -3,6 +3,8 @@ latest snapshot, and a snapshot restores exactly the state its events give."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -153,3 +155,34 @@ def test_a_snapshot_that_fails_never_fails_the_command_that_made_it_due(
         assert replayed(rc, training.id).participants.keys() == {answer["user_id"]}
     finally:
         rc.close()
+
+
+def test_a_new_process_loads_a_training_from_its_snapshot(
+    database_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (a worker that just started) has written no snapshot and read no
+    topic yet: it must still read one (the snapshot's stored topic resolves at import)."""
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 5})
+    rc = Rollcall.open(database_url, clock)
+    try:
+        training = busy_training(World(rc, clock), clock)
+        expected = sorted(replayed(rc, training.id).participants)
+    finally:
+        rc.close()
+    program = (
+        "import sys\n"
+        "from uuid import UUID\n"
+        "from application.service import Rollcall\n"
+        "rc = Rollcall.open(sys.argv[1])\n"
+        "training = rc.store.repository.get(UUID(sys.argv[2]))\n"
+        "print(','.join(sorted(training.participants)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", program, database_url, str(training.id)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().split(",") == expected

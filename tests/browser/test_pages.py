@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from adapters.embedded import free_port
 from entrypoints.api.auth import issue_token
+from entrypoints.api.deps import STALE_HEADER
 from entrypoints.ui.signin import sign_in_link
 from tests.infra import wait_for
 
@@ -77,7 +78,23 @@ class Server:
             method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs
         )
         assert answer.status_code < 400, answer.text
-        return answer.json()
+        body = answer.json()
+        if method != "GET" and isinstance(body, dict) and isinstance(body.get("position"), int):
+            # Another user's pages read the read models, which follow the store through
+            # Kafka: a page opened before they include this command showed the state
+            # before it (a catalog without the new training's card, seen in CI).
+            wait_for(lambda: self.shown(body["position"]), timeout=30)
+        return body
+
+    def shown(self, position: int) -> bool:
+        """Do the read models (the catalog, the rosters) include this store position?"""
+        token = issue_token(ADMIN, SECRET, datetime.now(UTC))
+        answer = self.http.get(
+            "/v1/trainings",
+            params={"min_position": position, "limit": 1},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return answer.status_code == 200 and STALE_HEADER not in answer.headers
 
     def link(self, user: str) -> str:
         return sign_in_link(self.url, user, SECRET, datetime.now(UTC))

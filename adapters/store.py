@@ -47,8 +47,8 @@ class CopyLockedRepository(Repository[UUID]):
     database whether it is still the latest. Another process may have written since, so
     only a command that writes the aggregate may rely on it: its save then fails on the
     store's version check and the command runs again on fresh reads
-    (``application/service.py``). ``remember`` keeps what this process saved, so that
-    its next command finds the current version in the cache.
+    (``application/service.py``). ``remember`` brings the cached aggregates this
+    process saved to their saved version, so that its next command finds that version.
 
     An aggregate that another process writes too (a popular training, with several API
     workers) would be stale in the cache almost every time, and each guess would cost a

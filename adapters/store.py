@@ -22,7 +22,7 @@ import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, Recording, StoredEvent
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 from sqlalchemy.engine import make_url
 
 from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
@@ -178,17 +178,6 @@ class EventStore(Application[UUID]):
             super()._take_snapshots(processing_event)
         except Exception:
             log.exception("a snapshot could not be taken; loading replays more events")
-
-    def warm(self) -> None:
-        """Have the connection pool open with its first connections ready (briefly
-        waited for), rather than opened by the first commands."""
-        pool = getattr(self.recorder, "datastore", None)
-        pool = getattr(pool, "pool", None)
-        if isinstance(pool, ConnectionPool):
-            try:
-                pool.open(wait=True, timeout=10)
-            except PoolTimeout:
-                log.warning("the database pool is not full yet; going on")
 
     def cached(self, aggregate_id: UUID) -> Any | None:
         """The optimistic read (``CopyLockedRepository.cached``)."""

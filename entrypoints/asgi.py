@@ -39,5 +39,5 @@ def create() -> FastAPI:
             rollcall.close()
 
     app.router.lifespan_context = lifespan
-    bootstrap.ready_to_serve(rollcall)
+    bootstrap.ready_to_serve()
     return app

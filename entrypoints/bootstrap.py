@@ -45,13 +45,12 @@ def open_rollcall(settings: Settings, clock: Clock | None = None) -> Rollcall:
     return Rollcall.open(settings.resolved_database_url, clock)
 
 
-def ready_to_serve(rollcall: Rollcall) -> None:
-    """The last step of an API process's start, before its first request: its database
-    connections open, and what it has built so far (about 200,000 objects: modules,
-    routes, models) frozen out of the garbage collector's reach. A full collection
-    walked all of them, and paused a worker for 140-190 ms every few thousand requests:
-    the slowest of its answers (bench/http_load.py)."""
-    rollcall.store.warm()
+def ready_to_serve() -> None:
+    """The last step of an API process's start, before its first request: what it has
+    built so far (about 200,000 objects: modules, routes, models, the store's open
+    connections) frozen out of the garbage collector's reach. A full collection walked
+    all of them, and paused a worker for 140-190 ms every few thousand requests: the
+    slowest of its answers (bench/http_load.py)."""
     gc.collect()
     gc.freeze()
 

@@ -233,7 +233,7 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> Non
             with refusals_as_exit():  # settings checked and migrations run once, here
                 app_ = wiring.api(settings.kafka_bootstrap)
             if workers == 1:
-                bootstrap.ready_to_serve(rollcall)
+                bootstrap.ready_to_serve()
                 uvicorn.run(
                     app_,
                     host=host,

@@ -4,6 +4,7 @@ line, the version, and HTTP conventions (Location, WWW-Authenticate, error shape
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from adapters.clock import ManualClock
 from adapters.db import get_position
 from adapters.embedded import LocalBroker, free_port
 from consumers.notifier import outbox
+from entrypoints import bootstrap
 from entrypoints.api.auth import issue_token
 from entrypoints.runtime import Runtime
 from tests.api import session
@@ -328,6 +330,15 @@ def test_r7_forty_learners_for_ten_seats_through_two_api_workers_at_once(
     refusals = {a.json()["error"] for a in answers.values() if a.status_code == 409}
     assert refusals == {"session_full"}
     assert seats["seats_taken"] == 10
+
+
+def test_an_api_worker_freezes_its_start_out_of_the_garbage_collector_s_reach() -> None:
+    frozen = gc.get_freeze_count()
+    try:
+        bootstrap.ready_to_serve()
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
 
 
 def _workers(pid: int) -> list[int]:

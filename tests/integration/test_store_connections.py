@@ -4,7 +4,6 @@ command uses it, and a quiet one is used without a round trip to check it
 
 from __future__ import annotations
 
-import gc
 import select
 import time
 
@@ -15,7 +14,6 @@ from psycopg_pool import ConnectionPool
 from adapters.clock import ManualClock
 from adapters.store import QuietCheck
 from application.service import Rollcall
-from entrypoints import bootstrap
 from tests.conftest import T0
 from tests.infra import other_connections, truncate_postgres, wait_for
 from tests.scenario import LEARNER, World
@@ -83,21 +81,4 @@ def test_commands_go_on_after_the_server_cut_every_pooled_connection_using_none(
         # seconds between the failed checks of five (30 s was seen).
         assert elapsed < 3, f"{elapsed:.1f} s"
     finally:
-        rc.close()
-
-
-def test_an_api_process_is_ready_to_serve_with_its_connections_open_and_its_start_frozen(
-    postgres_url: str,
-) -> None:
-    rc = Rollcall.open(postgres_url, ManualClock(T0))
-    pool = rc.store.recorder.datastore.pool  # type: ignore[attr-defined]
-    try:
-        frozen = gc.get_freeze_count()
-
-        bootstrap.ready_to_serve(rc)
-
-        assert pool.get_stats()["pool_size"] >= pool.min_size
-        assert gc.get_freeze_count() > frozen
-    finally:
-        gc.unfreeze()
         rc.close()

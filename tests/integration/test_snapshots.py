@@ -124,6 +124,11 @@ def test_a_training_loads_from_its_latest_snapshot_and_the_events_after_it(
         snapshots = list(rc.store.snapshots.get(training.id)) if rc.store.snapshots else []
         assert snapshots, "no snapshot was taken"
         assert all(s.originator_version % 5 == 0 for s in snapshots)
+        for snapshot in snapshots:  # taken from the saved aggregate: the recorded state
+            at = project_aggregate(
+                None, rc.store.events.get(training.id, lte=snapshot.originator_version)
+            )
+            assert vars(snapshot.mutate(None)) == vars(at)
         latest = max(s.originator_version for s in snapshots)
         assert latest < replayed(rc, training.id).version  # events after it to replay
     finally:

@@ -1,0 +1,201 @@
+"""The store's PostgreSQL recorder (``adapters/pg_recorder.py``, issue 14): a save is one
+round trip under the table lock that wakes the relay, a cold load is one round trip, and
+what they return is what the table holds.
+
+Round trips are counted on the wire: libpq's trace of the pool's only connection logs
+every message the client sends, and each request ends with one ``Sync`` (or is one
+simple ``Query``). A statement's first use on a connection prepares it (one round trip
+more), so each count is taken after the same request has run once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.pq import Trace
+
+from adapters import store as store_module
+from adapters.clock import ManualClock
+from application.service import Rollcall
+from domain.base import Context
+from domain.training import Training
+from domain.user import User, user_aggregate_id
+from tests.conftest import T0
+from tests.infra import truncate_postgres
+from tests.scenario import World
+
+pytestmark = pytest.mark.postgres
+EVENTS = "rollcall_events"
+
+
+@pytest.fixture
+def one_connection(postgres_url: str) -> Iterator[Rollcall]:
+    """A service whose pool holds exactly one connection, so a trace of it sees all."""
+    truncate_postgres(postgres_url)
+    rc = Rollcall.open(f"{postgres_url}?pool_size=1&max_overflow=0", ManualClock(T0))
+    try:
+        yield rc
+    finally:
+        rc.close()
+
+
+@contextmanager
+def wire(rc: Rollcall) -> Iterator[list[str]]:
+    """The messages the client sends while the block runs (libpq's trace)."""
+    pool = rc.store.recorder.datastore.pool  # type: ignore[attr-defined]
+    sent: list[str] = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace"
+        with path.open("w") as out:
+            with pool.connection() as conn:
+                conn.pgconn.trace(out.fileno())
+                conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)  # after trace()
+            try:
+                yield sent
+            finally:
+                with pool.connection() as conn:
+                    conn.pgconn.untrace()
+        sent += [line for line in path.read_text().splitlines() if line.startswith("F\t")]
+
+
+def round_trips(sent: list[str]) -> int:
+    return sum(1 for line in sent if line.split("\t")[2].split(" ")[0] in {"Sync", "Query"})
+
+
+def registered(user_id: str) -> User:
+    return User.register(
+        Context("system", T0, "test"), user_id, user_id, f"{user_id}@example.com", None, [], []
+    )
+
+
+def test_a_save_is_one_round_trip_and_wakes_a_listener(
+    one_connection: Rollcall, postgres_url: str
+) -> None:
+    """The relay listens on the events table's channel to publish as events commit."""
+    rc = one_connection
+    rc.store.save(registered("first"))  # prepares the statement
+    users = [registered(f"learner{i}") for i in range(3)]
+    with psycopg.connect(postgres_url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {EVENTS}")
+        with wire(rc) as sent:
+            rc.store.save(*users)
+        heard = list(listener.notifies(timeout=5, stop_after=1))
+    assert round_trips(sent) == 1, sent
+    assert [n.channel for n in heard] == [EVENTS]
+
+
+def test_saved_events_get_the_positions_the_table_gives_them(
+    one_connection: Rollcall, postgres_url: str
+) -> None:
+    rc = one_connection
+    users = [registered(f"learner{i}") for i in range(4)]
+    for user in users[:2]:
+        user.book(Context("system", T0, "test"), user_aggregate_id("x"), user_aggregate_id("y"))
+    recordings = rc.store.save(*users)
+    with psycopg.connect(postgres_url) as conn:
+        table = {
+            (originator_id, version): position
+            for originator_id, version, position in conn.execute(
+                f"SELECT originator_id, originator_version, notification_id FROM {EVENTS}"
+            )
+        }
+    given = {
+        (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
+        for r in recordings
+    }
+    assert len(given) == 6
+    assert given == table
+
+
+def test_a_save_waits_for_the_table_lock_so_positions_follow_commit_order(
+    one_connection: Rollcall, postgres_url: str
+) -> None:
+    """Another writer mid-transaction holds the table's row-exclusive lock; a save must
+    wait for it to commit (else a reader could pass a position that commits later)."""
+    rc = one_connection
+    saved = threading.Event()
+    with psycopg.connect(postgres_url) as other:
+        other.execute(f"LOCK TABLE {EVENTS} IN ROW EXCLUSIVE MODE")
+        saver = threading.Thread(target=lambda: (rc.store.save(registered("late")), saved.set()))
+        saver.start()
+        time.sleep(0.5)
+        assert not saved.is_set(), "the save did not wait for the other writer"
+        other.commit()
+    saver.join(timeout=10)
+    assert saved.is_set()
+
+
+def test_a_cold_load_is_one_round_trip_with_or_without_a_snapshot(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truncate_postgres(postgres_url)
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 5})
+    clock = ManualClock(T0)
+    writer = Rollcall.open(postgres_url, clock)
+    try:
+        world = World(writer, clock)
+        training = world.training(days=(10,), capacity=20)
+        for i in range(7):
+            world.user(f"learner{i}")
+            world.enroll(training, f"learner{i}")
+        snapshots = list(writer.store.snapshots.get(training.id)) if writer.store.snapshots else []
+        expected = writer.store.repository.get(training.id)
+    finally:
+        writer.close()
+    assert snapshots, "no snapshot was taken"
+    assert max(s.originator_version for s in snapshots) < expected.version
+
+    reader = Rollcall.open(f"{postgres_url}?pool_size=1&max_overflow=0", clock)
+    try:
+        reader.store.repository.get(user_aggregate_id("learner0"))  # prepares the query
+        with wire(reader) as sent:
+            user = reader.store.repository.get(user_aggregate_id("learner3"))
+        assert round_trips(sent) == 1, sent
+        assert user.user_id == "learner3"
+
+        with wire(reader) as sent:
+            loaded = reader.store.repository.get(training.id)
+        assert round_trips(sent) == 1, sent
+        assert vars(loaded) == vars(expected)
+    finally:
+        reader.close()
+
+
+def test_the_load_query_gives_the_latest_snapshot_and_only_the_events_after_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truncate_postgres(postgres_url)
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 3})
+    clock = ManualClock(T0)
+    rc = Rollcall.open(postgres_url, clock)
+    try:
+        world = World(rc, clock)
+        training = world.training(days=(10,), capacity=20)
+        for i in range(5):
+            world.user(f"learner{i}")
+            world.enroll(training, f"learner{i}")
+        recorder: Any = rc.store.recorder
+        snapshot, events = recorder.select_with_snapshot(training.id, "rollcall_snapshots")
+        versions = [s.originator_version for s in rc.store.snapshots.get(training.id)]  # type: ignore[union-attr]
+        version = rc.store.repository.get(training.id).version
+
+        assert snapshot is not None
+        assert snapshot.originator_version == max(versions)
+        assert [e.originator_version for e in events] == list(
+            range(snapshot.originator_version + 1, version + 1)
+        )
+        never, everything = recorder.select_with_snapshot(
+            user_aggregate_id("learner0"), "rollcall_snapshots"
+        )
+        assert never is None
+        assert [e.originator_version for e in everything] == [1, 2]
+    finally:
+        rc.close()

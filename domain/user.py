@@ -5,6 +5,7 @@ Event-sourced like the rest, so an auditor can tell who held which permission wh
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -29,8 +30,10 @@ _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://rollcall.invalid/users")
 
 
+@functools.lru_cache(maxsize=65_536)
 def user_aggregate_id(user_id: str) -> UUID:
-    """Directory ids are the directory's strings; the store keys aggregates by UUID."""
+    """Directory ids are the directory's strings; the store keys aggregates by UUID
+    (remembered: a command asks several times, and the hash is a few microseconds)."""
     return uuid5(_NAMESPACE, user_id)
 
 

@@ -23,6 +23,7 @@ import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, Recording, StoredEvent
+from eventsourcing.postgres import PostgresDatastore
 from psycopg_pool import ConnectionPool
 from sqlalchemy.engine import make_url
 
@@ -35,6 +36,7 @@ from domain.training import Training
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 500
+KEEP_SNAPSHOTS = 2
 
 
 def replay(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -229,8 +231,31 @@ class EventStore(Application[UUID]):
                 with self._copy_locked().locked(aggregate.id):
                     snapshot = type(aggregate).Snapshot.take(aggregate)
                 self.snapshots.put([snapshot])
+                self._prune_snapshots(aggregate.id)
             except Exception:
-                log.exception("a snapshot could not be taken; loading replays more events")
+                log.exception("a snapshot could not be taken or older ones deleted")
+
+    def _prune_snapshots(self, aggregate_id: UUID) -> None:
+        """Keep the ``KEEP_SNAPSHOTS`` latest snapshots of an aggregate, delete older ones.
+
+        Each snapshot holds the whole seat ledger, so keeping them all grows with the
+        square of a training's history (9 MB at 10,000 seats, 900 MB at 100,000
+        events). A load reads the latest; the one before serves a reader a little
+        behind (the notifier reads a training as of the event it handles). A reader
+        further back replays from the start: slower, still exact, since snapshots are
+        only a shortcut through the events."""
+        assert self.snapshots is not None
+        recorder: Any = self.snapshots.recorder
+        table = recorder.events_table_name
+        postgres = isinstance(recorder.datastore, PostgresDatastore)
+        mark, key = ("%s", aggregate_id) if postgres else ("?", aggregate_id.hex)
+        statement = (
+            f"DELETE FROM {table} WHERE originator_id = {mark} AND originator_version < "
+            f"(SELECT originator_version FROM {table} WHERE originator_id = {mark} "
+            f"ORDER BY originator_version DESC LIMIT 1 OFFSET {KEEP_SNAPSHOTS - 1})"
+        )
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(statement, (key, key))
 
     def cached(self, aggregate_id: UUID) -> Any | None:
         """The optimistic read (``CopyLockedRepository.cached``)."""

@@ -123,7 +123,9 @@ def test_a_training_loads_from_its_latest_snapshot_and_the_events_after_it(
         training = busy_training(world, clock)
         snapshots = list(rc.store.snapshots.get(training.id)) if rc.store.snapshots else []
         assert snapshots, "no snapshot was taken"
-        assert all(s.originator_version % 5 == 0 for s in snapshots)
+        # One per multiple of 5 a save crossed, of the state that save recorded.
+        taken = [s.originator_version for s in snapshots]
+        assert len({v // 5 for v in taken}) == len(taken)
         for snapshot in snapshots:  # taken from the saved aggregate: the recorded state
             at = project_aggregate(
                 None, rc.store.events.get(training.id, lte=snapshot.originator_version)
@@ -191,3 +193,26 @@ def test_a_new_process_loads_a_training_from_its_snapshot(
     )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip().split(",") == expected
+
+
+def test_only_the_two_latest_snapshots_are_kept_and_older_versions_still_load(
+    database_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 2})
+    rc = Rollcall.open(database_url, clock)
+    try:
+        training = busy_training(World(rc, clock), clock)
+        assert rc.store.snapshots is not None
+        kept = [s.originator_version for s in rc.store.snapshots.get(training.id)]
+        version = replayed(rc, training.id).version
+        assert version >= 10  # five or more snapshots were taken
+        assert len(kept) == 2
+        assert version - 2 < kept[1]  # the latest: taken in the last interval
+        assert kept[0] // 2 < kept[1] // 2  # and the one before it
+
+        for old in (1, kept[0] - 1, kept[0], version):  # before, at and after the kept
+            loaded = rc.store.repository.get(training.id, version=old)
+            expected = project_aggregate(None, rc.store.events.get(training.id, lte=old))
+            assert vars(loaded) == vars(expected)
+    finally:
+        rc.close()

@@ -59,7 +59,9 @@ def test_r7_forty_concurrent_learners_for_ten_seats(
 
     # Each thread has its own service (own connections and aggregate cache), as
     # separate API workers would.
-    per_worker = f"{url}?pool_size=1&max_overflow=1" if backend == "postgres" else url
+    # One connection each: a service runs one command at a time, and 40 services with
+    # two each, beside another test file's, once exceeded the server's 100 connections.
+    per_worker = f"{url}?pool_size=1&max_overflow=0" if backend == "postgres" else url
     services = [Rollcall.open(per_worker, clock) for _ in learners]
     barrier = threading.Barrier(len(learners))
     outcomes: dict[str, str] = {}

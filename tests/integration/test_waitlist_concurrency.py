@@ -82,7 +82,9 @@ def test_five_seats_freed_while_ten_newcomers_arrive_go_to_the_first_five_in_lin
         setup.enroll(
             Enroll(actor_id=user, training_id=ref.id, session_id=ref.sessions[0], waitlist=True)
         )
-    per_worker = f"{url}?pool_size=1&max_overflow=1" if backend == "postgres" else url
+    # One connection each: a service runs one command at a time, and 40 services with
+    # two each, beside another test file's, once exceeded the server's 100 connections.
+    per_worker = f"{url}?pool_size=1&max_overflow=0" if backend == "postgres" else url
     actors = seated + newcomers
     services = [Rollcall.open(per_worker, clock) for _ in actors]
     barrier = threading.Barrier(len(actors))

@@ -20,8 +20,13 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import psycopg
-from eventsourcing.application import AggregateNotFoundError, Application, Repository
-from eventsourcing.domain import Snapshot
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Repository,
+)
+from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import Mapper, Recording, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from psycopg_pool import ConnectionPool
@@ -37,6 +42,22 @@ from domain.training import Training
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 500
 KEEP_SNAPSHOTS = 2
+
+
+class Collected(ProcessingEvent[UUID]):
+    """What one save records. The library tells aggregates from events by ``isinstance``
+    against runtime protocols, which walks each protocol's attributes on every call on
+    Python 3.11 (6% of an enroll's CPU); an aggregate is told by its class here, and
+    anything else is left to the library."""
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            else:
+                super().collect_events(obj)
+        self.saved_kwargs.update(kwargs)
 
 
 def replay(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -202,6 +223,16 @@ class EventStore(Application[UUID]):
 
         mapper.to_stored_event = bounded  # type: ignore[method-assign]
         return mapper
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's save, collecting the events of aggregates with a plain class
+        check (``Collected``)."""
+        processing_event = Collected()
+        processing_event.collect_events(*objs, **kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
 
     def _record(self, processing_event: Any) -> list[Recording[UUID]]:
         """Record, then keep the saved aggregates in the cache (the library does so only

@@ -76,6 +76,16 @@ def registered(user_id: str) -> User:
     )
 
 
+def enrolled_training(rc: Rollcall, clock: ManualClock, learners: int) -> Any:
+    """A training of 20 seats with ``learner0``.. enrolled, one command each."""
+    world = World(rc, clock)
+    training = world.training(days=(10,), capacity=20)
+    for i in range(learners):
+        world.user(f"learner{i}")
+        world.enroll(training, f"learner{i}")
+    return training
+
+
 def test_a_save_is_one_round_trip_and_wakes_a_listener(
     one_connection: Rollcall, postgres_url: str
 ) -> None:
@@ -141,11 +151,7 @@ def test_a_cold_load_is_one_round_trip_with_or_without_a_snapshot(
     clock = ManualClock(T0)
     writer = Rollcall.open(postgres_url, clock)
     try:
-        world = World(writer, clock)
-        training = world.training(days=(10,), capacity=20)
-        for i in range(7):
-            world.user(f"learner{i}")
-            world.enroll(training, f"learner{i}")
+        training = enrolled_training(writer, clock, learners=7)
         snapshots = list(writer.store.snapshots.get(training.id)) if writer.store.snapshots else []
         expected = writer.store.repository.get(training.id)
     finally:
@@ -177,11 +183,7 @@ def test_the_load_query_gives_the_latest_snapshot_and_only_the_events_after_it(
     clock = ManualClock(T0)
     rc = Rollcall.open(postgres_url, clock)
     try:
-        world = World(rc, clock)
-        training = world.training(days=(10,), capacity=20)
-        for i in range(5):
-            world.user(f"learner{i}")
-            world.enroll(training, f"learner{i}")
+        training = enrolled_training(rc, clock, learners=5)
         recorder: Any = rc.store.recorder
         snapshot, events = recorder.select_with_snapshot(training.id, "rollcall_snapshots")
         versions = [s.originator_version for s in rc.store.snapshots.get(training.id)]  # type: ignore[union-attr]

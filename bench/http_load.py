@@ -7,7 +7,9 @@ route (`/healthz`, through the same middleware) at the same rate, in the same ru
 
 Latency is measured from the moment a request was due, so a slow answer delays the
 figures of the requests queued behind it (no coordinated omission). Each request
-enrolls a new learner into one of 50 trainings (tokens minted before timing). The
+enrolls a new learner into one of ``--trainings`` trainings (50; 1 is the worst case:
+every request writes the same training, from every worker; tokens minted before
+timing). The
 first ``--warm`` seconds of enrolls after the workers start (their caches empty,
 their connections opening) are reported on their own line, then the steady run. The
 load generator runs on the same machine and takes its share of the cores.
@@ -163,11 +165,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--warm", type=float, default=3, help="seconds of enrolls first")
+    parser.add_argument("--trainings", type=int, default=50, help="enrolled into, in turn")
     args = parser.parse_args()
     per_run = int(args.rate * (args.seconds + args.warm))
     worker_counts = [int(w) for w in args.workers.split(",")]
     print(
-        f"HTTP at {args.rate:.0f} req/s for {args.seconds:.0f} s, PostgreSQL, "
+        f"HTTP at {args.rate:.0f} req/s for {args.seconds:.0f} s into {args.trainings} "
+        "training(s), PostgreSQL, "
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
     )
     with database(sqlite=False) as url, tempfile.TemporaryDirectory() as data_dir:
@@ -177,7 +181,7 @@ def main() -> None:
         start = datetime.now(UTC) + timedelta(days=30)
         session = SessionInput(start, start + timedelta(hours=2), "UTC", "Hall", None)
         trainings = []
-        for _ in range(50):
+        for _ in range(args.trainings):
             created = rc.create_training(
                 CreateTraining(actor_id="admin", title="Load", sessions=[session])
             ).value
@@ -195,9 +199,9 @@ def main() -> None:
                 enrolls = [
                     http_request(
                         "POST",
-                        f"/v1/trainings/{trainings[i % 50][0]}/enrollments",
+                        f"/v1/trainings/{trainings[i % len(trainings)][0]}/enrollments",
                         issue_token(user, SECRET, now),
-                        {"session_id": trainings[i % 50][1]},
+                        {"session_id": trainings[i % len(trainings)][1]},
                     )
                     for i, user in enumerate(next(batches))
                 ]

@@ -10,7 +10,6 @@ response model and a stable operation id (its function's name).
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
 from adapters.store_reader import StoreReader
@@ -24,16 +23,12 @@ from entrypoints.api.headers import SecurityHeaders
 from entrypoints.api.idempotency import IdempotencyMiddleware, Keys
 from entrypoints.api.limits import Freshness, RateLimit
 from entrypoints.api.routes import audit, directory, enrollments, me, operations, trainings
+from entrypoints.api.routing import add_routes, operation_id
 from entrypoints.observability import registry_for
 from entrypoints.ui import pages
 from projections.projector import caught_up, create_tables
 
 ROUTERS = [operations, directory, trainings, enrollments, me, audit]
-
-
-def operation_id(route: APIRoute) -> str:
-    """Stable operation ids for generated clients: the route function's name."""
-    return route.name
 
 
 def create_app(
@@ -76,7 +71,7 @@ def create_app(
         registry=registry_for(engine, rollcall.store),
     )
     for module in ROUTERS:
-        app.include_router(module.router)
+        add_routes(app, module.router)
     errors.install(app)
     pages.install(app)
 

@@ -41,6 +41,7 @@ from application.commands import (
 from application.service import Result
 from domain.errors import Reason, RollcallError
 from entrypoints.api.deps import Api, api
+from entrypoints.api.routing import add_routes
 from entrypoints.ui import signin
 from entrypoints.ui.sentences import sentence, wall_time
 from projections import catalog, notifications, people
@@ -612,7 +613,7 @@ async def _admin(services: Services, training_id: UUID, run: Callable[[], Result
 def install(app: FastAPI) -> None:
     """Mount the pages, their static files, and their answers to the unsigned and to
     forged forms."""
-    app.include_router(router)
+    add_routes(app, router)
     app.mount("/ui/static", static, name="ui-static")
 
     @app.exception_handler(SignInNeeded)

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from domain.errors import Reason, RollcallError
 from entrypoints.api.deps import CurrentUser, Services
 from entrypoints.api.models import AuditOut
+from entrypoints.api.routing import api_router
 
-router = APIRouter(tags=["audit"])
+router = api_router(tags=["audit"])
 
 
 @router.get("/v1/audit/{aggregate_id}", response_model=AuditOut)

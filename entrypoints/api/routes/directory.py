@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from application.commands import PutUser
@@ -22,10 +22,11 @@ from entrypoints.api.deps import (
     paged,
 )
 from entrypoints.api.models import CommandOut, PageOut, UserHistoryOut, UserIn, UserOut
+from entrypoints.api.routing import api_router
 from projections import people
 from projections.tables import LIVE
 
-router = APIRouter(prefix="/v1/users", tags=["directory"])
+router = api_router(prefix="/v1/users", tags=["directory"])
 
 
 @router.put("/{user_id}", response_model=CommandOut[UserOut])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from application.commands import Enroll, RecordAttendance, Switch, Unenroll
 from entrypoints.api.deps import Commander, IfMatch, Services, answer
@@ -19,8 +19,9 @@ from entrypoints.api.models import (
     OverrideSwitchIn,
     OverrideUnenrollIn,
 )
+from entrypoints.api.routing import api_router
 
-router = APIRouter(prefix="/v1/trainings/{training_id}", tags=["enrollments"])
+router = api_router(prefix="/v1/trainings/{training_id}", tags=["enrollments"])
 
 
 @router.post("/enrollments", status_code=201, response_model=CommandOut[EnrollmentOut])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from application.commands import Switch, Unenroll
 from entrypoints.api.deps import Commander, CurrentUser, IfMatch, MinPosition, Services, answer
@@ -21,10 +21,11 @@ from entrypoints.api.models import (
     TeamMemberOut,
     UnenrollIn,
 )
+from entrypoints.api.routing import api_router
 from projections import notifications, people
 from projections.tables import LIVE
 
-router = APIRouter(prefix="/v1/me", tags=["me"])
+router = api_router(prefix="/v1/me", tags=["me"])
 
 
 @router.get("/trainings", response_model=list[EnrollmentOut])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from entrypoints.api.deps import Services
+from entrypoints.api.routing import api_router
 from entrypoints.observability import problems, readiness_body
 
-router = APIRouter(tags=["operations"], include_in_schema=False)
+router = api_router(tags=["operations"], include_in_schema=False)
 
 
 @router.get("/healthz")

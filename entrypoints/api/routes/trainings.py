@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from application.commands import (
@@ -48,10 +48,11 @@ from entrypoints.api.models import (
     TrainingOut,
     TrainingPatchIn,
 )
+from entrypoints.api.routing import api_router
 from projections import catalog, people
 from projections.tables import LIVE
 
-router = APIRouter(tags=["trainings"])
+router = api_router(tags=["trainings"])
 
 
 @router.post("/v1/trainings", status_code=201, response_model=CommandOut[TrainingOut])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import logging
 import select
 import threading
@@ -58,6 +59,24 @@ class Collected(ProcessingEvent[UUID]):
             else:
                 super().collect_events(obj)
         self.saved_kwargs.update(kwargs)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection while a big aggregate is restored from its snapshot.
+
+    Restoring a 10,000-seat training makes some 100,000 objects, which start the
+    collector over and over; in a process whose heap is already big (a worker with a
+    full cache) that took the restore from 75 ms to 90-240 ms (measured). The objects
+    are live, so pausing frees nothing later. Left alone if something else paused it."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def replay(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -126,8 +145,12 @@ class CopyLockedRepository(Repository[UUID]):
         snapshots_table = self.snapshot_store.recorder.events_table_name  # type: ignore[attr-defined]
         snapshot, events = recorder.select_with_snapshot(aggregate_id, snapshots_table)
         decode = self.event_store.mapper.to_domain_event
-        first = [] if snapshot is None else [self.snapshot_store.mapper.to_domain_event(snapshot)]
-        aggregate = projector_func(None, chain(first, map(decode, events)))
+        if snapshot is None:
+            aggregate = projector_func(None, map(decode, events))
+        else:
+            with collector_paused():
+                first = self.snapshot_store.mapper.to_domain_event(snapshot)
+                aggregate = projector_func(None, chain([first], map(decode, events)))
         if aggregate is None:
             raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} not found.")
         return aggregate

@@ -76,6 +76,16 @@ def registered(user_id: str) -> User:
     )
 
 
+def snapshotting_every(
+    events: int, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Rollcall, ManualClock]:
+    """A service on an emptied store that snapshots a training every ``events``."""
+    truncate_postgres(postgres_url)
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: events})
+    clock = ManualClock(T0)
+    return Rollcall.open(postgres_url, clock), clock
+
+
 def enrolled_training(rc: Rollcall, clock: ManualClock, learners: int) -> Any:
     """A training of 20 seats with ``learner0``.. enrolled, one command each."""
     world = World(rc, clock)
@@ -146,10 +156,7 @@ def test_a_save_waits_for_the_table_lock_so_positions_follow_commit_order(
 def test_a_cold_load_is_one_round_trip_with_or_without_a_snapshot(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    truncate_postgres(postgres_url)
-    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 5})
-    clock = ManualClock(T0)
-    writer = Rollcall.open(postgres_url, clock)
+    writer, clock = snapshotting_every(5, postgres_url, monkeypatch)
     try:
         training = enrolled_training(writer, clock, learners=7)
         snapshots = list(writer.store.snapshots.get(training.id)) if writer.store.snapshots else []
@@ -178,10 +185,7 @@ def test_a_cold_load_is_one_round_trip_with_or_without_a_snapshot(
 def test_the_load_query_gives_the_latest_snapshot_and_only_the_events_after_it(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    truncate_postgres(postgres_url)
-    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 3})
-    clock = ManualClock(T0)
-    rc = Rollcall.open(postgres_url, clock)
+    rc, clock = snapshotting_every(3, postgres_url, monkeypatch)
     try:
         training = enrolled_training(rc, clock, learners=5)
         recorder: Any = rc.store.recorder

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import jwt
@@ -229,6 +230,26 @@ def test_tokens_are_checked_for_issuer_audience_lifetime_and_user(stack: Stack) 
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"] == "unauthorized"
         assert answer.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_valid_token_of_a_user_not_in_the_directory_changes_nothing(stack: Stack) -> None:
+    """Commands look their actor up in the directory with the command itself, in its
+    worker thread (``Api.run``), not before it: still a 401, and nothing recorded."""
+    now = datetime.now(UTC)
+    ghost = issue_token("ghost", SECRET, now)
+    headers = {"Authorization": f"Bearer {ghost}"}
+    before = stack.runtime.rollcall.store.recorder.max_notification_id()
+    for method, path, body in (
+        ("POST", f"/v1/trainings/{uuid4()}/enrollments", {"session_id": str(uuid4())}),
+        ("POST", "/v1/trainings", {"title": "Ghost's", "sessions": []}),
+        ("POST", f"/v1/me/notifications/{uuid4()}/read", None),
+    ):
+        answer = stack.http.request(method, path, headers=headers, json=body)
+        assert answer.status_code == 401, (path, answer.text)
+        assert answer.json()["error"] == "unauthorized"
+        assert "not in the directory" in answer.json()["message"]
+        assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert stack.runtime.rollcall.store.recorder.max_notification_id() == before
 
 
 def test_a_short_secret_is_refused_at_start(tmp_path: Path) -> None:

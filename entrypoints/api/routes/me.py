@@ -115,6 +115,7 @@ async def my_notifications(
 @router.post("/notifications/{notification_id}/read", response_model=NotificationReadOut)
 def read_notification(notification_id: UUID, who: Commander, services: Services) -> dict[str, Any]:
     """Mark one of my entries read (idempotent)."""
+    services.require_known(who)
     with services.engine.begin() as conn:
         now = services.rollcall.clock.now()
         notifications.mark_read(conn, LIVE, who, str(notification_id), now)

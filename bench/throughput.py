@@ -158,7 +158,7 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE bench_bare (id BIGINT PRIMARY KEY, v TEXT)"))
         register(rc, "admin", admin=True)
-        learners = iter(register_many(rc, "u", 30_000))  # more than any run enrolls
+        learners = iter(register_many(rc, "u", int(16_000 * args.seconds)))  # more than all runs enroll
         lock = threading.Lock()
 
         def next_learner() -> str:

@@ -20,10 +20,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from eventsourcing.persistence import IntegrityError, OperationalError
 from psycopg.pq import Trace
 
 from adapters import store as store_module
 from adapters.clock import ManualClock
+from adapters.pg_recorder import INT8, Prepared, store_error
 from application.service import Rollcall
 from domain.base import Context
 from domain.training import Training
@@ -205,3 +207,27 @@ def test_the_load_query_gives_the_latest_snapshot_and_only_the_events_after_it(
         assert [e.originator_version for e in everything] == [1, 2]
     finally:
         rc.close()
+
+
+def test_a_version_already_stored_is_refused_as_the_stores_integrity_error(
+    one_connection: Rollcall,
+) -> None:
+    """Optimistic concurrency rests on it: the command runs again on fresh reads."""
+    rc = one_connection
+    rc.store.save(registered("ann"))
+    with pytest.raises(IntegrityError):
+        rc.store.save(registered("ann"))  # version 1 of the same directory entry again
+    assert rc.store.repository.get(user_aggregate_id("ann")).version == 1
+    rc.store.save(registered("bob"))  # the connection is fine afterwards
+
+
+def test_a_connection_lost_under_a_statement_is_an_operational_error(postgres_url: str) -> None:
+    """The error the store retries on another connection, not a refusal of the data."""
+    statement = Prepared("rollcall_probe", b"SELECT $1::int8", [INT8])
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert int.from_bytes(statement.run(conn, [(7).to_bytes(8, "big")]).get_value(0, 0)) == 7
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError) as lost:
+            statement.run(conn, [(8).to_bytes(8, "big")])
+    assert isinstance(store_error(lost.value), OperationalError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -61,3 +62,25 @@ def fill(store: EventStore, events: int) -> None:
             batch.append(enrollment)
         written += sum(len(a.pending_events) for a in [training, *batch])  # type: ignore[attr-defined]
         store.save(training, *batch)  # type: ignore[arg-type]
+
+
+def steadiness(seconds: float = 3.0) -> str:
+    """How steady this machine's CPU is right now, for reading tail latencies: the same
+    small pure-Python step timed over and over for ``seconds``, grouped into 100 ms
+    windows. On a shared virtual machine some windows run several times slower than
+    the median while nothing else runs (seen here: 2.5-4.4 times, every 1-2 s), and a
+    server's queue grows in each."""
+    windows: dict[int, list[float]] = {}
+    began = time.perf_counter()
+    while (now := time.perf_counter()) - began < seconds:
+        total = 0
+        for i in range(20_000):
+            total += i * i
+        windows.setdefault(int((now - began) * 10), []).append(time.perf_counter() - now)
+    means = sorted(sum(steps) / len(steps) for steps in windows.values())
+    median = means[len(means) // 2]
+    slow = sum(1 for mean in means if mean > 1.5 * median)
+    return (
+        f"CPU steadiness: {slow} of {len(means)} windows of 100 ms ran over 1.5 times "
+        f"slower than the median; the slowest {means[-1] / median:.1f} times"
+    )

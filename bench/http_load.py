@@ -9,10 +9,12 @@ Latency is measured from the moment a request was due, so a slow answer delays t
 figures of the requests queued behind it (no coordinated omission). Each request
 enrolls a new learner into one of ``--trainings`` trainings (50; 1 is the worst case:
 every request writes the same training, from every worker; tokens minted before
-timing). The
-first ``--warm`` seconds of enrolls after the workers start (their caches empty,
-their connections opening) are reported on their own line, then the steady run. The
-load generator runs on the same machine and takes its share of the cores.
+timing). The first ``--warm`` seconds of enrolls after the workers start (their
+caches empty, their connections opening) are reported on their own line, then the
+steady run. The load generator runs on the same machine and takes its share of the
+cores. The first line reads how steady the machine's CPU is
+(``bench.common.steadiness``): a run's tail follows the windows in which a shared
+machine runs slower.
 Target (issue 14): p99 < 50 ms at 200 req/s with workers.
 """
 
@@ -38,7 +40,7 @@ from adapters.clock import ManualClock
 from adapters.embedded import free_port
 from application.commands import CreateTraining, SessionInput
 from application.service import Rollcall
-from bench.common import register, register_many
+from bench.common import register, register_many, steadiness
 from bench.hot_training import database
 from entrypoints.api.auth import issue_token
 
@@ -174,6 +176,7 @@ def main() -> None:
         "training(s), PostgreSQL, "
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
     )
+    print(f"  {steadiness()}")
     with database(sqlite=False) as url, tempfile.TemporaryDirectory() as data_dir:
         rc = Rollcall.open(url, ManualClock(datetime.now(UTC)))
         register(rc, "admin", admin=True)

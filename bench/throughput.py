@@ -34,7 +34,7 @@ from adapters.clock import ManualClock
 from adapters.db import engine_for
 from application.commands import CreateTraining, Enroll, SessionInput
 from application.service import Rollcall
-from bench.common import T0, register, register_many
+from bench.common import T0, register, register_many, steadiness
 from bench.hot_training import database
 
 CLIENTS = (1, 4, 16)
@@ -146,6 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     kind = "SQLite" if args.sqlite else "PostgreSQL"
     print(f"enroll throughput, {kind}, 2 cores, load {os.getloadavg()[0]:.2f}")
+    print(f"  {steadiness()}")
     with database(args.sqlite) as url:
         ids = itertools.count()
 
@@ -158,7 +159,10 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE bench_bare (id BIGINT PRIMARY KEY, v TEXT)"))
         register(rc, "admin", admin=True)
-        learners = iter(register_many(rc, "u", int(16_000 * args.seconds)))  # more than all runs enroll
+        learners = iter(
+            # More learners than all the runs enroll.
+            learners=iter(register_many(rc, "u", int(16_000 * args.seconds)))
+        )  # more than all runs enroll
         lock = threading.Lock()
 
         def next_learner() -> str:

@@ -91,10 +91,10 @@ Services = Annotated[Api, Depends(api)]
 bearer = HTTPBearer(auto_error=False)
 
 
-async def token_user(
-    services: Services,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> str:
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def token_user(services: Api, credentials: HTTPAuthorizationCredentials | None) -> str:
     """The user id a request's bearer token names (``sub`` of a valid HS256 token), not
     yet looked up in the directory."""
     if credentials is None:
@@ -102,11 +102,15 @@ async def token_user(
     return verify_token(credentials.credentials, services.jwt_secret, services.token_max_hours)
 
 
-TokenUser = Annotated[str, Depends(token_user)]
+# The two dependencies below take the services from the request rather than from
+# ``Services``: FastAPI's work per dependency, per request, was a quarter of an enroll
+# request's time in the event loop, and each level of dependencies adds to it.
 
 
-async def current_user(services: Services, user_id: TokenUser) -> str:
+async def current_user(request: Request, credentials: Bearer) -> str:
     """The authenticated user id: a valid token's user, in the directory."""
+    services: Api = request.app.state.api
+    user_id = token_user(services, credentials)
     if not services.rollcall.remembers_user(user_id):
         await run_in_threadpool(services.require_known, user_id)
     return user_id
@@ -115,12 +119,14 @@ async def current_user(services: Services, user_id: TokenUser) -> str:
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-async def commander(services: Services, who: TokenUser) -> str:
+async def commander(request: Request, credentials: Bearer) -> str:
     """The authenticated user of a command, within their rate limit. Their directory
     entry is read with the command, in its worker thread (``Api.run``, and routes
     that run no command call ``Api.require_known``): a thread hop of its own cost a
     new user's first command about 0.4 ms of the event loop's time
     (bench/http_load.py)."""
+    services: Api = request.app.state.api
+    who = token_user(services, credentials)
     wait = services.rate_limit.take(who)
     if wait:
         raise RollcallError(Reason.RATE_LIMITED, details={"retry_after": round(wait, 1)})

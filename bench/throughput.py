@@ -159,10 +159,8 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE bench_bare (id BIGINT PRIMARY KEY, v TEXT)"))
         register(rc, "admin", admin=True)
-        learners = iter(
-            # More learners than all the runs enroll.
-            learners=iter(register_many(rc, "u", int(16_000 * args.seconds)))
-        )  # more than all runs enroll
+        # More learners than all the runs enroll.
+        learners = iter(register_many(rc, "u", int(16_000 * args.seconds)))
         lock = threading.Lock()
 
         def next_learner() -> str:

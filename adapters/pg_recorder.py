@@ -32,14 +32,9 @@ there: a duplicate version is the store's ``IntegrityError``, a lost connection 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import logging
 import struct
-import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -61,8 +56,6 @@ from eventsourcing.utils import retry
 from psycopg import pq
 from psycopg.errors import error_from_result
 from psycopg.sql import SQL, Identifier
-
-log = logging.getLogger(__name__)
 
 # Type oids of the values and arrays these statements exchange.
 BYTEA, INT8, TEXT, UUID_ = 17, 20, 25, 2950
@@ -287,61 +280,3 @@ def stored_event(
     ``first_column`` on."""
     version, topic, state = (result.get_value(row, first_column + i) for i in range(3))
     return StoredEvent(originator_id, int8(version), topic.decode(), bytes(state))
-
-
-class WriteTurn:
-    """A turn between processes at writing contested aggregates: a PostgreSQL advisory
-    lock, taken on a connection of its own around a group's reads and save.
-
-    Two processes (API workers) enrolling into one popular training each read it, add a
-    seat and save; the second save fails on the version check and its whole group runs
-    again, one command at a time. Each process doubts an aggregate whose save conflicted
-    (``CopyLockedRepository``) and reads it fresh; while a process has doubts, its group
-    leader takes this turn from before those fresh reads until after the save, so the
-    other process's groups wait rather than fail. A process with no doubts never takes
-    it. Optimistic concurrency still guards every save: the turn only spares the
-    failures, so if it cannot be had (the database is away, or the wait passes
-    ``WAIT_SECONDS``) the group runs without it.
-    """
-
-    WAIT_SECONDS = 5
-
-    def __init__(self, datastore: PostgresDatastore, name: str) -> None:
-        self._pool = datastore.pool
-        # One fixed key per events table: every process writing it takes the same turn.
-        digest = hashlib.blake2b(f"rollcall write turn {name}".encode(), digest_size=8)
-        self._key = int.from_bytes(digest.digest(), "big", signed=True)
-        self._conn: psycopg.Connection[Any] | None = None
-        self._guard = threading.Lock()
-
-    @contextmanager
-    def taken(self) -> Iterator[bool]:
-        """Hold the turn for the block; yields whether it was had."""
-        with self._guard:
-            had = self._run("SELECT pg_advisory_lock(%s)")
-            try:
-                yield had
-            finally:
-                if had:
-                    self._run("SELECT pg_advisory_unlock(%s)")
-
-    def _run(self, statement: str) -> bool:
-        try:
-            if self._conn is None or self._conn.closed:
-                conninfo, kwargs = self._pool.conninfo, self._pool.kwargs  # as the pool's
-                conninfo = conninfo() if callable(conninfo) else conninfo
-                kwargs = (kwargs() if callable(kwargs) else kwargs) or {}
-                self._conn = psycopg.connect(conninfo, **{**kwargs, "autocommit": True})
-                self._conn.execute(f"SET lock_timeout = '{self.WAIT_SECONDS}s'")
-            self._conn.execute(statement, (self._key,))
-            return True
-        except psycopg.Error:
-            log.warning("the write turn could not be had; the group runs without it")
-            self.close()
-            return False
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None

@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
 from adapters.migrations import migrate
-from adapters.pg_recorder import RollcallRecorder, WriteTurn
+from adapters.pg_recorder import RollcallRecorder
 from domain.errors import ValidationFailed
 from domain.inputs import EVENT_BYTES_MAX
 from domain.training import Training
@@ -117,7 +117,6 @@ class CopyLockedRepository(Repository[UUID]):
         super().__init__(*args, **kwargs)
         self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
         self._doubted: dict[UUID, float] = {}
-        self._contended_until = 0.0
 
     def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
         kwargs.setdefault("projector_func", replay)
@@ -128,7 +127,7 @@ class CopyLockedRepository(Repository[UUID]):
             before = self._cached_version(aggregate_id) if doubted else None
             aggregate = super().get(aggregate_id, **kwargs)
             if before is not None and aggregate.version > before:  # written elsewhere
-                self._doubt(aggregate_id, monotonic())
+                self._doubted[aggregate_id] = monotonic() + self.DOUBT_SECONDS
             return aggregate
 
     def _reconstruct_aggregate(
@@ -192,18 +191,10 @@ class CopyLockedRepository(Repository[UUID]):
         if len(self._doubted) > 10_000:
             self._doubted = {k: t for k, t in self._doubted.items() if t > now}
         for aggregate_id in aggregate_ids:
-            self._doubt(aggregate_id, now)
+            self._doubted[aggregate_id] = now + self.DOUBT_SECONDS
             if self.cached_version(aggregate_id) is not None:
                 with contextlib.suppress(AggregateNotFoundError):
                     self.get(aggregate_id, deepcopy_from_cache=False)
-
-    def _doubt(self, aggregate_id: UUID, now: float) -> None:
-        self._doubted[aggregate_id] = now + self.DOUBT_SECONDS
-        self._contended_until = max(self._contended_until, now + self.DOUBT_SECONDS)
-
-    def contended(self) -> bool:
-        """Does this process doubt any aggregate now (another process writes it too)?"""
-        return self._contended_until > monotonic()
 
     def cached_version(self, aggregate_id: UUID) -> int | None:
         with self._stripe(aggregate_id):
@@ -236,15 +227,6 @@ class EventStore(Application[UUID]):
     # not cached it (a worker that just started) loads its latest snapshot and the
     # events after it, not its whole history (``Training.Snapshot``).
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Training: SNAPSHOT_EVERY}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        recorder = self.recorder
-        self._write_turn = (
-            WriteTurn(recorder.datastore, recorder.events_table_name)
-            if isinstance(recorder, RollcallRecorder)
-            else None
-        )
 
     def construct_mapper(self) -> Mapper[UUID]:
         mapper = super().construct_mapper()
@@ -328,20 +310,6 @@ class EventStore(Application[UUID]):
         )
         with recorder.datastore.transaction(commit=True) as cursor:
             cursor.execute(statement, (key, key))
-
-    def write_turn(self) -> contextlib.AbstractContextManager[Any]:
-        """The turn between processes at writing contested aggregates
-        (``adapters.pg_recorder.WriteTurn``), for a group's reads and save: taken only
-        while this process doubts an aggregate; none on SQLite, where one writer at a
-        time is the database's own rule."""
-        if self._write_turn is None or not self._copy_locked().contended():
-            return contextlib.nullcontext()
-        return self._write_turn.taken()
-
-    def close(self) -> None:
-        if self._write_turn is not None:
-            self._write_turn.close()
-        super().close()
 
     def cached(self, aggregate_id: UUID) -> Any | None:
         """The optimistic read (``CopyLockedRepository.cached``)."""

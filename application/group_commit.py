@@ -23,7 +23,7 @@ import copy
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -63,11 +63,9 @@ class GroupCommit:
         save: Callable[..., Sequence[Any]],
         alone: Callable[[Command[Any]], Outcome[Any]],
         max_group: int = 64,
-        turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self._save = save
         self._alone = alone
-        self._turn_between_processes = turn
         self.max_group = max_group
         self._queue: deque[_Pending[Any]] = deque()
         self._queue_lock = threading.Lock()
@@ -111,10 +109,6 @@ class GroupCommit:
             return [self._queue.popleft() for _ in range(count)]
 
     def _commit(self, group: list[_Pending[Any]]) -> None:
-        with self._turn_between_processes():
-            self._commit_in_turn(group)
-
-    def _commit_in_turn(self, group: list[_Pending[Any]]) -> None:
         try:
             if len(group) == 1:
                 self._run_alone(group[0])

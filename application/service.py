@@ -115,7 +115,7 @@ class Rollcall:
         self.clock: Clock = clock or SystemClock()
         self._known_users: set[str] = set()
         self._reads = _Reads()
-        self.commits = GroupCommit(self._save, self._run_alone, turn=self.store.write_turn)
+        self.commits = GroupCommit(self._save, self._run_alone)
 
     @classmethod
     def open(cls, database_url: str, clock: Clock | None = None) -> Rollcall:

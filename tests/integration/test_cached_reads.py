@@ -10,10 +10,8 @@ fresh state.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from uuid import uuid4
 
 import pytest
 
@@ -22,7 +20,6 @@ from adapters.store import CopyLockedRepository
 from application.commands import Enroll, PutUser, Unenroll
 from application.service import Rollcall
 from domain.errors import Reason, RollcallError
-from tests.infra import truncate_postgres
 from tests.integration.test_capacity import seat_ledger_matches_enrollments
 from tests.scenario import ADMIN, World
 
@@ -156,90 +153,3 @@ def test_an_aggregate_another_process_writes_is_read_fresh_while_it_keeps_writin
 
     at(2 * doubt)
     assert world.rc.store.cached(training.id) is not None
-
-
-@pytest.mark.postgres
-def test_processes_that_doubt_an_aggregate_take_turns_at_writing(
-    postgres_url: str, clock: ManualClock
-) -> None:
-    """Two workers filling one popular training: once each has met the other's saves
-    (it doubts the training), its group reads and saves in a turn the other waits for,
-    rather than both saving on the same version and one running its group again.
-    A worker with no doubts takes no turn and waits for none."""
-    truncate_postgres(postgres_url)
-    first, second, third = (Rollcall.open(postgres_url, clock) for _ in range(3))
-    try:
-        for rc in (first, second):
-            rc.store.refresh([uuid4()])  # as after a conflicting save
-        holding, release = threading.Event(), threading.Event()
-
-        def hold_the_turn() -> None:
-            with first.store.write_turn():
-                holding.set()
-                release.wait(10)
-
-        holder = threading.Thread(target=hold_the_turn)
-        holder.start()
-        assert holding.wait(5)
-        began = time.monotonic()
-        with third.store.write_turn():  # no doubts: straight through
-            assert time.monotonic() - began < 1
-        waited = threading.Event()
-
-        def take_the_turn() -> None:
-            with second.store.write_turn():
-                waited.set()
-
-        waiter = threading.Thread(target=take_the_turn)
-        waiter.start()
-        assert not waited.wait(0.5)  # the first holds it
-        release.set()
-        assert waited.wait(5)
-        holder.join(5)
-        waiter.join(5)
-    finally:
-        for rc in (first, second, third):
-            rc.close()
-
-
-@pytest.mark.postgres
-def test_r7_two_workers_filling_one_training_sell_each_seat_once(
-    postgres_url: str, clock: ManualClock
-) -> None:
-    """Eight threads in each of two services enroll into one training of 20 seats while
-    both doubt it and take turns: exactly the capacity is taken, nobody twice, and no
-    command fails for want of a seat it was sold."""
-    truncate_postgres(postgres_url)
-    services = [Rollcall.open(postgres_url, clock) for _ in range(2)]
-    try:
-        world = World(services[0], clock)
-        training = world.training(days=(10,), capacity=20)
-        learners = [f"learner{i}" for i in range(48)]
-        for learner in learners:
-            world.user(learner)
-        for rc in services:
-            rc.store.refresh([training.id])  # both doubt it from the start
-        outcomes: list[str] = []
-
-        def worker(rc: Rollcall, mine: list[str]) -> None:
-            for learner in mine:
-                try:
-                    enroll(rc, training, learner)
-                    outcomes.append("enrolled")
-                except RollcallError as refusal:
-                    outcomes.append(refusal.reason.value)
-
-        threads = [
-            threading.Thread(target=worker, args=(services[i % 2], learners[i::16]))
-            for i in range(16)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert outcomes.count("enrolled") == 20, sorted(set(outcomes))
-        assert set(outcomes) <= {"enrolled", Reason.SESSION_FULL.value}
-        seat_ledger_matches_enrollments(services[0], training.id)
-    finally:
-        for rc in services:
-            rc.close()

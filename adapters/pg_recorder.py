@@ -18,7 +18,7 @@ after it in one query, where the library asks twice (for every aggregate type, t
 only trainings are snapshotted). Everything else (notifications, the snapshot table,
 the tracking table) is the library's.
 
-These three statements go to libpq directly, prepared once per connection, with their
+These statements go to libpq directly, prepared once per connection, with their
 parameters and rows in PostgreSQL's binary format: psycopg's cursor spent about 230 us
 of CPU dumping a save's four arrays element by element and 60 us per read, against
 40 us and 25 us here (a save of three events, and an aggregate's two events, measured

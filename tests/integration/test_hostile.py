@@ -233,8 +233,9 @@ def test_tokens_are_checked_for_issuer_audience_lifetime_and_user(stack: Stack) 
 
 
 def test_a_valid_token_of_a_user_not_in_the_directory_changes_nothing(stack: Stack) -> None:
-    """Commands look their actor up in the directory with the command itself, in its
-    worker thread (``Api.run``), not before it: still a 401, and nothing recorded."""
+    """SPEC §9.7: a token whose user is not in the directory gets 401. Commands look
+    their actor up with the command itself, in its worker thread (``Api.run``), not
+    before it: still a 401, and nothing recorded."""
     now = datetime.now(UTC)
     ghost = issue_token("ghost", SECRET, now)
     headers = {"Authorization": f"Bearer {ghost}"}

@@ -244,25 +244,27 @@ class RollcallRecorder(PostgresApplicationRecorder):
         """The latest snapshot of an aggregate in ``snapshots_table`` (None if it has
         none) and its events after that snapshot, in version order: one round trip."""
         statement = self._with_snapshot.get(snapshots_table)
-        if statement is None:
-            statement = Prepared(
-                f"rollcall_{self.events_table_name}_with_{snapshots_table}",
-                SQL(
-                    "SELECT * FROM (SELECT true, originator_version, topic, state "
-                    "FROM {schema}.{snapshots} WHERE originator_id = $1 "
-                    "ORDER BY originator_version DESC LIMIT 1) AS latest "
-                    "UNION ALL "
-                    "SELECT false, originator_version, topic, state FROM {schema}.{table} "
-                    "WHERE originator_id = $1 AND originator_version > COALESCE("
-                    "(SELECT max(originator_version) FROM {schema}.{snapshots} "
-                    "WHERE originator_id = $1), 0) "
-                    "ORDER BY 1 DESC, 2"
-                )
-                .format(snapshots=Identifier(snapshots_table), **self._names)
-                .as_bytes(None),
-                [UUID_],
+        if statement is None:  # one per table, whichever thread asks first
+            statement = self._with_snapshot.setdefault(
+                snapshots_table,
+                Prepared(
+                    f"rollcall_{self.events_table_name}_with_{snapshots_table}",
+                    SQL(
+                        "SELECT * FROM (SELECT true, originator_version, topic, state "
+                        "FROM {schema}.{snapshots} WHERE originator_id = $1 "
+                        "ORDER BY originator_version DESC LIMIT 1) AS latest "
+                        "UNION ALL "
+                        "SELECT false, originator_version, topic, state FROM {schema}.{table} "
+                        "WHERE originator_id = $1 AND originator_version > COALESCE("
+                        "(SELECT max(originator_version) FROM {schema}.{snapshots} "
+                        "WHERE originator_id = $1), 0) "
+                        "ORDER BY 1 DESC, 2"
+                    )
+                    .format(snapshots=Identifier(snapshots_table), **self._names)
+                    .as_bytes(None),
+                    [UUID_],
+                ),
             )
-            self._with_snapshot[snapshots_table] = statement
         result = self._run(statement, [uuid_bytes(originator_id)])
         rows = range(result.ntuples)
         snapshot = None

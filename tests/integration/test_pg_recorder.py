@@ -23,6 +23,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 from psycopg.pq import Trace
 
+from adapters import pg_recorder
 from adapters import store as store_module
 from adapters.clock import ManualClock
 from adapters.pg_recorder import INT8, Prepared, store_error
@@ -231,3 +232,45 @@ def test_a_connection_lost_under_a_statement_is_an_operational_error(postgres_ur
         with pytest.raises(psycopg.OperationalError) as lost:
             statement.run(conn, [(8).to_bytes(8, "big")])
     assert isinstance(store_error(lost.value), OperationalError)
+
+
+def test_threads_cold_loading_at_once_share_one_prepared_statement(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that just started meets its first requests all at once: each thread's
+    cold load prepares the load query on the connection it borrows, and none finds it
+    prepared there under a second statement object ("already exists")."""
+    writer, clock = snapshotting_every(3, postgres_url, monkeypatch)
+    try:
+        training = enrolled_training(writer, clock, learners=4)
+    finally:
+        writer.close()
+    slow = type("SlowToBuild", (Prepared,), {"__init__": slow_init})
+    monkeypatch.setattr(pg_recorder, "Prepared", slow)  # widens the window of the race
+    threads, errors = 8, []
+    for _ in range(3):  # each round a new process's worth: nothing prepared yet
+        reader = Rollcall.open(f"{postgres_url}?pool_size={threads}&max_overflow=0", clock)
+        recorder: Any = reader.store.recorder
+        start = threading.Barrier(threads)
+
+        def load(recorder: Any = recorder, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                for _ in range(20):
+                    snapshot, _ = recorder.select_with_snapshot(training.id, "rollcall_snapshots")
+                    assert snapshot is not None
+            except Exception as error:
+                errors.append(error)
+
+        workers = [threading.Thread(target=load) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        reader.close()
+    assert errors == []
+
+
+def slow_init(self: Prepared, *args: Any) -> None:
+    time.sleep(0.01)  # releases the interpreter: every thread asks before one has built it
+    Prepared.__init__(self, *args)

@@ -55,7 +55,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import retry
 from psycopg import pq
 from psycopg.errors import error_from_result
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 # Type oids of the values and arrays these statements exchange.
 BYTEA, INT8, TEXT, UUID_ = 17, 20, 25, 2950
@@ -141,7 +141,7 @@ class RollcallRecorder(PostgresApplicationRecorder):
             "table": Identifier(events_table_name),
             "insert": Identifier(f"{events_table_name}_insert"),
         }
-        self._lean = datastore.originator_id_type == "uuid"
+        self.lean = datastore.originator_id_type == "uuid"
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{insert}"
@@ -182,6 +182,7 @@ class RollcallRecorder(PostgresApplicationRecorder):
         )
         self._names = names
         self._with_snapshot: dict[str, Prepared] = {}
+        self._put_snapshot: dict[tuple[str, int], Prepared] = {}
 
     def _run(self, statement: Prepared, parameters: Sequence[bytes]) -> Any:
         """``statement``'s result, on a connection borrowed from the pool for it."""
@@ -199,7 +200,7 @@ class RollcallRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if not self._lean or kwargs.get("tracking") is not None:  # a process application's
+        if not self.lean or kwargs.get("tracking") is not None:  # a process application's
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         if not stored_events:
@@ -225,7 +226,7 @@ class RollcallRecorder(PostgresApplicationRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
-        if not self._lean or lte is not None or desc or limit is not None:
+        if not self.lean or lte is not None or desc or limit is not None:
             events: Sequence[StoredEvent] = super().select_events(
                 originator_id, gt=gt, lte=lte, desc=desc, limit=limit
             )
@@ -273,6 +274,49 @@ class RollcallRecorder(PostgresApplicationRecorder):
             rows = range(1, result.ntuples)
         events = [stored_event(originator_id, result, row, first_column=1) for row in rows]
         return snapshot, events
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_snapshot(self, snapshot: StoredEvent, snapshots_table: str, keep: int) -> None:
+        """Record ``snapshot`` in ``snapshots_table`` and delete all but the ``keep``
+        latest snapshots of its aggregate, the new one included: one round trip, its
+        state sent as it is (psycopg's cursor escaped a 10,000-seat snapshot byte by byte
+        in Python). Both parts of the statement see the table as it was before it, so
+        the delete keeps ``keep - 1`` of the older ones; if the insert is refused (that
+        version is already there) nothing is deleted. ``keep`` is 2 or more."""
+        if keep < 2:
+            raise ValueError("keep the new snapshot and at least one before it")
+        statement = self._put_snapshot.get((snapshots_table, keep))
+        if statement is None:
+            statement = self._put_snapshot.setdefault(
+                (snapshots_table, keep),
+                Prepared(
+                    f"rollcall_{snapshots_table}_put_keep_{keep}",
+                    SQL(
+                        "WITH pruned AS (DELETE FROM {schema}.{snapshots} "
+                        "WHERE originator_id = $1 AND originator_version < ("
+                        "SELECT originator_version FROM {schema}.{snapshots} "
+                        "WHERE originator_id = $1 ORDER BY originator_version DESC "
+                        "LIMIT 1 OFFSET {older})) "
+                        "INSERT INTO {schema}.{snapshots} "
+                        "(originator_id, originator_version, topic, state) "
+                        "VALUES ($1, $2, $3, $4)"
+                    )
+                    .format(
+                        snapshots=Identifier(snapshots_table),
+                        older=Literal(keep - 2),
+                        schema=self._names["schema"],
+                    )
+                    .as_bytes(None),
+                    [UUID_, INT8, TEXT, BYTEA],
+                ),
+            )
+        parameters = [
+            uuid_bytes(snapshot.originator_id),
+            _INT8.pack(snapshot.originator_version),
+            snapshot.topic.encode(),
+            snapshot.state,
+        ]
+        self._run(statement, parameters)
 
 
 def stored_event(

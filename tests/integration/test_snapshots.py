@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from eventsourcing.application import project_aggregate
+from eventsourcing.persistence import IntegrityError
 
 from adapters import store as store_module
 from adapters.clock import ManualClock
@@ -25,6 +26,7 @@ from application.commands import (
 )
 from application.service import Rollcall
 from domain.training import Training
+from tests.infra import truncate_postgres
 from tests.scenario import ADMIN, World
 
 
@@ -214,5 +216,46 @@ def test_only_the_two_latest_snapshots_are_kept_and_older_versions_still_load(
             loaded = rc.store.repository.get(training.id, version=old)
             expected = project_aggregate(None, rc.store.events.get(training.id, lte=old))
             assert vars(loaded) == vars(expected)
+    finally:
+        rc.close()
+
+
+def test_the_gap_between_snapshots_grows_with_the_history() -> None:
+    """A snapshot holds the whole ledger: a fixed gap made their cost per event grow
+    with the training (issue 14). The gap stays between a sixteenth and an eighth of the
+    history, so a cold load replays at most an eighth of it after the latest one."""
+    every = store_module.SNAPSHOT_EVERY
+    for version in range(1, 2_000_000, 97):
+        step = store_module.snapshot_step(version, every)
+        if version < 16 * every:
+            assert step == every
+        else:
+            assert version / 16 < step <= version / 8
+            assert step % every == 0  # multiples of it, as the fixed gap had
+    taken = sum(1 for v in range(1, 1_000_001) if v % store_module.snapshot_step(v, every) == 0)
+    assert taken < 16 + 8 * 8  # 71; 2,000 with the fixed gap
+
+
+@pytest.mark.postgres
+def test_a_snapshot_taken_twice_is_refused_and_deletes_nothing(
+    postgres_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes may both find a snapshot due at one version: the second is refused
+    by the table, and its pruning of older ones does not happen either."""
+    monkeypatch.setattr(store_module.EventStore, "snapshotting_intervals", {Training: 2})
+    truncate_postgres(postgres_url)
+    rc = Rollcall.open(postgres_url, clock)
+    try:
+        training = busy_training(World(rc, clock), clock)
+        assert rc.store.snapshots is not None
+        kept = list(rc.store.snapshots.get(training.id))
+        assert len(kept) == store_module.KEEP_SNAPSHOTS
+        again = rc.store.snapshots.mapper.to_stored_event(kept[-1])
+        recorder: Any = rc.store.recorder
+        with pytest.raises(IntegrityError):
+            recorder.insert_snapshot(again, "rollcall_snapshots", keep=store_module.KEEP_SNAPSHOTS)
+        assert [s.originator_version for s in rc.store.snapshots.get(training.id)] == [
+            s.originator_version for s in kept
+        ]
     finally:
         rc.close()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import struct
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -55,7 +55,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import retry
 from psycopg import pq
 from psycopg.errors import error_from_result
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 # Type oids of the values and arrays these statements exchange.
 BYTEA, INT8, TEXT, UUID_ = 17, 20, 25, 2950
@@ -181,8 +181,18 @@ class RollcallRecorder(PostgresApplicationRecorder):
             [UUID_, INT8],
         )
         self._names = names
-        self._with_snapshot: dict[str, Prepared] = {}
-        self._put_snapshot: dict[tuple[str, int], Prepared] = {}
+        self._statements: dict[str, Prepared] = {}  # those named after a runtime table
+
+    def _statement(self, name: str, sql: Callable[[], Composed], types: Sequence[int]) -> Prepared:
+        """The statement ``name``, rendered on first use. Threads asking at once get the
+        same one: a second object of the same name would prepare it again on a
+        connection the first had prepared it on ("already exists")."""
+        statement = self._statements.get(name)
+        if statement is None:
+            statement = self._statements.setdefault(
+                name, Prepared(name, sql().as_bytes(None), types)
+            )
+        return statement
 
     def _run(self, statement: Prepared, parameters: Sequence[bytes]) -> Any:
         """``statement``'s result, on a connection borrowed from the pool for it."""
@@ -244,28 +254,21 @@ class RollcallRecorder(PostgresApplicationRecorder):
     ) -> tuple[StoredEvent | None, list[StoredEvent]]:
         """The latest snapshot of an aggregate in ``snapshots_table`` (None if it has
         none) and its events after that snapshot, in version order: one round trip."""
-        statement = self._with_snapshot.get(snapshots_table)
-        if statement is None:  # one per table, whichever thread asks first
-            statement = self._with_snapshot.setdefault(
-                snapshots_table,
-                Prepared(
-                    f"rollcall_{self.events_table_name}_with_{snapshots_table}",
-                    SQL(
-                        "SELECT * FROM (SELECT true, originator_version, topic, state "
-                        "FROM {schema}.{snapshots} WHERE originator_id = $1 "
-                        "ORDER BY originator_version DESC LIMIT 1) AS latest "
-                        "UNION ALL "
-                        "SELECT false, originator_version, topic, state FROM {schema}.{table} "
-                        "WHERE originator_id = $1 AND originator_version > COALESCE("
-                        "(SELECT max(originator_version) FROM {schema}.{snapshots} "
-                        "WHERE originator_id = $1), 0) "
-                        "ORDER BY 1 DESC, 2"
-                    )
-                    .format(snapshots=Identifier(snapshots_table), **self._names)
-                    .as_bytes(None),
-                    [UUID_],
-                ),
-            )
+        statement = self._statement(
+            f"rollcall_{self.events_table_name}_with_{snapshots_table}",
+            lambda: SQL(
+                "SELECT * FROM (SELECT true, originator_version, topic, state "
+                "FROM {schema}.{snapshots} WHERE originator_id = $1 "
+                "ORDER BY originator_version DESC LIMIT 1) AS latest "
+                "UNION ALL "
+                "SELECT false, originator_version, topic, state FROM {schema}.{table} "
+                "WHERE originator_id = $1 AND originator_version > COALESCE("
+                "(SELECT max(originator_version) FROM {schema}.{snapshots} "
+                "WHERE originator_id = $1), 0) "
+                "ORDER BY 1 DESC, 2"
+            ).format(snapshots=Identifier(snapshots_table), **self._names),
+            [UUID_],
+        )
         result = self._run(statement, [uuid_bytes(originator_id)])
         rows = range(result.ntuples)
         snapshot = None
@@ -285,31 +288,24 @@ class RollcallRecorder(PostgresApplicationRecorder):
         version is already there) nothing is deleted. ``keep`` is 2 or more."""
         if keep < 2:
             raise ValueError("keep the new snapshot and at least one before it")
-        statement = self._put_snapshot.get((snapshots_table, keep))
-        if statement is None:
-            statement = self._put_snapshot.setdefault(
-                (snapshots_table, keep),
-                Prepared(
-                    f"rollcall_{snapshots_table}_put_keep_{keep}",
-                    SQL(
-                        "WITH pruned AS (DELETE FROM {schema}.{snapshots} "
-                        "WHERE originator_id = $1 AND originator_version < ("
-                        "SELECT originator_version FROM {schema}.{snapshots} "
-                        "WHERE originator_id = $1 ORDER BY originator_version DESC "
-                        "LIMIT 1 OFFSET {older})) "
-                        "INSERT INTO {schema}.{snapshots} "
-                        "(originator_id, originator_version, topic, state) "
-                        "VALUES ($1, $2, $3, $4)"
-                    )
-                    .format(
-                        snapshots=Identifier(snapshots_table),
-                        older=Literal(keep - 2),
-                        schema=self._names["schema"],
-                    )
-                    .as_bytes(None),
-                    [UUID_, INT8, TEXT, BYTEA],
-                ),
-            )
+        statement = self._statement(
+            f"rollcall_{snapshots_table}_put_keep_{keep}",
+            lambda: SQL(
+                "WITH pruned AS (DELETE FROM {schema}.{snapshots} "
+                "WHERE originator_id = $1 AND originator_version < ("
+                "SELECT originator_version FROM {schema}.{snapshots} "
+                "WHERE originator_id = $1 ORDER BY originator_version DESC "
+                "LIMIT 1 OFFSET {older})) "
+                "INSERT INTO {schema}.{snapshots} "
+                "(originator_id, originator_version, topic, state) "
+                "VALUES ($1, $2, $3, $4)"
+            ).format(
+                snapshots=Identifier(snapshots_table),
+                older=Literal(keep - 2),
+                schema=self._names["schema"],
+            ),
+            [UUID_, INT8, TEXT, BYTEA],
+        )
         parameters = [
             uuid_bytes(snapshot.originator_id),
             _INT8.pack(snapshot.originator_version),

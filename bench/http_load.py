@@ -32,8 +32,6 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import httpx
 
 from adapters.clock import ManualClock
 from adapters.embedded import free_port
+from adapters.store import collector_paused
 from application.commands import CreateTraining, SessionInput
 from application.service import Rollcall
 from bench.common import register, register_many, steadiness
@@ -129,25 +128,16 @@ async def load(
         latencies.append(time.perf_counter() - due)
 
     start = time.perf_counter() + 0.5
+    # No garbage collection in the load generator while it measures: a full collection
+    # of its thousands of waiting requests paused it for 60-80 ms, and every answer due
+    # meanwhile counted as late.
+    gc.collect()
     with collector_paused():
         await asyncio.gather(
             *(one(start + i / rate, requests[i % len(requests)]) for i in range(count))
         )
     connections.close()
     return latencies, failures
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No garbage collection in the load generator while it measures: a full collection
-    of its thousands of waiting requests paused it for 60-80 ms, and every answer due
-    meanwhile counted as late."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def serve(url: str, port: int, workers: int, data_dir: str) -> subprocess.Popen[bytes]:

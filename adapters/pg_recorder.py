@@ -15,8 +15,9 @@ relay as the events commit (``adapters/relay.py``).
 Reading an aggregate's events uses prepared statements written once, and tuple rows;
 loading one the process has not cached asks for its latest snapshot and the events
 after it in one query, where the library asks twice (for every aggregate type, though
-only trainings are snapshotted). Everything else (notifications, the snapshot table,
-the tracking table) is the library's.
+only trainings are snapshotted). A snapshot is recorded, and older ones pruned, in
+one statement (``insert_snapshot``). Everything else (notifications, reading the
+snapshot table on its own, the tracking table) is the library's.
 
 These statements go to libpq directly, prepared once per connection, with their
 parameters and rows in PostgreSQL's binary format: psycopg's cursor spent about 230 us

@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.domain import Snapshot as AggregateSnapshot
 from eventsourcing.utils import register_topic
+from immutables import Map
 
 from domain import inputs
 from domain.base import Context, RollcallAggregate, topic
@@ -123,10 +124,10 @@ class Training(RollcallAggregate):
             training.stop_registration = Restriction()
             training.stop_cancellation = Restriction()
             training.locked = False
-            training.participants = {}
+            training.participants = Map()
             training.seats = Counter()
             training.passed_deadlines = set()
-            training.waiting = {}
+            training.waiting = Map()
             training.waitlists = {}
             training.queued = Counter()
             training.reminders = Reminders()
@@ -247,7 +248,8 @@ class Training(RollcallAggregate):
         session_id: UUID
 
         def apply(self, training: Training) -> None:
-            training.participants[self.user_id] = Seat(self.enrollment_id, self.session_id)
+            seat = Seat(self.enrollment_id, self.session_id)
+            training.participants = training.participants.set(self.user_id, seat)
             training.seats[self.session_id] += 1
 
     class SeatMoved(Event):
@@ -259,8 +261,8 @@ class Training(RollcallAggregate):
         to_session_id: UUID
 
         def apply(self, training: Training) -> None:
-            seat = training.participants[self.user_id]
-            training.participants[self.user_id] = replace(seat, session_id=self.to_session_id)
+            seat = replace(training.participants[self.user_id], session_id=self.to_session_id)
+            training.participants = training.participants.set(self.user_id, seat)
             training.seats[self.from_session_id] -= 1
             training.seats[self.to_session_id] += 1
 
@@ -272,7 +274,7 @@ class Training(RollcallAggregate):
         session_id: UUID
 
         def apply(self, training: Training) -> None:
-            del training.participants[self.user_id]
+            training.participants = training.participants.delete(self.user_id)
             training.seats[self.session_id] -= 1
 
     class Waitlisted(Event):
@@ -285,7 +287,8 @@ class Training(RollcallAggregate):
         session_id: UUID
 
         def apply(self, training: Training) -> None:
-            training.waiting[self.user_id] = Seat(self.enrollment_id, self.session_id)
+            place = Seat(self.enrollment_id, self.session_id)
+            training.waiting = training.waiting.set(self.user_id, place)
             line = training.waitlists.get(self.session_id, ())
             training.waitlists[self.session_id] = (*line, self.user_id)
             training.queued[self.session_id] += 1
@@ -300,7 +303,8 @@ class Training(RollcallAggregate):
 
         def apply(self, training: Training) -> None:
             training._off_waitlist(self.user_id, self.session_id)
-            training.participants[self.user_id] = Seat(self.enrollment_id, self.session_id)
+            seat = Seat(self.enrollment_id, self.session_id)
+            training.participants = training.participants.set(self.user_id, seat)
             training.seats[self.session_id] += 1
 
     class LeftWaitlist(Event):
@@ -359,11 +363,15 @@ class Training(RollcallAggregate):
         stop_registration: Restriction
         stop_cancellation: Restriction
         locked: bool
-        participants: dict[str, Seat]
+        participants: Map[str, Seat]
+        """Who is seated, and where. Persistent maps (as ``waiting``): a command's copy
+        of a training shares them, and a change makes a new one in O(log n), so neither
+        costs more as the training grows (copying a dict of 15,000 seats took 60 us, and
+        every command of a group made one)."""
         seats: Counter[UUID]
         """Seats taken per session, kept with the ledger so no read counts it."""
         passed_deadlines: set[tuple[DeadlineKind, UUID]]
-        waiting: dict[str, Seat]
+        waiting: Map[str, Seat]
         """Who is in line, and for which session (their enrollment is waitlisted)."""
         waitlists: dict[UUID, tuple[str, ...]]
         """Each session's line, first come first; tuples, so a copy can share them."""
@@ -372,7 +380,7 @@ class Training(RollcallAggregate):
         reminders: Reminders
 
     def _off_waitlist(self, user_id: str, session_id: UUID) -> None:
-        del self.waiting[user_id]
+        self.waiting = self.waiting.delete(user_id)
         self.queued[session_id] -= 1
         line = tuple(u for u in self.waitlists.get(session_id, ()) if u != user_id)
         if line:
@@ -437,20 +445,21 @@ class Training(RollcallAggregate):
         training.stop_registration = stop_registration
         training.stop_cancellation = stop_cancellation
         training.locked = locked
-        training.participants = participants
+        training.participants = Map(participants)
         training.seats = (
             Counter(seat.session_id for seat in participants.values())
             if seats is None
             else Counter(seats)
         )
         training.passed_deadlines = passed_deadlines
-        training.waiting = {}
+        waiting = {}
         training.waitlists = {}
         for session_id, line in (waitlists or {}).items():
             for user_id, enrollment_id in line:
-                training.waiting[user_id] = Seat(enrollment_id, session_id)
+                waiting[user_id] = Seat(enrollment_id, session_id)
             if line:
                 training.waitlists[session_id] = tuple(user for user, _ in line)
+        training.waiting = Map(waiting)
         training.queued = Counter(
             queued if queued is not None else {k: len(v) for k, v in training.waitlists.items()}
         )

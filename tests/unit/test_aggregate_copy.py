@@ -52,7 +52,7 @@ def test_a_training_s_copy_takes_seats_switches_and_queues_without_touching_the_
     assert state(original) == before
     assert not original.pending_events
     assert len(work.participants) == 4
-    assert original.participants.keys() == {"ann", "bob"}
+    assert set(original.participants) == {"ann", "bob"}
     assert work.waitlist(sessions[0]) == ("dee",)
     assert original.waitlist(sessions[0]) == ()
 
@@ -72,3 +72,22 @@ def test_a_user_s_copy_books_and_unbooks_without_touching_the_original() -> None
     assert state(original) == before
     assert original.bookings == {training_id: session_id}
     assert original.roles == []
+
+
+def test_a_training_s_copy_shares_its_seat_ledger_and_lines_whatever_their_size() -> None:
+    """Issue 14: an enroll's cost must not grow with the training. Every command of a
+    group copies the training; the seat ledger and the lines are persistent maps, which
+    the copy shares, and a change through the copy makes a new one for it alone."""
+    original, sessions = training_with_seats()
+    enrolling.enroll(CTX, original, sessions[0], "cy", as_admin=False)  # the last seat
+    enrolling.enroll(CTX, original, sessions[0], "dee", as_admin=False, waitlist=True)
+    original.collect_events()
+
+    work = copy.deepcopy(original)
+    assert work.participants is original.participants
+    assert work.waiting is original.waiting
+
+    enrolling.enroll(CTX, work, sessions[1], "eve", as_admin=False)
+    assert work.participants is not original.participants
+    assert set(original.participants) == {"ann", "bob", "cy"}
+    assert set(work.participants) == {"ann", "bob", "cy", "eve"}

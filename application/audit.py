@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -21,6 +22,8 @@ def jsonable(value: Any) -> Any:
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
+    if isinstance(value, Mapping):  # a persistent map: no order of its own, so by key
+        return {str(jsonable(k)): jsonable(v) for k, v in sorted(value.items())}
     if isinstance(value, set | frozenset):
         return sorted((jsonable(v) for v in value), key=repr)
     if isinstance(value, list | tuple):

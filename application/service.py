@@ -227,9 +227,7 @@ class Rollcall:
         """The enrollments seated in a session, each loaded once per command through
         ``loaded`` (so each gets one new version however many changes it takes)."""
         return [
-            self._load(loaded, seat.enrollment_id)
-            for seat in training.participants.values()
-            if seat.session_id == session_id
+            self._load(loaded, seat.enrollment_id) for _, seat in training.seated_in(session_id)
         ]
 
     def _waiting(

@@ -269,9 +269,7 @@ def cancel_session(
         enrollment = enrollments[training.place_of(user_id).enrollment_id]
         leave_waitlist(ctx, training, enrollment, reason or SESSION_CANCELLED, as_admin=True)
         unenrolled.append(enrollment)
-    for user_id, seat in list(training.participants.items()):
-        if seat.session_id != session_id:
-            continue
+    for user_id, seat in training.seated_in(session_id):
         enrollment = enrollments[seat.enrollment_id]
         if not enrollment.active:
             raise StaleRead(f"enrollment {enrollment.id} is no longer active")

@@ -771,6 +771,16 @@ class Training(RollcallAggregate):
         except KeyError:
             raise NotFound("session", session_id) from None
 
+    def seated_in(self, session_id: UUID) -> list[tuple[str, Seat]]:
+        """Who is seated in a session, with their seats, by user id: the ledger keeps no
+        order of its own, and a command that changes every seat of a session records
+        its events in the same order whichever process runs it."""
+        return sorted(
+            (user_id, seat)
+            for user_id, seat in self.participants.items()
+            if seat.session_id == session_id
+        )
+
     def seat_of(self, user_id: str) -> Seat:
         try:
             return self.participants[user_id]

@@ -348,3 +348,22 @@ def test_a_refusal_never_names_a_deadline_ahead_whatever_the_restriction_changes
             deadline = training.deadline(deadline_kind, session)
             by_clock = deadline is not None and deadline <= now
             assert training.deadline_has_passed(deadline_kind, session, now) == by_clock
+
+
+def test_cancelling_a_session_releases_its_seats_in_user_id_order_whatever_the_ledger() -> None:
+    """The seat ledger is a persistent map with no order of its own (issue 14): a
+    command that changes every seat of a session records them by user id, so any
+    process running it records the same events in the same order."""
+    training, (first, second) = make_training(capacity=5)
+    enrollments = {}
+    for user in ("zoe", "cy", "ann", "mia"):
+        enrollment = enroll(training, first, user)
+        enrollments[enrollment.id] = enrollment
+    enroll(training, second, "bob")
+    training.collect_events()
+
+    enrolling.cancel_session(CTX, training, first.id, enrollments)
+
+    released = [e.user_id for e in training.collect_events() if type(e).__name__ == "SeatReleased"]
+    assert released == ["ann", "cy", "mia", "zoe"]
+    assert set(training.participants) == {"bob"}

@@ -10,7 +10,9 @@ case: every command touches the same aggregate) and, separately, each into its o
 training. Group commit lets commands that arrive together share one transaction.
 One process is bound by the interpreter lock to one core; the last lines run the 16
 clients in two processes of 8 (two API workers), on one training and on a training
-each.
+each. Each figure is the median of ``--repeat`` runs (3), with the slowest and fastest
+beside it: on this shared machine two runs in a row of the same two processes differed
+by up to a third, and so did the bare INSERT+COMMIT.
 Target (issue 14): enroll/s at 16 clients ÷ bare INSERT+COMMIT/s at 1 client >= 1.5 on
 PostgreSQL.
 """
@@ -21,6 +23,7 @@ import argparse
 import itertools
 import multiprocessing
 import os
+import statistics
 import threading
 import time
 import uuid
@@ -72,6 +75,15 @@ def rate(clients: int, seconds: float, work: Callable[[int, int], None]) -> tupl
     elapsed = time.monotonic() - began
     every = sorted(x for per in latencies for x in per)
     return len(every) / elapsed, 1000 * every[int(0.99 * (len(every) - 1))]
+
+
+def median_of(repeat: int, measure: Callable[[], tuple[float, float]]) -> tuple[float, float, str]:
+    """``measure()`` (operations per second, p99) run ``repeat`` times: the median rate,
+    the median p99, and the range of the rates as text."""
+    runs = [measure() for _ in range(repeat)]
+    rates = sorted(r for r, _ in runs)
+    spread = f"({rates[0]:.0f}-{rates[-1]:.0f})" if repeat > 1 else ""
+    return statistics.median(rates), statistics.median(p for _, p in runs), spread
 
 
 def in_processes(
@@ -143,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, the median shown")
     args = parser.parse_args()
     kind = "SQLite" if args.sqlite else "PostgreSQL"
     print(f"enroll throughput, {kind}, 2 cores, load {os.getloadavg()[0]:.2f}")
@@ -160,7 +173,7 @@ def main() -> None:
             conn.execute(text("CREATE TABLE bench_bare (id BIGINT PRIMARY KEY, v TEXT)"))
         register(rc, "admin", admin=True)
         # More learners than all the runs enroll.
-        learners = iter(register_many(rc, "u", int(16_000 * args.seconds)))
+        learners = iter(register_many(rc, "u", int(16_000 * args.seconds * args.repeat)))
         lock = threading.Lock()
 
         def next_learner() -> str:
@@ -170,45 +183,56 @@ def main() -> None:
         def bare_save(client: int, i: int) -> None:
             rc.store.save(Bare())
 
-        results = {}
-        bare_insert_1, _ = rate(1, args.seconds, insert)
-        print(f"  bare INSERT+COMMIT      1 client : {bare_insert_1:7.0f}/s")
-        bare_insert_16, _ = rate(16, args.seconds, insert)
-        print(f"  bare INSERT+COMMIT     16 clients: {bare_insert_16:7.0f}/s")
-        bare_save_1, _ = rate(1, args.seconds, bare_save)
-        print(f"  bare eventsourcing save 1 client : {bare_save_1:7.0f}/s")
+        results: dict[tuple[str, int, int], float] = {}
+        repeat, seconds = args.repeat, args.seconds
+        bare_insert_1, _, spread = median_of(repeat, lambda: rate(1, seconds, insert))
+        print(f"  bare INSERT+COMMIT      1 client : {bare_insert_1:7.0f}/s {spread}")
+        bare_insert_16, _, spread = median_of(repeat, lambda: rate(16, seconds, insert))
+        print(f"  bare INSERT+COMMIT     16 clients: {bare_insert_16:7.0f}/s {spread}")
+        bare_save_1, _, spread = median_of(repeat, lambda: rate(1, seconds, bare_save))
+        print(f"  bare eventsourcing save 1 client : {bare_save_1:7.0f}/s {spread}")
         runs = [(shape, clients, 64) for shape in SHAPES for clients in CLIENTS]
         runs += [(shape, 16, 1) for shape in SHAPES]  # the same without group commit
         for shape, clients, group in runs:
             rc.commits.max_group = group
-            targets = (
-                [training(rc)] * clients
-                if shape == "one training"
-                else [training(rc) for _ in range(clients)]
-            )
 
-            def enroll(client: int, i: int, targets: list[Target] = targets) -> None:
-                training_id, session_id = targets[client]
-                rc.enroll(
-                    Enroll(actor_id=next_learner(), training_id=training_id, session_id=session_id)
+            def run(shape: str = shape, clients: int = clients) -> tuple[float, float]:
+                """Enrolls into trainings of their own (a new one each run)."""
+                targets = (
+                    [training(rc)] * clients
+                    if shape == "one training"
+                    else [training(rc) for _ in range(clients)]
                 )
 
+                def enroll(client: int, i: int) -> None:
+                    training_id, session_id = targets[client]
+                    learner = next_learner()
+                    rc.enroll(
+                        Enroll(actor_id=learner, training_id=training_id, session_id=session_id)
+                    )
+
+                return rate(clients, seconds, enroll)
+
             groups, commands = rc.commits.groups, rc.commits.commands
-            per_second, p99 = rate(clients, args.seconds, enroll)
-            grouped = rc.commits.commands - commands
-            mean = grouped / max(1, rc.commits.groups - groups)
+            per_second, p99, spread = median_of(repeat, run)
+            committed = rc.commits.commands - commands
+            mean = committed / max(1, rc.commits.groups - groups)
             results[(shape, clients, group)] = per_second
             how = f"{mean:.1f} per group" if group > 1 else "no group commit"
             print(
                 f"  enroll, {shape:<16} {clients:>2} clients: {per_second:7.0f}/s"
-                f"  p99 {p99:6.1f} ms  ({how})"
+                f"  p99 {p99:6.1f} ms  ({how}) {spread}"
             )
         for shape in SHAPES:
-            per_second, p99 = in_processes(url, shape, PROCESSES, 16 // PROCESSES, args.seconds)
+
+            def apart(shape: str = shape) -> tuple[float, float]:
+                return in_processes(url, shape, PROCESSES, 16 // PROCESSES, seconds)
+
+            per_second, p99, spread = median_of(repeat, apart)
             results[(shape, 16, PROCESSES)] = per_second
             print(
                 f"  enroll, {shape:<16} 16 clients in {PROCESSES} processes: {per_second:7.0f}/s"
-                f"  p99 {p99:6.1f} ms"
+                f"  p99 {p99:6.1f} ms {spread}"
             )
         rc.close()
         engine.dispose()

@@ -300,12 +300,16 @@ class EventStore(Application[UUID]):
         for aggregate in due.values():
             try:
                 # Saved aggregates may be in the cache, fast-forwarded in place by other
-                # threads under their stripe's lock: the snapshot is taken under it.
-                with self._copy_locked().locked(aggregate.id):
+                # threads under their stripe's lock: the snapshot is taken under it. A
+                # snapshot of 15,000 seats makes as many lists, which set off a full
+                # collection of a big heap (130 ms instead of 25, measured).
+                with self._copy_locked().locked(aggregate.id), collector_paused():
                     snapshot = type(aggregate).Snapshot.take(aggregate)
                 if isinstance(recorder, RollcallRecorder) and recorder.lean:
+                    with collector_paused():
+                        stored = self.snapshots.mapper.to_stored_event(snapshot)
                     recorder.insert_snapshot(
-                        self.snapshots.mapper.to_stored_event(snapshot),
+                        stored,
                         self.snapshots.recorder.events_table_name,  # type: ignore[attr-defined]
                         KEEP_SNAPSHOTS,
                     )

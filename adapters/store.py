@@ -15,6 +15,7 @@ import select
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from itertools import chain
 from time import monotonic
 from typing import Any, ClassVar
@@ -36,6 +37,7 @@ from sqlalchemy.engine import make_url
 from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
 from adapters.migrations import migrate
 from adapters.pg_recorder import RollcallRecorder
+from adapters.write_turns import WriteTurns
 from domain.errors import ValidationFailed
 from domain.inputs import EVENT_BYTES_MAX
 from domain.training import Training
@@ -43,6 +45,9 @@ from domain.training import Training
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 500
 KEEP_SNAPSHOTS = 2
+# How long a process waits for another's turn at writing an aggregate before it goes
+# on without one (a turn lasts one group's commit: milliseconds).
+TURN_WAIT_SECONDS = 1.0
 
 
 def snapshot_step(version: int, every: int) -> int:
@@ -171,10 +176,14 @@ class CopyLockedRepository(Repository[UUID]):
             raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} not found.")
         return aggregate
 
+    def doubted(self, aggregate_id: UUID) -> bool:
+        """Has another process written this aggregate lately, as this one did?"""
+        return self._doubted.get(aggregate_id, 0.0) > monotonic()
+
     def cached(self, aggregate_id: UUID) -> Any | None:
         """A copy of the aggregate as this process last saw it; None when not cached or
         doubted."""
-        if not self.cache or self._doubted.get(aggregate_id, 0.0) > monotonic():
+        if not self.cache or self.doubted(aggregate_id):
             return None
         with self._stripe(aggregate_id):
             try:
@@ -243,6 +252,8 @@ class EventStore(Application[UUID]):
     # not cached it (a worker that just started) loads its latest snapshot and the
     # events after it, not its whole history (``Training.Snapshot``).
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Training: SNAPSHOT_EVERY}
+    # Turns between processes at writing an aggregate they all write (PostgreSQL only).
+    turns: WriteTurns | None = None
 
     def construct_mapper(self) -> Mapper[UUID]:
         mapper = super().construct_mapper()
@@ -349,6 +360,22 @@ class EventStore(Application[UUID]):
         """Fast-forward these cached aggregates to what is stored (after a conflict)."""
         self._copy_locked().refresh(aggregate_ids)
 
+    def take_turn(self, aggregate_id: UUID) -> None:
+        """Before a command reads an aggregate it will write: if other processes write
+        it too, wait for the turn at writing it (``adapters/write_turns.py``), held until
+        ``end_turns``."""
+        if self.turns is not None and self._copy_locked().doubted(aggregate_id):
+            self.turns.take(aggregate_id)
+
+    def end_turns(self) -> None:
+        if self.turns is not None:
+            self.turns.release()
+
+    def close(self) -> None:
+        if self.turns is not None:
+            self.turns.close()
+        super().close()
+
     def _copy_locked(self) -> CopyLockedRepository:
         assert isinstance(self.repository, CopyLockedRepository)
         return self.repository
@@ -414,6 +441,7 @@ def open_store(database_url: str) -> EventStore:
             store = EventStore(env=env)
         pool = store.recorder.datastore.pool  # type: ignore[attr-defined]
         pool._check = QuietCheck(pool)  # the library offers only its ping before each use
+        store.turns = WriteTurns(partial(connect, env), TURN_WAIT_SECONDS)
     engine = engine_for(database_url)
     try:
         migrate(engine)
@@ -451,12 +479,9 @@ class QuietCheck:
             raise
 
 
-@contextmanager
-def schema_locked(env: dict[str, str]) -> Iterator[None]:
-    """Hold the schema lock (``adapters.db.lock_schema``) while the library creates the
-    store's schema on its own connections: its ``CREATE OR REPLACE FUNCTION`` fails
-    when two processes run it at once."""
-    with psycopg.connect(
+def connect(env: dict[str, str]) -> psycopg.Connection[Any]:
+    """A connection of its own to the store's database, outside the pool."""
+    return psycopg.connect(
         host=env["POSTGRES_HOST"],
         port=env["POSTGRES_PORT"],
         dbname=env["POSTGRES_DBNAME"],
@@ -464,7 +489,15 @@ def schema_locked(env: dict[str, str]) -> Iterator[None]:
         password=env["POSTGRES_PASSWORD"],
         autocommit=True,
         connect_timeout=10,
-    ) as conn:
+    )
+
+
+@contextmanager
+def schema_locked(env: dict[str, str]) -> Iterator[None]:
+    """Hold the schema lock (``adapters.db.lock_schema``) while the library creates the
+    store's schema on its own connections: its ``CREATE OR REPLACE FUNCTION`` fails
+    when two processes run it at once."""
+    with connect(env) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
             yield

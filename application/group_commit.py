@@ -63,9 +63,11 @@ class GroupCommit:
         save: Callable[..., Sequence[Any]],
         alone: Callable[[Command[Any]], Outcome[Any]],
         max_group: int = 64,
+        done: Callable[[], None] = lambda: None,
     ) -> None:
         self._save = save
         self._alone = alone
+        self._done = done
         self.max_group = max_group
         self._queue: deque[_Pending[Any]] = deque()
         self._queue_lock = threading.Lock()
@@ -108,7 +110,13 @@ class GroupCommit:
             count = min(len(self._queue), self.max_group)
             return [self._queue.popleft() for _ in range(count)]
 
+    @property
+    def committing(self) -> bool:
+        """Is this thread running or saving a group (or a command alone)?"""
+        return getattr(self._local, "committing", False)
+
     def _commit(self, group: list[_Pending[Any]]) -> None:
+        self._local.committing = True
         try:
             if len(group) == 1:
                 self._run_alone(group[0])
@@ -136,6 +144,8 @@ class GroupCommit:
             self.groups += 1
             self.commands += len(group)
         finally:
+            self._local.committing = False
+            self._done()  # after the commit: the turns of ``adapters/write_turns.py``
             for pending in group:
                 pending.done = True
 

@@ -115,7 +115,7 @@ class Rollcall:
         self.clock: Clock = clock or SystemClock()
         self._known_users: set[str] = set()
         self._reads = _Reads()
-        self.commits = GroupCommit(self._save, self._run_alone)
+        self.commits = GroupCommit(self._save, self._run_alone, done=store.end_turns)
 
     @classmethod
     def open(cls, database_url: str, clock: Clock | None = None) -> Rollcall:
@@ -204,6 +204,8 @@ class Rollcall:
             if aggregate is not None:
                 unchecked.add(aggregate_id)
         if aggregate is None:
+            if not fresh and self.commits.committing:  # a command's read, maybe to write
+                self.store.take_turn(aggregate_id)
             try:
                 aggregate = self.store.repository.get(aggregate_id)
             except AggregateNotFoundError:

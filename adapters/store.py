@@ -276,10 +276,11 @@ class EventStore(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """The library's save, collecting the events of aggregates with a plain class
-        check (``Collected``)."""
+        check (``Collected``); the write turns this thread holds end at the commit."""
         processing_event = Collected()
         processing_event.collect_events(*objs, **kwargs)
         recordings = self._record(processing_event)
+        self.end_turns()  # committed: the other processes may read it (not the snapshots)
         self._take_snapshots(processing_event)
         self._notify(recordings)
         return recordings

@@ -10,9 +10,11 @@ case: every command touches the same aggregate) and, separately, each into its o
 training. Group commit lets commands that arrive together share one transaction.
 One process is bound by the interpreter lock to one core; the last lines run the 16
 clients in two processes of 8 (two API workers), on one training and on a training
-each. Each figure is the median of ``--repeat`` runs (3), with the slowest and fastest
-beside it: on this shared machine two runs in a row of the same two processes differed
-by up to a third, and so did the bare INSERT+COMMIT.
+each; on one training the two take turns at writing it (``adapters/write_turns.py``),
+and the same run without turns is shown beside it. Each figure is the median of
+``--repeat`` runs (3), with the slowest and fastest beside it: on this shared machine
+two runs in a row of the same two processes differed by up to a third, and so did the
+bare INSERT+COMMIT.
 Target (issue 14): enroll/s at 16 clients ÷ bare INSERT+COMMIT/s at 1 client >= 1.5 on
 PostgreSQL.
 """
@@ -87,10 +89,11 @@ def median_of(repeat: int, measure: Callable[[], tuple[float, float]]) -> tuple[
 
 
 def in_processes(
-    url: str, shape: str, processes: int, clients: int, seconds: float
+    url: str, shape: str, processes: int, clients: int, seconds: float, turns: bool = True
 ) -> tuple[float, float]:
     """Enroll/s and p99 of ``processes`` processes with ``clients`` threads each, on the
-    same database: each its own ``Rollcall`` (connections, cache, group commit)."""
+    same database: each its own ``Rollcall`` (connections, cache, group commit), with
+    or without write turns."""
     setup = Rollcall.open(url, ManualClock(T0))
     shared = training(setup)
     targets = [
@@ -107,7 +110,7 @@ def in_processes(
     workers = [
         spawn.Process(
             target=process_client,
-            args=(url, prefixes[n], targets[n], seconds, start, answers),
+            args=(url, prefixes[n], targets[n], seconds, start, answers, turns),
         )
         for n in range(processes)
     ]
@@ -126,8 +129,12 @@ def process_client(
     seconds: float,
     start: float,
     answers: multiprocessing.Queue[tuple[float, float]],
+    turns: bool,
 ) -> None:
     rc = Rollcall.open(url, ManualClock(T0))
+    if not turns and rc.store.turns is not None:
+        rc.store.turns.close()
+        rc.store.turns = None
     learners = (f"{prefix}{n}" for n in itertools.count())
     lock = threading.Lock()
 
@@ -223,16 +230,17 @@ def main() -> None:
                 f"  enroll, {shape:<16} {clients:>2} clients: {per_second:7.0f}/s"
                 f"  p99 {p99:6.1f} ms  ({how}) {spread}"
             )
-        for shape in SHAPES:
+        apart_runs = [(shape, True) for shape in SHAPES] + [("one training", False)]
+        for shape, turns in apart_runs:
 
-            def apart(shape: str = shape) -> tuple[float, float]:
-                return in_processes(url, shape, PROCESSES, 16 // PROCESSES, seconds)
+            def apart(shape: str = shape, turns: bool = turns) -> tuple[float, float]:
+                return in_processes(url, shape, PROCESSES, 16 // PROCESSES, seconds, turns)
 
             per_second, p99, spread = median_of(repeat, apart)
-            results[(shape, 16, PROCESSES)] = per_second
+            results[(shape, 16, PROCESSES if turns else -PROCESSES)] = per_second
             print(
                 f"  enroll, {shape:<16} 16 clients in {PROCESSES} processes: {per_second:7.0f}/s"
-                f"  p99 {p99:6.1f} ms {spread}"
+                f"  p99 {p99:6.1f} ms {spread}{'' if turns else ' (no write turns)'}"
             )
         rc.close()
         engine.dispose()
@@ -244,6 +252,9 @@ def main() -> None:
             f"{grouped / alone:.2f}; in {PROCESSES} processes "
             f"{results[(shape, 16, PROCESSES)] / bare_insert_1:.2f}"
         )
+    with_turns = results[("one training", 16, PROCESSES)]
+    without = results[("one training", 16, -PROCESSES)]
+    print(f"one training in {PROCESSES} processes: write turns / none {with_turns / without:.2f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -151,3 +152,15 @@ class World:
 
 def days_before(amount: int, unit: str = "days") -> dict[str, Any]:
     return {"enabled": True, "amount": amount, "unit": unit}
+
+
+@contextmanager
+def two_services(database_url: str, clock: ManualClock) -> Iterator[tuple[World, Rollcall]]:
+    """A world through one service, and a second service on the same store: two API
+    processes, each with its own cache."""
+    first, second = Rollcall.open(database_url, clock), Rollcall.open(database_url, clock)
+    try:
+        yield World(first, clock), second
+    finally:
+        first.close()
+        second.close()

@@ -21,18 +21,13 @@ from application.commands import Enroll, PutUser, Unenroll
 from application.service import Rollcall
 from domain.errors import Reason, RollcallError
 from tests.integration.test_capacity import seat_ledger_matches_enrollments
-from tests.scenario import ADMIN, World
+from tests.scenario import ADMIN, World, two_services
 
 
 @pytest.fixture
 def two(database_url: str, clock: ManualClock) -> Iterator[tuple[World, Rollcall]]:
-    """A world through one service, and a second service on the same store."""
-    first, second = Rollcall.open(database_url, clock), Rollcall.open(database_url, clock)
-    try:
-        yield World(first, clock), second
-    finally:
-        first.close()
-        second.close()
+    with two_services(database_url, clock) as both:
+        yield both
 
 
 def enroll(rc: Rollcall, training: object, user: str) -> dict[str, object]:

@@ -19,11 +19,11 @@ import pytest
 from adapters.clock import ManualClock
 from adapters.store import connect, store_env
 from adapters.write_turns import WriteTurns
-from application.commands import Enroll
 from application.service import Rollcall
 from tests.infra import truncate_postgres
+from tests.integration.test_cached_reads import enroll
 from tests.integration.test_capacity import seat_ledger_matches_enrollments
-from tests.scenario import World
+from tests.scenario import World, two_services
 
 pytestmark = pytest.mark.postgres
 
@@ -31,18 +31,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def two(postgres_url: str, clock: ManualClock) -> Iterator[tuple[World, Rollcall]]:
     truncate_postgres(postgres_url)
-    first, second = Rollcall.open(postgres_url, clock), Rollcall.open(postgres_url, clock)
-    try:
-        yield World(first, clock), second
-    finally:
-        first.close()
-        second.close()
-
-
-def enroll(rc: Rollcall, training: Any, user: str) -> dict[str, Any]:
-    return rc.enroll(
-        Enroll(actor_id=user, training_id=training.id, session_id=training.sessions[0])
-    ).value
+    with two_services(postgres_url, clock) as both:
+        yield both
 
 
 def hot(world: World, other: Rollcall, users: int) -> tuple[Any, list[str]]:

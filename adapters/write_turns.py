@@ -49,17 +49,16 @@ class WriteTurns:
         self._holder = threading.Lock()  # held by one thread from its first take to release
         self._owner: int | None = None
         self._held: set[int] = set()
-        self.taken = 0
-        self.skipped = 0
+        self.skipped = 0  # turns not had, gone on without
 
-    def take(self, aggregate_id: UUID) -> bool:
+    def take(self, aggregate_id: UUID) -> None:
         me = threading.get_ident()
         if self._owner != me:
             self._holder.acquire()
             self._owner = me
         key = lock_key(aggregate_id)
         if key in self._held:
-            return True
+            return
         try:
             self._connection().execute("SELECT pg_advisory_lock(%s)", (key,), prepare=True)
         except psycopg.Error as error:
@@ -67,10 +66,8 @@ class WriteTurns:
             log.warning("no write turn for %s, going on without one: %s", aggregate_id, error)
             self._drop_connection()  # the server releases what the session held
             self._held.clear()
-            return False
+            return
         self._held.add(key)
-        self.taken += 1
-        return True
 
     def release(self) -> None:
         if self._owner != threading.get_ident():

@@ -3,7 +3,9 @@
 
 Once both doubt a training (their saves conflicted), the leader of a group waits for
 the other's turn before it reads the training, so its save meets no conflict; a turn
-that cannot be had in time is skipped, and the store's version check still keeps R7.
+that cannot be had in time is skipped. The turns save work; the store's version check
+is what keeps R7 (tests/integration/test_cached_reads.py), and each test here checks
+the seat ledger against the enrollments.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def test_a_process_waits_for_the_others_turn_and_its_save_meets_no_conflict(
     world.rc.store.take_turn(training.id)  # as the first one's leader does before its read
 
     waiting, outcome = in_thread(lambda: enroll(other, training, learners[0]))
-    waiting.join(0.5)
+    waiting.join(0.3)  # of the 1 s it waits at most
     assert waiting.is_alive(), "the second process went on while the first held the turn"
 
     enroll(world.rc, training, learners[1])  # the turn's holder commits, and ends it
@@ -94,7 +96,7 @@ def test_a_turn_not_had_in_time_is_skipped_and_the_command_goes_on(
     two: tuple[World, Rollcall], postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A process stuck in its turn holds the others up for ``wait_seconds`` at most; the
-    one that skips its turn reads what is stored and is checked by its version."""
+    one that skips its turn reads what is stored and goes on."""
     world, other = two
     training, learners = hot(world, other, 6)
     impatient = WriteTurns(partial(connect, store_env(postgres_url)), wait_seconds=0.2)
@@ -115,7 +117,7 @@ def test_a_turn_not_had_in_time_is_skipped_and_the_command_goes_on(
 
 
 def test_the_turn_of_a_process_whose_connection_dies_is_released_by_the_server(
-    two: tuple[World, Rollcall], postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    two: tuple[World, Rollcall], postgres_url: str
 ) -> None:
     """As when a worker is killed in the middle of its turn: the server ends its session
     and its locks; the other goes on, and the first takes turns again on a new

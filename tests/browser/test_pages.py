@@ -160,7 +160,10 @@ def training(server: Server, title: str, days: tuple[float, ...], capacity: int 
 
 
 def accessible(page: Page, name: str) -> None:
-    """axe-core on the page: no serious or critical violation; screenshots of it."""
+    """axe-core on the page: no serious or critical violation; screenshots of it.
+    Called on a page that has loaded: axe is added to the document's head, and a page
+    still loading after a link was followed may have none yet."""
+    page.wait_for_load_state("load")
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document)")
     serious = [
@@ -276,6 +279,7 @@ def test_an_administrator_restricts_and_locks_and_the_learner_sees_why(
     )
     admin = sign_in(browser, server, ADMIN)
     admin.get_by_role("navigation").get_by_role("link", name="Administration").click()
+    expect(admin.get_by_role("heading", level=1)).to_have_text("Trainings")
     accessible(admin, "admin-trainings")
     admin.get_by_role("link", name="First aid").click()
     admin.get_by_role("group", name="Stop cancellations").get_by_label("Enabled").check()
@@ -316,6 +320,7 @@ def test_an_administrator_restricts_and_locks_and_the_learner_sees_why(
     expect(first_aid).to_contain_text("The participant list of this training is locked.")
     expect(first_aid.get_by_role("button", name="Select another training time")).to_be_disabled()
     learner.get_by_role("navigation").get_by_role("link", name="Catalog").click()
+    expect(learner.get_by_role("heading", level=1)).to_have_text("Trainings open for registration")
     accessible(learner, "catalog")
 
 

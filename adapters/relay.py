@@ -87,12 +87,19 @@ class Relay:
         return f"{self._mark_prefix}{topic}:{partition}"
 
     def run_once(self) -> int:
-        """Publish the next batch; return how many events were published."""
-        if time.monotonic() - self._checked_at >= self.check_interval:
-            self.check_broker()
+        """Publish the next batch; return how many events were published.
+
+        The broker is checked before every batch, not only every ``check_interval``
+        while idle: a broker can stop and come back empty between two batches without
+        the relay seeing an error (its client waits and reconnects), and a batch
+        published into it first would reach subscribers ahead of, and again after,
+        the events republished from the start."""
         notifications = self.store.recorder.select_notifications(
             start=self.position + 1, limit=self.batch_size
         )
+        due = time.monotonic() - self._checked_at >= self.check_interval
+        if (notifications or due) and not self.check_broker():
+            return 0
         if not notifications:
             return 0
         messages: list[Message] = []

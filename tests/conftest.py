@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,29 @@ from tests.api import Client, api_client
 from tests.infra import fresh_postgres_database, truncate_postgres
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class ErrorOnOneLine(logging.Filter):
+    """Keeps a Kafka network error as one line, without its traceback.
+
+    The Kafka client formats a traceback on its own IO thread when a broker resets its
+    connection, as every broker of this suite does when it stops. Python 3.11 builds a
+    traceback's carets with `ast.parse`, and CPython 3.11.7, the interpreter here, raises
+    `SystemError: AST constructor recursion depth mismatch` when two threads parse at
+    once (CPython gh-106905): pytest compiling a module it imports late (schemathesis's
+    report writer, at the end of the session) then crashed the whole run, 3 times in 12
+    here. The error itself is kept, in the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({record.exc_info[1]!r})"
+            record.args = None
+            record.exc_info = None
+        return True
+
+
+for _name in ("kafka.net.transport", "kafka.net.selector", "kafka.future"):
+    logging.getLogger(_name).addFilter(ErrorOnOneLine())
 
 
 @pytest.fixture

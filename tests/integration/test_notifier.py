@@ -73,7 +73,9 @@ class Pipeline:
     ) -> None:
         self.rc = rc
         self.engine = engine_for(url)
-        self.relay = Relay(rc.store, self.engine, KafkaPublisher(broker.bootstrap, prefix, 2))
+        publisher = KafkaPublisher(broker.bootstrap, prefix, 2)
+        publisher.prepare()  # as `rollcall serve` does: the topics exist before the notifier joins
+        self.relay = Relay(rc.store, self.engine, publisher)
         self.notifier = Notifier(self.engine, rc.store, broker.bootstrap, prefix, clock)
         smtp = SmtpConfig("127.0.0.1", catcher.port, "rollcall@example.com")
         self.sender = Sender(self.engine, smtp, clock)
@@ -94,6 +96,7 @@ class Pipeline:
 
     def close(self) -> None:
         self.notifier.close()
+        self.relay.publisher.close()
 
 
 @pytest.fixture

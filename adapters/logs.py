@@ -62,6 +62,15 @@ class _Context(logging.Filter):
         return True
 
 
+def fold_kafka_network_tracebacks() -> None:
+    """Fold the tracebacks of the Kafka client's recovered network errors into their one
+    line, whichever handler writes them (``_OneLine``)."""
+    for name in ("kafka.net.transport", "kafka.net.connection", "kafka.net.selector"):
+        network = logging.getLogger(name)  # a logger's filters see its own records only
+        if not any(isinstance(f, _OneLine) for f in network.filters):
+            network.addFilter(_OneLine())
+
+
 class _OneLine(logging.Filter):
     """The Kafka client's network layer logs connection errors it recovers from itself
     (it closes the connection and dials again) with a traceback; one of them is a race
@@ -121,7 +130,4 @@ def configure(fmt: LogFormat = "text", level: int = logging.INFO, part: str = "r
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    for name in ("kafka.net.transport", "kafka.net.connection", "kafka.net.selector"):
-        network = logging.getLogger(name)  # a logger's filters see its own records only
-        if not any(isinstance(f, _OneLine) for f in network.filters):
-            network.addFilter(_OneLine())
+    fold_kafka_network_tracebacks()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters import logs
 from adapters.clock import ManualClock
 from adapters.embedded import LocalBroker
 from application.service import Rollcall
@@ -17,27 +17,15 @@ from tests.infra import fresh_postgres_database, truncate_postgres
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
 
-class ErrorOnOneLine(logging.Filter):
-    """Keeps a Kafka network error as one line, without its traceback.
-
-    The Kafka client formats a traceback on its own IO thread when a broker resets its
-    connection, as every broker of this suite does when it stops. Python 3.11 builds a
-    traceback's carets with `ast.parse`, and CPython 3.11.7, the interpreter here, raises
-    `SystemError: AST constructor recursion depth mismatch` when two threads parse at
-    once (CPython gh-106905): pytest compiling a module it imports late (schemathesis's
-    report writer, at the end of the session) then crashed the whole run, 3 times in 12
-    here. The error itself is kept, in the message."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.getMessage()} ({record.exc_info[1]!r})"
-            record.args = None
-            record.exc_info = None
-        return True
-
-
-for _name in ("kafka.net.transport", "kafka.net.selector", "kafka.future"):
-    logging.getLogger(_name).addFilter(ErrorOnOneLine())
+# The Kafka client logs a broker's reset connection with a traceback, formatted on its own
+# IO thread; every broker of this suite resets connections when it stops. Python 3.11
+# parses source to draw a traceback's carets, and CPython 3.11.7, the interpreter here,
+# raises "SystemError: AST constructor recursion depth mismatch" when two threads parse at
+# once (CPython gh-106905): pytest compiling a module it imports late (schemathesis's
+# report writer, at the end of the session) crashed 3 test sessions in 12 that way. The
+# servers fold these tracebacks into one line (`rollcall serve` configures its logging);
+# the suite does the same from the start.
+logs.fold_kafka_network_tracebacks()
 
 
 @pytest.fixture

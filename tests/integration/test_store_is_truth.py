@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,10 +18,10 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 from kafka import KafkaAdminClient, KafkaProducer
 
 from adapters.clock import ManualClock
-from adapters.contract import CONTENT_TYPE, to_message
+from adapters.contract import CONTENT_TYPE, Message, to_message
 from adapters.db import engine_for
 from adapters.embedded import LocalBroker, MailCatcher, free_port
-from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
+from adapters.kafka import DEAD_LETTER, KafkaPublisher, Receipt, Refused, topic_names
 from adapters.relay import Relay
 from adapters.store_reader import StoreReader
 from application.commands import PutUser, Switch
@@ -85,7 +85,9 @@ class DeletesTopicsBeforePublishing(KafkaPublisher):
         super().__init__(bootstrap, prefix, 1)
         self.armed = False
 
-    def publish(self, messages, unreadable=()):  # type: ignore[no-untyped-def]
+    def publish(
+        self, messages: Sequence[Message], unreadable: Sequence[Refused] = ()
+    ) -> tuple[list[Receipt], list[Refused]]:
         if self.armed:
             self.armed = False
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)

@@ -17,6 +17,12 @@ two runs in a row of the same two processes differed by up to a third, and so di
 bare INSERT+COMMIT.
 Target (issue 14): enroll/s at 16 clients ÷ bare INSERT+COMMIT/s at 1 client >= 1.5 on
 PostgreSQL.
+
+Beside each rate: the CPU time the measuring process spent per operation, its threads
+together (for two processes, over both). The bare INSERT+COMMIT also runs at 16
+clients, in one process and in two: what one commit per operation reaches on this
+machine. Where the disk's flush is quick the baseline is bound by the client's CPU,
+not by the commit, and 16 such clients on two cores gain little over one.
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from eventsourcing.domain import Aggregate
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from adapters.clock import ManualClock
 from adapters.db import engine_for
@@ -52,9 +60,18 @@ class Bare(Aggregate):
     """The smallest thing the library can save: one event."""
 
 
-def rate(clients: int, seconds: float, work: Callable[[int, int], None]) -> tuple[float, float]:
-    """Operations per second of ``clients`` threads calling ``work(client, i)`` for
-    ``seconds``; and the p99 latency in ms."""
+@dataclass(frozen=True)
+class Run:
+    """One measurement: operations per second, the p99 latency in ms, and the CPU time
+    of the measuring process (all its threads) per operation in ms."""
+
+    per_second: float
+    p99_ms: float
+    cpu_ms: float
+
+
+def rate(clients: int, seconds: float, work: Callable[[int, int], None]) -> Run:
+    """``clients`` threads calling ``work(client, i)`` for ``seconds``."""
     stop = time.monotonic() + seconds
     latencies: list[list[float]] = [[] for _ in range(clients)]
     barrier = threading.Barrier(clients)
@@ -69,28 +86,81 @@ def rate(clients: int, seconds: float, work: Callable[[int, int], None]) -> tupl
             latencies[number].append(time.perf_counter() - began)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - began
+    elapsed, cpu = time.monotonic() - began, time.process_time() - cpu
     every = sorted(x for per in latencies for x in per)
-    return len(every) / elapsed, 1000 * every[int(0.99 * (len(every) - 1))]
+    p99 = 1000 * every[int(0.99 * (len(every) - 1))]
+    return Run(len(every) / elapsed, p99, 1000 * cpu / len(every))
 
 
-def median_of(repeat: int, measure: Callable[[], tuple[float, float]]) -> tuple[float, float, str]:
-    """``measure()`` (operations per second, p99) run ``repeat`` times: the median rate,
-    the median p99, and the range of the rates as text."""
+def median_of(repeat: int, measure: Callable[[], Run]) -> tuple[Run, str]:
+    """``measure()`` run ``repeat`` times: the medians, and the range of the rates as text."""
     runs = [measure() for _ in range(repeat)]
-    rates = sorted(r for r, _ in runs)
+    rates = sorted(r.per_second for r in runs)
     spread = f"({rates[0]:.0f}-{rates[-1]:.0f})" if repeat > 1 else ""
-    return statistics.median(rates), statistics.median(p for _, p in runs), spread
+    median = Run(
+        statistics.median(rates),
+        statistics.median(r.p99_ms for r in runs),
+        statistics.median(r.cpu_ms for r in runs),
+    )
+    return median, spread
+
+
+def together(runs: list[Run]) -> Run:
+    """Processes measured at the same time, as one: their rates added, the worst p99,
+    the CPU per operation over all of them."""
+    total = sum(r.per_second for r in runs)
+    return Run(
+        total,
+        max(r.p99_ms for r in runs),
+        sum(r.cpu_ms * r.per_second for r in runs) / total,
+    )
+
+
+def spawn_all(target: Callable[..., None], args: list[tuple[object, ...]]) -> Run:
+    """One process per ``args``, each calling ``target(*args, start, answers)``: they
+    start measuring together once all have connected, and put their ``Run`` on
+    ``answers``."""
+    spawn = multiprocessing.get_context("spawn")
+    answers = spawn.Queue()
+    start = time.time() + 5  # every process connected and ready
+    workers = [spawn.Process(target=target, args=(*a, start, answers)) for a in args]
+    for worker in workers:
+        worker.start()
+    results = [answers.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join()
+    return together(results)
+
+
+def bare_inserts(url: str) -> tuple[Engine, Callable[[int, int], None]]:
+    """An engine and a ``work`` that commits one row of ``bench_bare`` per call."""
+    engine = engine_for(url)
+    ids = itertools.count(uuid.uuid4().int >> 66)  # apart from other processes' ids
+
+    def insert(client: int, i: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO bench_bare VALUES (:i, 'x')"), {"i": next(ids)})
+
+    return engine, insert
+
+
+def process_inserts(
+    url: str, clients: int, seconds: float, start: float, answers: multiprocessing.Queue[Run]
+) -> None:
+    engine, insert = bare_inserts(url)
+    time.sleep(max(0.0, start - time.time()))
+    answers.put(rate(clients, seconds, insert))
+    engine.dispose()
 
 
 def in_processes(
     url: str, shape: str, processes: int, clients: int, seconds: float, turns: bool = True
-) -> tuple[float, float]:
+) -> Run:
     """Enroll/s and p99 of ``processes`` processes with ``clients`` threads each, on the
     same database: each its own ``Rollcall`` (connections, cache, group commit), with
     or without write turns."""
@@ -104,22 +174,10 @@ def in_processes(
     for prefix in prefixes:
         register_many(setup, prefix, int(3000 * seconds))  # more than one process enrolls
     setup.close()
-    spawn = multiprocessing.get_context("spawn")
-    answers = spawn.Queue()
-    start = time.time() + 5  # every process connected and ready
-    workers = [
-        spawn.Process(
-            target=process_client,
-            args=(url, prefixes[n], targets[n], seconds, start, answers, turns),
-        )
-        for n in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    results = [answers.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join()
-    return sum(r for r, _ in results), max(p for _, p in results)
+    return spawn_all(
+        process_client,
+        [(url, prefixes[n], targets[n], seconds, turns) for n in range(processes)],
+    )
 
 
 def process_client(
@@ -127,9 +185,9 @@ def process_client(
     prefix: str,
     targets: list[Target],
     seconds: float,
-    start: float,
-    answers: multiprocessing.Queue[tuple[float, float]],
     turns: bool,
+    start: float,
+    answers: multiprocessing.Queue[Run],
 ) -> None:
     rc = Rollcall.open(url, ManualClock(T0))
     if not turns and rc.store.turns is not None:
@@ -168,14 +226,8 @@ def main() -> None:
     print(f"enroll throughput, {kind}, 2 cores, load {os.getloadavg()[0]:.2f}")
     print(f"  {steadiness()}")
     with database(args.sqlite) as url:
-        ids = itertools.count()
-
-        def insert(client: int, i: int) -> None:
-            with engine.begin() as conn:
-                conn.execute(text("INSERT INTO bench_bare VALUES (:i, 'x')"), {"i": next(ids)})
-
         rc = Rollcall.open(url, ManualClock(T0))  # first: it refuses a foreign database
-        engine = engine_for(url)
+        engine, insert = bare_inserts(url)
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE bench_bare (id BIGINT PRIMARY KEY, v TEXT)"))
         register(rc, "admin", admin=True)
@@ -190,20 +242,36 @@ def main() -> None:
         def bare_save(client: int, i: int) -> None:
             rc.store.save(Bare())
 
+        def show(what: str, run: Run, spread: str, how: str = "") -> None:
+            print(
+                f"  {what:<44}{run.per_second:7.0f}/s  p99 {run.p99_ms:6.1f} ms"
+                f"  CPU {run.cpu_ms:.2f} ms/op  {how}{spread}"
+            )
+
         results: dict[tuple[str, int, int], float] = {}
         repeat, seconds = args.repeat, args.seconds
-        bare_insert_1, _, spread = median_of(repeat, lambda: rate(1, seconds, insert))
-        print(f"  bare INSERT+COMMIT      1 client : {bare_insert_1:7.0f}/s {spread}")
-        bare_insert_16, _, spread = median_of(repeat, lambda: rate(16, seconds, insert))
-        print(f"  bare INSERT+COMMIT     16 clients: {bare_insert_16:7.0f}/s {spread}")
-        bare_save_1, _, spread = median_of(repeat, lambda: rate(1, seconds, bare_save))
-        print(f"  bare eventsourcing save 1 client : {bare_save_1:7.0f}/s {spread}")
+
+        def bare_run(processes: int, clients: int) -> Run:
+            if processes == 1:
+                return rate(clients, seconds, insert)
+            return spawn_all(process_inserts, [(url, clients // processes, seconds)] * processes)
+
+        bare = {
+            shape: median_of(repeat, partial(bare_run, *shape))
+            for shape in ((1, 1), (1, 16), (PROCESSES, 16))
+        }
+        for (processes, clients), (run, spread) in bare.items():
+            where = f"in {processes} processes" if processes > 1 else ""
+            show(f"bare INSERT+COMMIT {clients:>2} clients {where}", run, spread)
+        bare_insert_1 = bare[(1, 1)][0].per_second
+        run, spread = median_of(repeat, lambda: rate(1, seconds, bare_save))
+        show("bare eventsourcing save  1 client", run, spread)
         runs = [(shape, clients, 64) for shape in SHAPES for clients in CLIENTS]
         runs += [(shape, 16, 1) for shape in SHAPES]  # the same without group commit
         for shape, clients, group in runs:
             rc.commits.max_group = group
 
-            def run(shape: str = shape, clients: int = clients) -> tuple[float, float]:
+            def run_enrolls(shape: str = shape, clients: int = clients) -> Run:
                 """Enrolls into trainings of their own (a new one each run)."""
                 targets = (
                     [training(rc)] * clients
@@ -221,27 +289,22 @@ def main() -> None:
                 return rate(clients, seconds, enroll)
 
             groups, commands = rc.commits.groups, rc.commits.commands
-            per_second, p99, spread = median_of(repeat, run)
+            run, spread = median_of(repeat, run_enrolls)
             committed = rc.commits.commands - commands
             mean = committed / max(1, rc.commits.groups - groups)
-            results[(shape, clients, group)] = per_second
-            how = f"{mean:.1f} per group" if group > 1 else "no group commit"
-            print(
-                f"  enroll, {shape:<16} {clients:>2} clients: {per_second:7.0f}/s"
-                f"  p99 {p99:6.1f} ms  ({how}) {spread}"
-            )
+            results[(shape, clients, group)] = run.per_second
+            how = f"{mean:.1f} per group " if group > 1 else "no group commit "
+            show(f"enroll, {shape:<16} {clients:>2} clients", run, spread, how)
         apart_runs = [(shape, True) for shape in SHAPES] + [("one training", False)]
         for shape, turns in apart_runs:
 
-            def apart(shape: str = shape, turns: bool = turns) -> tuple[float, float]:
+            def apart(shape: str = shape, turns: bool = turns) -> Run:
                 return in_processes(url, shape, PROCESSES, 16 // PROCESSES, seconds, turns)
 
-            per_second, p99, spread = median_of(repeat, apart)
-            results[(shape, 16, PROCESSES if turns else -PROCESSES)] = per_second
-            print(
-                f"  enroll, {shape:<16} 16 clients in {PROCESSES} processes: {per_second:7.0f}/s"
-                f"  p99 {p99:6.1f} ms {spread}{'' if turns else ' (no write turns)'}"
-            )
+            run, spread = median_of(repeat, apart)
+            results[(shape, 16, PROCESSES if turns else -PROCESSES)] = run.per_second
+            how = "" if turns else "no write turns "
+            show(f"enroll, {shape:<16} 16 clients in {PROCESSES} processes", run, spread, how)
         rc.close()
         engine.dispose()
     for shape in SHAPES:
@@ -255,6 +318,11 @@ def main() -> None:
     with_turns = results[("one training", 16, PROCESSES)]
     without = results[("one training", 16, -PROCESSES)]
     print(f"one training in {PROCESSES} processes: write turns / none {with_turns / without:.2f}")
+    ceiling = max(bare[(1, 16)][0].per_second, bare[(PROCESSES, 16)][0].per_second)
+    print(
+        f"bare INSERT+COMMIT, 16 clients / 1 client {ceiling / bare_insert_1:.2f}: what one "
+        "commit per operation reaches here"
+    )
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ def enrolled_training(rc: Rollcall, clock: ManualClock, learners: int) -> Any:
     for i in range(learners):
         world.user(f"learner{i}")
         world.enroll(training, f"learner{i}")
+    assert rc.store.settle_snapshots(timeout=30)
     return training
 
 

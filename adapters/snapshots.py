@@ -55,7 +55,7 @@ class SnapshotTaker:
         with self._changed:
             return self._changed.wait_for(lambda: not (self._due or self._taking), timeout)
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         with self._changed:
             self._closed = True
             self._changed.notify_all()

@@ -143,6 +143,7 @@ def main() -> None:
             try:
                 began = time.perf_counter()
                 training_id, session_id = hot_training(rc, size)
+                rc.store.settle_snapshots()  # those the bulk fill made due
                 filled = time.perf_counter() - began
                 timings = enroll_latencies(rc, training_id, session_id, args.enrolls)
                 bare = bare_insert_latencies(url, args.enrolls)

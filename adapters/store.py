@@ -305,15 +305,18 @@ class EventStore(Application[UUID]):
         training)."""
         if self.snapshots is None:
             return
+        due = {}
         for event in processing_event.events:
             aggregate = processing_event.aggregates.get(event.originator_id)
             every = self.snapshotting_intervals.get(type(aggregate))
             version = event.originator_version
             if every is not None and version % snapshot_step(version, every) == 0:
-                # Saved aggregates may be in the cache, fast-forwarded in place by other
-                # threads under their stripe's lock: copied under it.
-                with self._copy_locked().locked(aggregate.id):
-                    self._snapshot_taker.add(copy.deepcopy(aggregate))
+                due[aggregate.id] = aggregate
+        for aggregate in due.values():
+            # Saved aggregates may be in the cache, fast-forwarded in place by other
+            # threads under their stripe's lock: copied under it.
+            with self._copy_locked().locked(aggregate.id):
+                self._snapshot_taker.add(copy.deepcopy(aggregate))
 
     def settle_snapshots(self, timeout: float | None = None) -> bool:
         """Wait until the snapshots made due so far are written (tests, benchmarks)."""

@@ -263,18 +263,20 @@ class KafkaPublisher:
             raise PublishError(str(error)) from error
 
     def close(self) -> None:
-        try:
-            if self._producer is not None:
-                self._producer.close(timeout=0)
-            if self._admin is not None:
-                self._admin.close()
-            if self._probe is not None:
-                self._probe.close()
-        except Exception:  # a broken client may fail to close; it is dropped anyway
-            log.debug("closing a failed Kafka client", exc_info=True)
-        self._producer = None
-        self._admin = None
-        self._probe = None
+        """Close each client, each on its own: one that fails to close (a broken client
+        is dropped anyway) must not leave the others' IO threads running."""
+        clients = (self._producer, self._admin, self._probe)
+        self._producer, self._admin, self._probe = None, None, None
+        for client in clients:
+            if client is None:
+                continue
+            try:
+                if isinstance(client, KafkaProducer):
+                    client.close(timeout=0)
+                else:
+                    client.close()
+            except Exception:
+                log.debug("closing a failed Kafka client", exc_info=True)
 
 
 def consumer(bootstrap: str, group_id: str | None, **settings: Any) -> KafkaConsumer:

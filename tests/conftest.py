@@ -4,12 +4,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters import logs
 from adapters.clock import ManualClock
 from adapters.embedded import LocalBroker
+from adapters.kafka import KafkaPublisher
 from application.service import Rollcall
 from tests.api import Client, api_client
 from tests.infra import fresh_postgres_database, truncate_postgres
@@ -26,6 +28,26 @@ T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 # servers fold these tracebacks into one line (`rollcall serve` configures its logging);
 # the suite does the same from the start.
 logs.fold_kafka_network_tracebacks()
+
+
+@pytest.fixture(autouse=True)
+def _kafka_publishers_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Kafka publisher a test makes (a relay's, or one that only creates topics) is
+    closed after the test. Left open, each kept a client IO thread running for the rest
+    of its test process (26 after one file of relay tests), drawing on ``random`` for its
+    reconnect jitter while later tests ran: Hypothesis warned that its strategies' random
+    state changed under it, a different number of times each run."""
+    made: list[KafkaPublisher] = []
+    init = KafkaPublisher.__init__
+
+    def tracked(self: KafkaPublisher, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(KafkaPublisher, "__init__", tracked)
+    yield
+    for publisher in made:
+        publisher.close()
 
 
 @pytest.fixture

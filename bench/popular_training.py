@@ -32,7 +32,7 @@ from application.commands import Enroll
 from application.service import Rollcall
 from bench.common import T0, register, register_many, steadiness
 from bench.hot_training import database
-from bench.throughput import Target, training
+from bench.throughput import Target, spawn_all, training
 
 PROCESSES = 2
 CLIENTS = 16  # threads per process, as an API worker's request threads
@@ -44,8 +44,8 @@ def enroll_at_rate(
     learners: list[str],
     target: Target,
     rate: float,
-    start: float,
     snapshots: bool,
+    start: float,
     answers: multiprocessing.Queue[list[float]],
 ) -> None:
     """One process: ``rate`` enrolls a second from ``start``, one learner each; puts
@@ -89,21 +89,10 @@ def run(url: str, prior: int, rate: float, seconds: float, snapshots: bool) -> l
         register_many(rc, f"p{n}-{uuid.uuid4().hex[:6]}-", per_process) for n in range(PROCESSES)
     ]
     rc.close()
-    spawn = multiprocessing.get_context("spawn")
-    answers = spawn.Queue()
-    start = time.time() + 5  # every process connected and ready
-    workers = [
-        spawn.Process(
-            target=enroll_at_rate,
-            args=(url, learners[n], target, rate, start, snapshots, answers),
-        )
-        for n in range(PROCESSES)
-    ]
-    for worker in workers:
-        worker.start()
-    latencies = [x for _ in workers for x in answers.get(timeout=300)]
-    for worker in workers:
-        worker.join()
+    answers = spawn_all(
+        enroll_at_rate, [(url, learners[n], target, rate, snapshots) for n in range(PROCESSES)]
+    )
+    latencies = [x for process_latencies in answers for x in process_latencies]
     return sorted(latencies)
 
 

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from eventsourcing.domain import Aggregate
 from sqlalchemy import Engine, text
@@ -121,20 +122,20 @@ def together(runs: list[Run]) -> Run:
     )
 
 
-def spawn_all(target: Callable[..., None], args: list[tuple[object, ...]]) -> Run:
+def spawn_all(target: Callable[..., None], args: list[tuple[object, ...]]) -> list[Any]:
     """One process per ``args``, each calling ``target(*args, start, answers)``: they
-    start measuring together once all have connected, and put their ``Run`` on
-    ``answers``."""
+    start measuring together at ``start``, once all have connected, and each puts its
+    result on ``answers``."""
     spawn = multiprocessing.get_context("spawn")
     answers = spawn.Queue()
     start = time.time() + 5  # every process connected and ready
     workers = [spawn.Process(target=target, args=(*a, start, answers)) for a in args]
     for worker in workers:
         worker.start()
-    results = [answers.get(timeout=120) for _ in workers]
+    results = [answers.get(timeout=300) for _ in workers]
     for worker in workers:
         worker.join()
-    return together(results)
+    return results
 
 
 def bare_inserts(url: str) -> tuple[Engine, Callable[[int, int], None]]:
@@ -174,9 +175,11 @@ def in_processes(
     for prefix in prefixes:
         register_many(setup, prefix, int(3000 * seconds))  # more than one process enrolls
     setup.close()
-    return spawn_all(
-        process_client,
-        [(url, prefixes[n], targets[n], seconds, turns) for n in range(processes)],
+    return together(
+        spawn_all(
+            process_client,
+            [(url, prefixes[n], targets[n], seconds, turns) for n in range(processes)],
+        )
     )
 
 
@@ -254,7 +257,9 @@ def main() -> None:
         def bare_run(processes: int, clients: int) -> Run:
             if processes == 1:
                 return rate(clients, seconds, insert)
-            return spawn_all(process_inserts, [(url, clients // processes, seconds)] * processes)
+            return together(
+                spawn_all(process_inserts, [(url, clients // processes, seconds)] * processes)
+            )
 
         bare = {
             shape: median_of(repeat, partial(bare_run, *shape))

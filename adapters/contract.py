@@ -65,6 +65,8 @@ class EventType:
     event_class: type[Aggregate.Event]
     model: type[EventData]
     own_fields: tuple[str, ...]
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Fields added in a later release, with the value older stored events stand for."""
 
     @property
     def ce_type(self) -> str:
@@ -155,7 +157,8 @@ def _build(aggregate_name: str, event_class: type[Aggregate.Event]) -> EventType
         for f in declared
     }
     model = create_model(f"{name}V{version}", __base__=EventData, __module__=__name__, **fields)
-    return EventType(aggregate_name, name, version, stored_topic, event_class, model, own)
+    defaults = {f.name: _plain(f.default) for f in declared if f.default is not dataclasses.MISSING}
+    return EventType(aggregate_name, name, version, stored_topic, event_class, model, own, defaults)
 
 
 @cache
@@ -169,6 +172,7 @@ def registry() -> dict[str, EventType]:
     return {t.stored_topic: t for t in sorted(types, key=lambda t: t.ce_type)}
 
 
+@cache
 def by_ce_type() -> dict[str, EventType]:
     return {t.ce_type: t for t in registry().values()}
 
@@ -199,25 +203,27 @@ class Message:
     headers: list[tuple[str, bytes]]
 
 
-def envelope(event: Aggregate.Event, position: int, stored_topic: str) -> dict[str, Any]:
-    """The structured-mode CloudEvent of a stored event."""
+def published(event: Aggregate.Event, position: int, stored_topic: str) -> Event:
+    """The published form of a domain event stored at ``position``."""
     event_type = registry()[stored_topic]
-    return {
-        "specversion": "1.0",
-        "id": str(event_id(event.originator_id, event.originator_version)),
-        "source": SOURCE,
-        "type": event_type.ce_type,
-        "subject": str(event.originator_id),
-        "time": event.timestamp.isoformat(),
-        "datacontenttype": DATACONTENTTYPE,
-        "sequence": event.originator_version,
-        "position": position,
-        "data": event_type.data(event),
-    }
+    return Event(
+        event_type.ce_type,
+        str(event.originator_id),
+        event.originator_version,
+        position,
+        event.timestamp,
+        event_type.data(event),
+    )
 
 
-def to_message(event: Aggregate.Event, position: int, stored_topic: str) -> Message:
-    document = envelope(event, position, stored_topic)
+def envelope(event: Aggregate.Event, position: int, stored_topic: str) -> dict[str, Any]:
+    """The structured-mode CloudEvent of a stored domain event."""
+    return published(event, position, stored_topic).document()
+
+
+def to_message(event: Event) -> Message:
+    """The Kafka record of a published event."""
+    document = event.document()
     return Message(
         document["type"].split(".")[1],
         document["subject"].encode(),
@@ -245,14 +251,35 @@ class Event:
 
     @classmethod
     def from_cloudevent(cls, envelope: dict[str, Any]) -> Event:
+        """A record's event; fields added after the release that published it take
+        their defaults, as a stored event's do (``adapters.store_reader.Decoder``)."""
+        data = envelope["data"]
+        known = by_ce_type().get(envelope["type"])
+        if known is not None and known.defaults.keys() - data.keys():
+            data = {**known.defaults, **data}
         return cls(
             envelope["type"],
             envelope["subject"],
             envelope["sequence"],
             envelope["position"],
             datetime.fromisoformat(envelope["time"]),
-            envelope["data"],
+            data,
         )
+
+    def document(self) -> dict[str, Any]:
+        """The structured-mode CloudEvent (SPEC §4)."""
+        return {
+            "specversion": "1.0",
+            "id": str(event_id(UUID(self.subject), self.sequence)),
+            "source": SOURCE,
+            "type": self.type,
+            "subject": self.subject,
+            "time": self.time.isoformat(),
+            "datacontenttype": DATACONTENTTYPE,
+            "sequence": self.sequence,
+            "position": self.position,
+            "data": self.data,
+        }
 
     @property
     def name(self) -> str:

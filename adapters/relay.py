@@ -38,6 +38,7 @@ from adapters.faults import Backoff, describe, is_transient
 from adapters.kafka import PublishError, Receipt, Refused
 from adapters.migrations import migrate
 from adapters.store import EventStore
+from adapters.store_reader import Decoder
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Relay:
         check_interval: float = 1.0,
     ) -> None:
         self.store = store
+        self.decoder = Decoder(store.mapper)
         self.engine = engine
         self.publisher = publisher
         self.name = name
@@ -106,8 +108,7 @@ class Relay:
         unreadable: list[Refused] = []
         for n in notifications:
             try:
-                event = self.store.mapper.to_domain_event(n)
-                messages.append(to_message(event, n.id, n.topic))  # type: ignore[arg-type]
+                messages.append(to_message(self.decoder.event(n)))
             except Exception as error:  # a stored event no code of ours can read
                 unreadable.append(Refused(unreadable_message(n), describe(error)))
         receipts, _refused = self.publisher.publish(messages, unreadable)

@@ -23,15 +23,16 @@ from adapters.embedded import LocalBroker
 from adapters.kafka import KafkaPublisher, ensure_topics, topic_names
 from adapters.relay import Relay
 from adapters.store import EventStore, open_store
+from adapters.store_reader import Decoder
 from bench.common import fill
 
 
 def raw_rate(store: EventStore, bootstrap: str, prefix: str, partitions: int) -> float:
-    mapper = store.mapper
+    decoder = Decoder(store.mapper)
     messages = []
     start = 1
     while batch := store.recorder.select_notifications(start=start, limit=10_000):
-        messages.extend(to_message(mapper.to_domain_event(n), n.id, n.topic) for n in batch)  # type: ignore[arg-type]
+        messages.extend(to_message(decoder.event(n)) for n in batch)
         start = batch[-1].id + 1
     ensure_topics(bootstrap, prefix, partitions)
     topics = topic_names(prefix)

@@ -29,10 +29,10 @@ from sqlalchemy.engine import make_url
 from uvicorn.supervisors import Multiprocess
 
 from adapters import logs, migrations
-from adapters.contract import SCHEMAS, envelope, superseded
+from adapters.contract import SCHEMAS, superseded
 from adapters.db import check_database, engine_for
 from adapters.kafka import ensure_topics, topic_names
-from adapters.store_reader import StoreReader
+from adapters.store_reader import Decoder, StoreReader
 from application.commands import PutUser
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import NotFound, RollcallError, ValidationFailed
@@ -422,11 +422,11 @@ def export(
     settings = load_settings()
     with opened(settings) as rollcall:
         store = rollcall.store
+        decoder = Decoder(store.mapper)
         start = max(1, from_position)
         while batch := store.recorder.select_notifications(start=start, limit=5000):
             for n in batch:
-                event = store.mapper.to_domain_event(n)
-                typer.echo(json.dumps(envelope(event, n.id, n.topic)))  # type: ignore[arg-type]
+                typer.echo(json.dumps(decoder.event(n).document()))
             start = batch[-1].id + 1
 
 

@@ -23,10 +23,11 @@ from adapters.db import engine_for
 from adapters.embedded import LocalBroker, MailCatcher, free_port
 from adapters.kafka import DEAD_LETTER, KafkaPublisher, Receipt, Refused, topic_names
 from adapters.relay import Relay
-from adapters.store_reader import StoreReader
+from adapters.store_reader import Decoder, StoreReader
 from application.commands import PutUser, Switch
 from application.service import Rollcall
-from consumers.notifier import Notifier, Sender, SmtpConfig
+from consumers.notifier import Notifier
+from consumers.sender import Sender, SmtpConfig
 from projections.projector import (
     ProjectionGap,
     Projector,
@@ -207,7 +208,7 @@ def test_the_notifier_fills_a_version_gap_from_the_store(
     lost, arrives = enrollment_events
     notifications = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
     stored = {n.id: n for n in notifications}[arrives.position]
-    message = to_message(rollcall.store.mapper.to_domain_event(stored), stored.id, stored.topic)  # type: ignore[arg-type]
+    message = to_message(Decoder(rollcall.store.mapper).event(stored))
     producer.send(names["enrollment"], key=message.key, value=message.value).get(timeout=10)
     producer.close()
 
@@ -290,7 +291,7 @@ def test_an_event_the_broker_refuses_for_size_is_dead_lettered_and_the_relay_goe
     story(world)
     stored = rollcall.store.recorder.select_notifications(start=1, limit=10_000)
     mapper = rollcall.store.mapper
-    sizes = [len(to_message(mapper.to_domain_event(n), n.id, n.topic).value) for n in stored]  # type: ignore[arg-type]
+    sizes = [len(to_message(Decoder(mapper).event(n)).value) for n in stored]  # type: ignore[arg-type]
     limit = max(sizes) - 1  # the largest record(s) alone are refused
     too_large = sum(size > limit for size in sizes)
     publisher = KafkaPublisher(broker.bootstrap, topic_prefix, 1, max_message_bytes=limit)
@@ -402,7 +403,7 @@ def test_replay_from_a_kafka_that_lost_history_refuses_at_once_and_changes_nothi
     KafkaPublisher(own_broker.bootstrap, "lost", 3).prepare()
     producer = KafkaProducer(bootstrap_servers=own_broker.bootstrap, enable_idempotence=False)
     newest = rc.store.recorder.select_notifications(start=1, limit=10_000)[-1]
-    message = to_message(rc.store.mapper.to_domain_event(newest), newest.id, newest.topic)  # type: ignore[arg-type]
+    message = to_message(Decoder(rc.store.mapper).event(newest))
     producer.send(topic_names("lost")["user"], key=message.key, value=message.value).get(10)
     producer.close()
     began = time.monotonic()

@@ -22,6 +22,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from adapters.faults import Backoff, describe, is_transient
 from adapters.kafka import consumer
+from adapters.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class ConsumerLoop:
         max_records: int = 5000,
         dead_letter_topic: str | None = None,
         part: str = "consumer",
+        on_dead_letter: Callable[[ConsumerRecord], None] = lambda record: None,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -44,6 +46,8 @@ class ConsumerLoop:
         self.max_records = max_records
         self.dead_letter_topic = dead_letter_topic
         self.part = part
+        self.on_dead_letter = on_dead_letter
+        """Told of each record once it is parked (the notifier goes on past it)."""
         self.handled = 0
         self.dead_lettered = 0
         self.reconnects = 0
@@ -115,6 +119,8 @@ class ConsumerLoop:
             self.dead_letter_topic, key=record.key, value=record.value, headers=headers
         ).get(timeout=30)
         self.dead_lettered += 1
+        DEAD_LETTERS.labels(self.part, record.topic).inc()
+        self.on_dead_letter(record)
 
     def run(self, stop: threading.Event, on_idle: Callable[[], None] = lambda: None) -> None:
         """Consume until ``stop``; passing faults reconnect, anything else propagates

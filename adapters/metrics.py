@@ -32,8 +32,8 @@ COMMAND_SECONDS = Histogram(
 )
 DEAD_LETTERS = Counter(
     "rollcall_dead_letters_total",
-    "Records this process sent to the dead-letter topic, by part.",
-    ["part"],
+    "Records this process sent to the dead-letter topic, by part and the topic they came from.",
+    ["part", "topic"],
     registry=None,
 )
 

@@ -34,7 +34,8 @@ from adapters.migrations import migrate
 from bench.common import T0
 from bench.hot_training import database
 from consumers.mail import rendered
-from consumers.notifier import Sender, SmtpConfig, outbox
+from consumers.outbox import outbox
+from consumers.sender import Sender, SmtpConfig
 
 HTML = "<p>Hello Sam Supervisor,</p><p>Lena Learner enrolled in <b>Fire safety</b>.</p>" * 4
 ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"

@@ -24,7 +24,7 @@ from adapters.clock import ManualClock
 from adapters.contract import to_message
 from adapters.db import engine_for
 from adapters.embedded import LocalBroker
-from adapters.store_reader import StoreReader
+from adapters.store_reader import Decoder, StoreReader
 from application.commands import CreateTraining, SessionInput
 from application.service import SYSTEM_ACTOR, Rollcall
 from bench.common import T0, register
@@ -65,9 +65,10 @@ def records(rc: Rollcall) -> list[Any]:
     """What the relay would publish for the enrollments and trainings, as poll results."""
     made = []
     start = 1
+    decoder = Decoder(rc.store.mapper)
     while notifications := rc.store.recorder.select_notifications(start=start, limit=10_000):
         for n in notifications:
-            message = to_message(rc.store.mapper.to_domain_event(n), n.id, n.topic)  # type: ignore[arg-type]
+            message = to_message(decoder.event(n))
             if message.aggregate in {"enrollment", "training"}:
                 made.append(SimpleNamespace(value=message.value, offset=len(made)))
         start = notifications[-1].id + 1

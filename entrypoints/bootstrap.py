@@ -29,7 +29,8 @@ from adapters.relay import Relay
 from adapters.store_reader import StoreReader
 from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
-from consumers.notifier import Notifier, Sender, SmtpConfig
+from consumers.notifier import Notifier
+from consumers.sender import Sender, SmtpConfig
 from domain.errors import ValidationFailed
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import check_secret

@@ -24,7 +24,7 @@ from adapters.db import get_position
 from adapters.faults import describe
 from adapters.metrics import COMMAND_SECONDS, COMMANDS, DEAD_LETTERS
 from adapters.store import EventStore
-from consumers.notifier import MAIL_ATTEMPTS, outbox
+from consumers.outbox import MAIL_ATTEMPTS, outbox
 from projections.tables import LIVE
 
 

@@ -22,7 +22,8 @@ from adapters.clock import Clock
 from adapters.db import check_database
 from adapters.embedded import LocalBroker, MailCatcher, free_port
 from application.service import Rollcall
-from consumers.notifier import Notifier, SmtpConfig
+from consumers.notifier import Notifier
+from consumers.sender import SmtpConfig
 from entrypoints.bootstrap import PARTS, Wiring, smtp_config
 from entrypoints.settings import Settings
 from entrypoints.supervisor import Supervisor

@@ -12,6 +12,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
+from adapters.routing import Routing
 from domain.deadlines import Restriction
 from domain.reminders import Reminders
 from domain.training import DeadlineKind, Seat, Session, Training
@@ -43,33 +44,51 @@ def _schedule(ev: Event) -> dict[str, Any]:
     }
 
 
+TrainingHandler = Callable[[UnitOfWork, Tables, Event], None]
+TRAININGS: Routing[TrainingHandler] = Routing("projector", ["training"])
+"""What the projector does with each event of a training (SPEC §10.1)."""
+
+
 def on_training_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
-    if ev.name == "TrainingCreated":
-        uow.put(
-            t.trainings,
-            ev.subject,
-            {
-                "training_id": ev.subject,
-                "title": ev.data["title"],
-                "description": ev.data["description"],
-                "session_selection": ev.data["session_selection"],
-                "notify_supervisors": ev.data["notify_supervisors"],
-                "notify_learners": ev.data.get("notify_learners", True),  # release 2
-                "locked": False,
-                "stop_registration": Restriction().to_dict(),
-                "stop_cancellation": Restriction().to_dict(),
-                "reminders": Reminders().to_dict(),
-                "participants": {},
-                "waitlists": {},
-                "session_ids": [],
-                "created_at": ev.time,
-                "version": ev.sequence,
-            },
-        )
-        return
-    training = uow.changed(t.trainings, ev.subject)
-    training["version"] = ev.sequence
-    TRAINING_HANDLERS[ev.name](uow, t, training, ev)
+    handler = TRAININGS.route(ev.type)
+    if handler is not None:
+        handler(uow, t, ev)
+
+
+@TRAININGS.on(Training.Created)
+def _created(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    uow.put(
+        t.trainings,
+        ev.subject,
+        {
+            "training_id": ev.subject,
+            "title": ev.data["title"],
+            "description": ev.data["description"],
+            "session_selection": ev.data["session_selection"],
+            "notify_supervisors": ev.data["notify_supervisors"],
+            "notify_learners": ev.data["notify_learners"],
+            "locked": False,
+            "stop_registration": Restriction().to_dict(),
+            "stop_cancellation": Restriction().to_dict(),
+            "reminders": Reminders().to_dict(),
+            "participants": {},
+            "waitlists": {},
+            "session_ids": [],
+            "created_at": ev.time,
+            "version": ev.sequence,
+        },
+    )
+
+
+def _on_row(change: Callable[[UnitOfWork, Tables, Row, Event], None]) -> TrainingHandler:
+    """A handler of an event that changes the training's row (and its version)."""
+
+    def handler(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+        training = uow.changed(t.trainings, ev.subject)
+        training["version"] = ev.sequence
+        change(uow, t, training, ev)
+
+    return handler
 
 
 def _session_added(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> None:
@@ -190,25 +209,25 @@ def _details_changed(uow: UnitOfWork, t: Tables, training: Row, ev: Event) -> No
         training[field] = ev.data[field]
 
 
-TRAINING_HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Row, Event], None]] = {
-    "TrainingDetailsChanged": _details_changed,
-    "SessionAdded": _session_added,
-    "SessionRescheduled": _session_rescheduled,
-    "SessionCancelled": _session_cancelled,
-    "RestrictionsSet": _restrictions_set,
-    "RemindersSet": _reminders_set,
-    "ParticipantListLocked": _locked(True),
-    "ParticipantListUnlocked": _locked(False),
-    "SeatTaken": _seat_taken,
-    "SeatMoved": _seat_moved,
-    "SeatReleased": _seat_released,
-    "Waitlisted": _waitlisted,
-    "PromotedFromWaitlist": _promoted,
-    "LeftWaitlist": _off_waitlist,
-    "WaitlistExpired": _off_waitlist,
-    "DeadlinePassed": _deadline_passed,
-    "DeadlineReopened": _deadline_reopened,
-}
+for _change, _classes in (
+    (_details_changed, [Training.DetailsChanged]),
+    (_session_added, [Training.SessionAdded]),
+    (_session_rescheduled, [Training.SessionRescheduled]),
+    (_session_cancelled, [Training.SessionCancelled]),
+    (_restrictions_set, [Training.RestrictionsSet]),
+    (_reminders_set, [Training.RemindersSet]),
+    (_locked(True), [Training.ParticipantListLocked]),
+    (_locked(False), [Training.ParticipantListUnlocked]),
+    (_seat_taken, [Training.SeatTaken]),
+    (_seat_moved, [Training.SeatMoved]),
+    (_seat_released, [Training.SeatReleased]),
+    (_waitlisted, [Training.Waitlisted]),
+    (_promoted, [Training.PromotedFromWaitlist]),
+    (_off_waitlist, [Training.LeftWaitlist, Training.WaitlistExpired]),
+    (_deadline_passed, [Training.DeadlinePassed]),
+    (_deadline_reopened, [Training.DeadlineReopened]),
+):
+    TRAININGS.handle(_on_row(_change), *_classes)
 
 
 # -- queries ----------------------------------------------------------------------------

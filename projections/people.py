@@ -12,42 +12,68 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from adapters.routing import Routing
 from domain.enrollment import Enrollment
 from domain.rules import Conflict, Held, overlapping
+from domain.user import User
 from domain.views import enrollment_view, session_view
 from projections.catalog import restore_trainings
 from projections.paging import Order, Page, page
 from projections.tables import Tables
 from projections.unit import Event, Row, UnitOfWork
 
+EnrollmentHandler = Callable[[UnitOfWork, Tables, Event], None]
+ENROLLMENTS: Routing[EnrollmentHandler] = Routing("projector", ["enrollment"])
+USERS: Routing[EnrollmentHandler] = Routing("projector", ["user"])
+"""What the projector does with each event of an enrollment and of a user (SPEC §10.1)."""
+
 
 def on_enrollment_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
-    if ev.name in {"Enrolled", "Waitlisted"}:
-        waitlisted = ev.name == "Waitlisted"
-        uow.put(
-            t.enrollments,
-            ev.subject,
-            {
-                "enrollment_id": ev.subject,
-                "user_id": ev.data["user_id"],
-                "training_id": ev.data["training_id"],
-                "session_id": ev.data["session_id"],
-                "active": not waitlisted,
-                "waitlisted": waitlisted,
-                "expired": False,
-                "attendance": None,
-                "by_admin": ev.data["by_admin"],
-                "unenroll_reason": None,
-                "enrolled_at": ev.time,
-                "updated_at": ev.time,
-                "version": ev.sequence,
-            },
-        )
-        return
-    row = uow.changed(t.enrollments, ev.subject)
-    row["version"] = ev.sequence
-    row["updated_at"] = ev.time
-    ENROLLMENT_HANDLERS.get(ev.name, _unchanged)(row, ev)
+    handler = ENROLLMENTS.route(ev.type)
+    if handler is not None:
+        handler(uow, t, ev)
+
+
+def on_user_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    handler = USERS.route(ev.type)
+    if handler is not None:
+        handler(uow, t, ev)
+
+
+@ENROLLMENTS.on(Enrollment.Enrolled, Enrollment.Waitlisted)
+def _begun(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    waitlisted = ev.name == "Waitlisted"
+    uow.put(
+        t.enrollments,
+        ev.subject,
+        {
+            "enrollment_id": ev.subject,
+            "user_id": ev.data["user_id"],
+            "training_id": ev.data["training_id"],
+            "session_id": ev.data["session_id"],
+            "active": not waitlisted,
+            "waitlisted": waitlisted,
+            "expired": False,
+            "attendance": None,
+            "by_admin": ev.data["by_admin"],
+            "unenroll_reason": None,
+            "enrolled_at": ev.time,
+            "updated_at": ev.time,
+            "version": ev.sequence,
+        },
+    )
+
+
+def _on_enrollment(change: Callable[[Row, Event], None]) -> EnrollmentHandler:
+    """A handler of an event that changes the enrollment's row (and its version)."""
+
+    def handler(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+        row = uow.changed(t.enrollments, ev.subject)
+        row["version"] = ev.sequence
+        row["updated_at"] = ev.time
+        change(row, ev)
+
+    return handler
 
 
 def _switched(row: Row, ev: Event) -> None:
@@ -78,44 +104,58 @@ def _attendance(row: Row, ev: Event) -> None:
 
 
 def _unchanged(row: Row, ev: Event) -> None:
-    """DeadlinePassed: the session's row carries it for every participant."""
+    """The row's version only: deadlines are on the session's row for every
+    participant, and reminders are the notifier's."""
 
 
-ENROLLMENT_HANDLERS: dict[str, Callable[[Row, Event], None]] = {
-    "SessionSwitched": _switched,
-    "Unenrolled": _unenrolled,
-    "PromotedFromWaitlist": _promoted,
-    "LeftWaitlist": _left_waitlist,
-    "WaitlistExpired": _expired,
-    "AttendanceRecorded": _attendance,
-}
+for _change, _classes in (
+    (_switched, [Enrollment.SessionSwitched]),
+    (_unenrolled, [Enrollment.Unenrolled]),
+    (_promoted, [Enrollment.PromotedFromWaitlist]),
+    (_left_waitlist, [Enrollment.LeftWaitlist]),
+    (_expired, [Enrollment.WaitlistExpired]),
+    (_attendance, [Enrollment.AttendanceRecorded]),
+    (
+        _unchanged,
+        [Enrollment.DeadlinePassed, Enrollment.DeadlineReopened, Enrollment.ReminderSent],
+    ),
+):
+    ENROLLMENTS.handle(_on_enrollment(_change), *_classes)
 
 
-def on_user_event(uow: UnitOfWork, t: Tables, ev: Event) -> None:
-    if ev.name == "UserRegistered":
-        uow.put(
-            t.users,
-            ev.subject,
-            {
-                "aggregate_id": ev.subject,
-                "user_id": ev.data["user_id"],
-                "name": ev.data["name"],
-                "email": ev.data["email"],
-                "supervisor_id": ev.data["supervisor_id"],
-                "roles": ev.data["roles"],
-                "permissions": ev.data["permissions"],
-                "version": ev.sequence,
-            },
-        )
-        return
-    row = uow.changed(t.users, ev.subject)
-    row["version"] = ev.sequence
-    if ev.name == "UserDetailsChanged":
-        row.update(name=ev.data["name"], email=ev.data["email"])
-    elif ev.name == "SupervisorChanged":
-        row["supervisor_id"] = ev.data["supervisor_id"]
-    elif ev.name == "AccessChanged":
-        row.update(roles=ev.data["roles"], permissions=ev.data["permissions"])
+@USERS.on(User.Registered)
+def _registered(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    uow.put(
+        t.users,
+        ev.subject,
+        {
+            "aggregate_id": ev.subject,
+            "user_id": ev.data["user_id"],
+            "name": ev.data["name"],
+            "email": ev.data["email"],
+            "supervisor_id": ev.data["supervisor_id"],
+            "roles": ev.data["roles"],
+            "permissions": ev.data["permissions"],
+            "version": ev.sequence,
+        },
+    )
+
+
+def _on_user(*fields: str) -> EnrollmentHandler:
+    """A handler of an event that sets these fields of the user's row (and its version)."""
+
+    def handler(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+        row = uow.changed(t.users, ev.subject)
+        row["version"] = ev.sequence
+        row.update((field, ev.data[field]) for field in fields)
+
+    return handler
+
+
+USERS.handle(_on_user("name", "email"), User.DetailsChanged)
+USERS.handle(_on_user("supervisor_id"), User.SupervisorChanged)
+USERS.handle(_on_user("roles", "permissions"), User.AccessChanged)
+USERS.handle(_on_user(), User.SessionBooked, User.SessionUnbooked)
 
 
 # -- queries ----------------------------------------------------------------------------

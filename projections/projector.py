@@ -29,8 +29,8 @@ from adapters.kafka import DEAD_LETTER, consumer, topic_names
 from adapters.migrations import migrate
 from adapters.store import EventStore
 from adapters.store_reader import StoreReader, last_position, latest_versions
-from projections.catalog import on_training_event
-from projections.people import on_enrollment_event, on_user_event
+from projections.catalog import TRAININGS, on_training_event
+from projections.people import ENROLLMENTS, USERS, on_enrollment_event, on_user_event
 from projections.tables import LIVE, Tables, tables
 from projections.unit import Event, UnitOfWork
 
@@ -41,6 +41,8 @@ HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Event], None]] = {
     "enrollment": on_enrollment_event,
     "user": on_user_event,
 }
+ROUTING = (TRAININGS, ENROLLMENTS, USERS)
+"""The projector's declarations, one per topic it reads (SPEC §10.1)."""
 REPLAYED = ("trainings", "sessions", "enrollments", "users", "applied")
 """Rebuilt by a replay; notifications are not (read marks are not events)."""
 
@@ -215,7 +217,7 @@ class Projector(ConsumerLoop):
         self.reader = reader
         create_tables(engine, reader=reader)
         names = topic_names(prefix)
-        topics = [names["training"], names["enrollment"], names["user"]]
+        topics = [names[aggregate] for routing in ROUTING for aggregate in routing.aggregates]
         super().__init__(
             bootstrap, group_id, topics, self._apply, max_records, names[DEAD_LETTER], "projector"
         )

@@ -362,7 +362,8 @@ def test_a_mail_that_cannot_be_built_is_recorded_retried_and_given_up(
     from sqlalchemy import select
 
     from adapters.db import engine_for
-    from consumers.notifier import Sender, SmtpConfig, outbox
+    from consumers.outbox import outbox
+    from consumers.sender import Sender, SmtpConfig
 
     engine = engine_for(database_url)
     with MailCatcher() as catcher:
@@ -409,7 +410,8 @@ def test_a_mail_server_that_is_down_costs_one_bounded_round(
 
     from adapters.db import engine_for
     from adapters.embedded import free_port
-    from consumers.notifier import Sender, SmtpConfig, outbox
+    from consumers.outbox import outbox
+    from consumers.sender import Sender, SmtpConfig
 
     engine = engine_for(database_url)
     sender = Sender(engine, SmtpConfig("127.0.0.1", free_port(), "rollcall@example.com"), clock)

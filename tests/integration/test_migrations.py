@@ -31,7 +31,7 @@ from adapters.db import (
 from adapters.store import EventStore, store_env
 from adapters.store_reader import StoreReader
 from application.service import Rollcall
-from consumers.notifier import outbox
+from consumers.outbox import outbox
 from projections.projector import create_tables, replay, shape_is_stale
 from projections.tables import LIVE
 from tests.infra import fresh_postgres_database

@@ -46,10 +46,12 @@ from application.commands import (
 )
 from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
-from consumers.notifier import Notifier, Sender, SmtpConfig, outbox
+from consumers.outbox import outbox
+from consumers.sender import Sender, SmtpConfig
 from projections.notifications import entries, mark_read
 from projections.tables import LIVE
 from tests.infra import due_mails, read_topics, wait_for
+from tests.pipeline import Pipeline
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World
 
 
@@ -57,46 +59,6 @@ from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World
 def catcher() -> Iterator[MailCatcher]:
     with MailCatcher() as running:
         yield running
-
-
-class Pipeline:
-    """Relay -> Kafka -> notifier -> outbox -> SMTP, stepped by the test."""
-
-    def __init__(
-        self,
-        rc: Rollcall,
-        url: str,
-        broker: LocalBroker,
-        prefix: str,
-        catcher: MailCatcher,
-        clock: ManualClock,
-    ) -> None:
-        self.rc = rc
-        self.engine = engine_for(url)
-        publisher = KafkaPublisher(broker.bootstrap, prefix, 2)
-        publisher.prepare()  # as `rollcall serve` does: the topics exist before the notifier joins
-        self.relay = Relay(rc.store, self.engine, publisher)
-        self.notifier = Notifier(self.engine, rc.store, broker.bootstrap, prefix, clock)
-        smtp = SmtpConfig("127.0.0.1", catcher.port, "rollcall@example.com")
-        self.sender = Sender(self.engine, smtp, clock)
-
-    def pump(self) -> None:
-        while self.relay.run_once():
-            pass
-        while self.notifier.loop.poll_once(timeout_ms=300):
-            pass
-        asyncio.run(self.sender.send_due())
-
-    def until(self, condition: Any, timeout: float = 30) -> None:
-        def step() -> bool:
-            self.pump()
-            return bool(condition())
-
-        wait_for(step, timeout=timeout, interval=0)
-
-    def close(self) -> None:
-        self.notifier.close()
-        self.relay.publisher.close()
 
 
 @pytest.fixture
@@ -237,6 +199,77 @@ def test_r15_locking_the_list_sends_one_attendance_notice_per_participant(
         "Lena Learner's session of Fire safety is final": 2,
         "Otto Other's session of Fire safety is final": 2,
     }
+
+
+def test_r15_locking_a_training_with_a_waitlist_tells_every_participants_supervisor(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    """R15, SPEC §10.1: people waiting in line do not stop the lock's notices. The
+    training's own ``Waitlisted`` event was once taken for the enrollment's, failed, was
+    dead-lettered, and every later event of the training with it: the lock told
+    nobody."""
+    world = World(rollcall, clock)
+    world.reports_to(OTHER, SUPERVISOR)
+    training = world.training(days=(10,), capacity=1)
+    world.enroll(training)
+    rollcall.enroll(
+        Enroll(
+            actor_id=OTHER, training_id=training.id, session_id=training.sessions[0], waitlist=True
+        )
+    )
+    world.rc.set_lock(SetLock(actor_id=ADMIN, training_id=training.id, locked=True))
+    final = "Lena Learner's session of Fire safety is final"
+    pipeline.until(lambda: final in [m["Subject"] for m in catcher.received()])
+    pipeline.pump()
+    assert Counter(m["Subject"] for m in to(catcher.received(), "sam@example.com")) == {
+        "Lena Learner enrolled in Fire safety": 1,
+        "Otto Other is on the waitlist for Fire safety": 1,
+        final: 1,  # Otto holds no seat: his place in line is not final
+    }
+    assert pipeline.notifier.dead_lettered == 0
+
+
+def test_a_notice_tells_the_facts_as_of_its_event_however_late_it_is_handled(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    """SPEC §10.1: after the enrollment, before the notifier's turn, the learner gets
+    another supervisor, the session moves to another hall, and the training stops
+    telling supervisors. Each notice tells the facts of its own event: the enrollment
+    the hall then, to the supervisor then; the move the new hall, to the new
+    supervisor, who was still to be told at that moment."""
+    world = World(rollcall, clock)
+    world.user("nina")  # Lena's next supervisor
+    training = world.training(days=(10,))
+    session = training.sessions[0]
+    world.enroll(training)
+    world.reports_to(LEARNER, "nina")
+    world.rc.update_session(
+        UpdateSession(
+            actor_id=ADMIN,
+            training_id=training.id,
+            session_id=session,
+            changes={"location": "New hall"},
+        )
+    )
+    world.rc.update_training(
+        UpdateTraining(actor_id=ADMIN, training_id=training.id, notify_supervisors=False)
+    )
+    pipeline.until(lambda: len(catcher.received()) >= 4)
+    pipeline.pump()
+    received = catcher.received()
+    assert sorted((m["To"], m["Subject"]) for m in received) == [
+        ("lena@example.com", "You are enrolled in Fire safety"),
+        ("lena@example.com", "Your session of Fire safety was rescheduled"),
+        ("nina@example.com", "Lena Learner's session of Fire safety was rescheduled"),
+        ("sam@example.com", "Lena Learner enrolled in Fire safety"),
+    ]
+    enrolled = next(m for m in received if m["Subject"] == "Lena Learner enrolled in Fire safety")
+    body = enrolled.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Room 10" in body
+    assert "New hall" not in body
+    assert "LOCATION:Room 10" in calendar(enrolled)
+    moved = next(m for m in received if m["To"] == "nina@example.com")
+    assert "LOCATION:New hall" in calendar(moved)
 
 
 def test_rescheduling_and_cancelling_a_session_tells_each_learner_and_supervisor_once(

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from adapters.clock import ManualClock
 from adapters.db import get_position
 from adapters.embedded import LocalBroker, free_port
-from consumers.notifier import outbox
+from consumers.outbox import outbox
 from entrypoints import bootstrap
 from entrypoints.api.auth import issue_token
 from entrypoints.runtime import Runtime

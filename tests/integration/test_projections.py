@@ -37,7 +37,6 @@ from application.service import Rollcall
 from projections.catalog import catalog
 from projections.people import enrollments_of, roster, team
 from projections.projector import (
-    REPLAYED,
     Projector,
     apply_batch,
     caught_up,
@@ -47,6 +46,7 @@ from projections.projector import (
 )
 from projections.tables import LIVE
 from tests.infra import wait_for
+from tests.pipeline import dump
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World, days_before
 
 
@@ -111,20 +111,6 @@ def publish_all(rc: Rollcall, url: str, bootstrap: str, prefix: str) -> int:
     while relay.run_once():
         pass
     return relay.position
-
-
-def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every replayable row, in primary-key order, for row-for-row comparison."""
-    with engine.connect() as conn:
-        return {
-            name: [
-                tuple(row)
-                for row in conn.execute(
-                    select(getattr(LIVE, name)).order_by(*getattr(LIVE, name).primary_key)
-                )
-            ]
-            for name in REPLAYED
-        }
 
 
 def project(engine: Engine, rc: Rollcall, bootstrap: str, prefix: str, group: str) -> None:

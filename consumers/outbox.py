@@ -1,0 +1,36 @@
+"""The mail outbox: every mail the notifier queues, until the sender has delivered it
+(or given it up). The notifier writes a notification-center entry and its mail in one
+transaction; the sender (``consumers/sender.py``) claims due mails with a lease,
+delivers them and marks them sent."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+
+from projections.tables import Instant
+
+outbox_metadata = MetaData()  # the table is made by adapters/migrations, never by create_all
+outbox = Table(
+    "nf_outbox",
+    outbox_metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("recipient_id", String(128), nullable=False),
+    Column("recipient_email", String(254), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("ics", Text),
+    Column("ics_method", String(10), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Instant, nullable=False),
+    Column("claimed_until", Instant),
+    Column("sent_at", Instant),
+    Column("last_error", Text),
+)
+
+
+MAIL_ATTEMPTS = 12
+"""Tries of one mail before it is given up (about an hour and a half with the backoff)."""

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    DateTime,
+    Dialect,
     Engine,
     MetaData,
     String,
@@ -28,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.types import TypeDecorator
 
 from domain.errors import ValidationFailed
 
@@ -84,7 +88,7 @@ def engine_for(database_url: str) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version of Rollcall's own tables this code writes (the number of its newest
 migration, ``adapters/migrations``); a database at a newer one is refused."""
 SCHEMA = "rollcall:schema"
@@ -253,3 +257,21 @@ def _upsert_positions(conn: Connection, wanted: dict[str, int], forward_only: bo
                 where=(positions.c.position < upsert.excluded.position) if forward_only else None,
             )
         )
+
+
+class Instant(TypeDecorator[datetime]):
+    """Timezone-aware UTC instants on both dialects (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
 
-from projections.tables import Instant
+from adapters.db import Instant
 
 outbox_metadata = MetaData()  # the table is made by adapters/migrations, never by create_all
 outbox = Table(

@@ -32,6 +32,7 @@ from application.service import Rollcall
 from consumers.notifier import Notifier
 from consumers.sender import Sender, SmtpConfig
 from domain.errors import ValidationFailed
+from entrypoints import serving
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import check_secret
 from entrypoints.api.limits import RateLimit
@@ -78,6 +79,20 @@ def require_kafka(settings: Settings) -> str:
             "(`rollcall serve` with no part starts a local one)"
         )
     return settings.kafka_bootstrap
+
+
+def broker_of(settings: Settings) -> str:
+    """The broker a command-line tool talks to: the configured one, else the local broker
+    of the ``rollcall serve`` running on this data dir (``entrypoints/serving.py``)."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    record = serving.running(settings.data_dir)
+    if record is None:
+        raise ValidationFailed(
+            "ROLLCALL_KAFKA_BOOTSTRAP is not set and no `rollcall serve` runs on "
+            f"{settings.data_dir.resolve()}: start it, or name the broker"
+        )
+    return str(record["kafka"])
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:

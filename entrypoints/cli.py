@@ -25,12 +25,14 @@ import typer
 import uvicorn
 from eventsourcing.persistence import OperationalError as PersistenceOperationalError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from uvicorn.supervisors import Multiprocess
 
-from adapters import logs, migrations
+from adapters import dead_letters, logs, migrations
 from adapters.contract import SCHEMAS, superseded
 from adapters.db import check_database, engine_for
+from adapters.dead_letters import DeadLetter
 from adapters.kafka import ensure_topics, topic_names
 from adapters.store_reader import Decoder, StoreReader
 from application.commands import PutUser
@@ -40,6 +42,7 @@ from entrypoints import bootstrap
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.catalog import contract_files
+from entrypoints.dead_letters import Redriver
 from entrypoints.demo import ADMIN as DEMO_ADMIN
 from entrypoints.demo import Demo
 from entrypoints.observability import problems, registry_for, serve_health
@@ -499,6 +502,77 @@ def replay(
                 )
                 raise typer.Exit(2) from None
         typer.echo(f"{applied} events applied; read models swapped in")
+
+
+dead_letters_app = typer.Typer(
+    help="Records a part could not handle, parked in the dead-letter topic (SPEC 10.1)."
+)
+app.add_typer(dead_letters_app, name="dead-letters")
+
+
+def _dead_letters(settings: Settings) -> tuple[Engine, list[DeadLetter]]:
+    with refusals_as_exit():
+        kafka = bootstrap.broker_of(settings)
+    engine = engine_for(settings.resolved_database_url)
+    migrations.migrate(engine)
+    return engine, dead_letters.read(kafka, settings.topic_prefix, engine)
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Every dead letter, oldest first: its id, part, source, event type, error, and when
+    it was redriven (blank: still waiting)."""
+    settings = load_settings()
+    engine, found = _dead_letters(settings)
+    engine.dispose()
+    for dead in found:
+        row = dead.summary()
+        if as_json:
+            typer.echo(json.dumps(row))
+        else:
+            waiting = row["redriven_at"] or "waiting"
+            typer.echo(
+                f"{row['id']:>8}  {row['part']:<9}  {waiting:<25}  {row['source']}  "
+                f"{row['type'] or '-'}  {row['error']}"
+            )
+    if not as_json:
+        left = sum(1 for dead in found if dead.redriven_at is None)
+        typer.echo(f"{len(found)} dead letter(s), {left} waiting", err=True)
+
+
+@dead_letters_app.command("redrive")
+def dead_letters_redrive(
+    ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="ids to give again (default: every waiting one)"),
+    ] = None,
+) -> None:
+    """Give dead letters to their part again, after the cause is fixed. Each counts once
+    in effect however often it is given; one the part still fails on stays waiting, and
+    the command exits 1."""
+    settings = load_settings()
+    engine, found = _dead_letters(settings)
+    by_id = {dead.id: dead for dead in found}
+    unknown = sorted(set(ids or ()) - set(by_id))
+    if unknown:
+        typer.echo(f"error: no dead letter {', '.join(unknown)}", err=True)
+        raise typer.Exit(2)
+    chosen = [by_id[i] for i in ids] if ids else [d for d in found if d.redriven_at is None]
+    failed = 0
+    with opened(settings) as rollcall:
+        redriver = Redriver(engine, rollcall.store)
+        for dead in chosen:
+            why = redriver.redrive(dead)
+            if why is None:
+                typer.echo(f"{dead.id}: redriven to the {dead.part}")
+            else:
+                failed += 1
+                typer.echo(f"{dead.id}: still refused: {why}", err=True)
+    engine.dispose()
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from adapters.embedded import LocalBroker, MailCatcher, free_port
 from application.service import Rollcall
 from consumers.notifier import Notifier
 from consumers.sender import SmtpConfig
+from entrypoints import serving
 from entrypoints.bootstrap import PARTS, Wiring, smtp_config
 from entrypoints.settings import Settings
 from entrypoints.supervisor import Supervisor
@@ -127,6 +128,8 @@ class Runtime:
             if not self._server_thread.is_alive():
                 raise RuntimeError(f"the API could not start on {self.url}")
             time.sleep(0.02)
+        serving.write(settings.data_dir, self.url, bootstrap)
+        resources.callback(serving.remove, settings.data_dir)
         return self
 
     @property

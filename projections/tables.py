@@ -7,7 +7,6 @@ fresh tables beside the live ones and swap them in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -15,8 +14,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
-    Dialect,
     Index,
     Integer,
     MetaData,
@@ -24,25 +21,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.types import TypeDecorator
 
-
-class Instant(TypeDecorator[datetime]):
-    """Timezone-aware UTC instants on both dialects (SQLite stores them naive)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from adapters.db import Instant
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.clock import Clock
+from adapters.db import Instant
 from domain.errors import Reason, RollcallError
-from projections.tables import Instant
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -108,7 +108,7 @@ class Demo:
         entries: list[dict[str, Any]] = []
         deadline = time.monotonic() + 30
         while len(entries) < 3 and time.monotonic() < deadline:
-            entries = call("GET", "/v1/me/notifications", SUPERVISOR)
+            entries = call("GET", "/v1/me/notifications", SUPERVISOR)["data"]
             time.sleep(0.2)
         for entry in reversed(entries):
             say(f"   notification center: {entry['title']}")

@@ -1,39 +1,66 @@
-"""The notification center (SPEC §5): a recipient's entries, unread first; mark read."""
+"""The notification center (SPEC §5, §10.1): a recipient's entries, newest first, a
+page at a time, with how many are unread; mark read."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection, RowMapping
 
 from domain.errors import NotFound
+from projections.paging import Order, Page, page
 from projections.tables import Tables
 
 
-def entries(
-    conn: Connection, t: Tables, recipient_id: str, limit: int = 100
-) -> list[dict[str, Any]]:
+def entries_page(
+    conn: Connection,
+    t: Tables,
+    recipient_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    unread: bool = False,
+) -> Page:
+    """A page of the recipient's entries, newest first (``unread``: only those not
+    read yet). Marking an entry read never moves it, so paging sees each once."""
     n = t.notifications.c
-    rows = conn.execute(
-        select(t.notifications)
-        .where(n.recipient_id == recipient_id)
-        .order_by(n.read_at.is_not(None), n.position.desc(), n.notification_id)
-        .limit(limit)
-    ).mappings()
-    return [
-        {
-            "id": row["notification_id"],
-            "kind": row["kind"],
-            "title": row["title"],
-            "body": row["body"],
-            "data": row["data"],
-            "created_at": row["created_at"].isoformat(),
-            "read": row["read_at"] is not None,
-        }
-        for row in rows
-    ]
+    query = select(t.notifications).where(n.recipient_id == recipient_id)
+    if unread:
+        query = query.where(n.read_at.is_(None))
+    order = Order([n.position, n.notification_id], descending=True)
+    return page(conn, query, order, cursor, limit, lambda rows: [_entry(r) for r in rows])
+
+
+def unread_count(conn: Connection, t: Tables, recipient_id: str) -> int:
+    n = t.notifications.c
+    query = select(func.count()).where(n.recipient_id == recipient_id, n.read_at.is_(None))
+    return int(conn.execute(query).scalar_one())
+
+
+def entries(conn: Connection, t: Tables, recipient_id: str) -> list[dict[str, Any]]:
+    """Every entry of the recipient, newest first (tests, the personal-data report)."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        listed = entries_page(conn, t, recipient_id, limit=500, cursor=cursor)
+        found += listed.data
+        if listed.next_cursor is None:
+            return found
+        cursor = listed.next_cursor
+
+
+def _entry(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["notification_id"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "body": row["body"],
+        "data": row["data"],
+        "created_at": row["created_at"].isoformat(),
+        "read": row["read_at"] is not None,
+    }
 
 
 def mark_read(

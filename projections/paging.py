@@ -39,6 +39,12 @@ class Order:
     columns: Sequence[Any]
     instants: frozenset[int] = frozenset()
     """Positions of the columns that hold instants."""
+    descending: bool = False
+    """Largest first (newest first, for the notification center)."""
+
+    @property
+    def sorted_by(self) -> list[Any]:
+        return [c.desc() for c in self.columns] if self.descending else list(self.columns)
 
     def key(self, row: RowMapping) -> list[Any]:
         values = [row[c.name] for c in self.columns]
@@ -56,7 +62,8 @@ class Order:
         condition: ColumnElement[bool] = false()
         for i in reversed(range(len(self.columns))):
             equal = [self.columns[j] == values[j] for j in range(i)]
-            condition = or_(and_(*equal, self.columns[i] > values[i]), condition)
+            beyond = self.columns[i] < values[i] if self.descending else self.columns[i] > values[i]
+            condition = or_(and_(*equal, beyond), condition)
         return condition
 
 
@@ -71,7 +78,7 @@ def page(
     """The page of ``query`` after ``cursor``; ``shape`` turns its rows into answers."""
     if cursor:
         query = query.where(order.after(cursor))
-    rows = list(conn.execute(query.order_by(*order.columns).limit(limit + 1)).mappings())
+    rows = list(conn.execute(query.order_by(*order.sorted_by).limit(limit + 1)).mappings())
     more = len(rows) > limit
     rows = rows[:limit]
     following = _encode(order.key(rows[-1])) if more else None

@@ -143,7 +143,12 @@ def tables(suffix: str = "") -> Tables:
         enrollments.c.enrollment_id,
     )
     Index(f"ix_rm_users_supervisor{suffix}", users.c.supervisor_id)
-    Index(f"ix_rm_notifications_recipient{suffix}", notifications.c.recipient_id)
+    Index(
+        f"ix_rm_notifications_recipient{suffix}",
+        notifications.c.recipient_id,
+        notifications.c.position,
+        notifications.c.notification_id,
+    )
     return Tables(md, trainings, sessions, enrollments, users, notifications, applied)
 
 

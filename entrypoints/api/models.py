@@ -463,6 +463,12 @@ class PageOut(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+class NotificationPageOut(PageOut[NotificationOut]):
+    """A page of the notification center, newest first, and the unread entries of all."""
+
+    unread_count: int
+
+
 class ErrorOut(BaseModel):
     error: str
     message: str

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.engine import Connection
@@ -45,6 +45,7 @@ from entrypoints.api.routing import add_routes
 from entrypoints.ui import signin
 from entrypoints.ui.sentences import sentence, wall_time
 from projections import catalog, notifications, people
+from projections.paging import Page
 from projections.tables import LIVE
 
 T = TypeVar("T")
@@ -135,11 +136,19 @@ async def read(
     return await run_in_threadpool(run)
 
 
+BELL = 8
+"""Entries the bell's pop-up shows; the notification page shows them all."""
+NOTIFICATIONS_PAGE = 25
+
+
 async def chrome(services: Services, who: signin.Session, after: int | None) -> dict[str, Any]:
     """What every page's header shows: the user, their role, the bell."""
-    entries = await read(
-        services, who, after, lambda c: notifications.entries(c, LIVE, who.user_id, limit=20)
-    )
+
+    def bell(conn: Connection) -> tuple[Page, int]:
+        latest = notifications.entries_page(conn, LIVE, who.user_id, limit=BELL)
+        return latest, notifications.unread_count(conn, LIVE, who.user_id)
+
+    latest, unread = await read(services, who, after, bell)
     user = await run_in_threadpool(services.rollcall.get_user, who.user_id, who.user_id)
     manager = "admin" in user["roles"] or {"enroll_users", "view_users_and_enroll"} <= set(
         user["permissions"]
@@ -147,8 +156,9 @@ async def chrome(services: Services, who: signin.Session, after: int | None) -> 
     return {
         "user": user,
         "manager": manager,
-        "bell": entries[:8],
-        "unread": sum(1 for e in entries if not e["read"]),
+        "bell": latest.data,
+        "more": latest.next_cursor is not None,
+        "unread": unread,
     }
 
 
@@ -429,6 +439,34 @@ async def team_page(
     members = await read(services, who, after, lambda c: people.team(c, LIVE, who.user_id, now))
     return render(
         request, "team.html.j2", who, members=members, **await chrome(services, who, None)
+    )
+
+
+@router.get("/notifications")
+async def notifications_page(
+    request: Request,
+    who: Signed,
+    services: Services,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    unread: bool = False,
+) -> Response:
+    """Every entry of the notification center, newest first, a page at a time."""
+    listed = await read(
+        services,
+        who,
+        None,
+        lambda c: notifications.entries_page(
+            c, LIVE, who.user_id, limit=NOTIFICATIONS_PAGE, cursor=cursor, unread=unread
+        ),
+    )
+    return render(
+        request,
+        "notifications.html.j2",
+        who,
+        entries=listed.data,
+        next_cursor=listed.next_cursor,
+        only_unread=unread,
+        **await chrome(services, who, None),
     )
 
 

@@ -139,10 +139,12 @@ def test_learner_story_switch_unenroll_with_confirmation(api: Api) -> None:
         "POST", f"/v1/me/trainings/{tid}/unenroll", LEARNER, "not_enrolled", json={"confirm": True}
     )
     # the supervisor's notification center and team view catch up
-    wait_for(lambda: len(api.ok("GET", "/v1/me/notifications", SUPERVISOR)) == 3, timeout=30)
-    entries = api.ok("GET", "/v1/me/notifications", SUPERVISOR)
+    center = "/v1/me/notifications"
+    wait_for(lambda: api.ok("GET", center, SUPERVISOR)["unread_count"] == 3, timeout=30)
+    entries = api.ok("GET", center, SUPERVISOR)["data"]
     read = api.ok("POST", f"/v1/me/notifications/{entries[0]['id']}/read", SUPERVISOR)
     assert read == {"id": entries[0]["id"], "read": True}
+    assert api.ok("GET", center, SUPERVISOR)["unread_count"] == 2
     api.refused("POST", f"/v1/me/notifications/{entries[1]['id']}/read", OTHER, "not_found")
     team = api.ok("GET", "/v1/me/team", SUPERVISOR, params={"min_position": done["position"]})
     assert team[0]["user_id"] == LEARNER

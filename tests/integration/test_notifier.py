@@ -48,7 +48,7 @@ from application.scheduler import DeadlineScheduler
 from application.service import Rollcall
 from consumers.outbox import outbox
 from consumers.sender import Sender, SmtpConfig
-from projections.notifications import entries, mark_read
+from projections.notifications import entries, entries_page, mark_read, unread_count
 from projections.tables import LIVE
 from tests.infra import due_mails, read_topics, wait_for
 from tests.pipeline import Pipeline
@@ -486,23 +486,40 @@ def test_poison_message_goes_to_dead_letter_and_the_rest_still_flows(
     assert pipeline.notifier.dead_lettered == 2
 
 
-def test_notification_center_lists_unread_first_and_marks_read(
+def test_notification_center_pages_newest_first_counts_unread_and_marks_read(
     pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
 ) -> None:
+    """SPEC §10.1: newest first, a page at a time (a supervisor of a large team sees
+    every entry, not the latest hundred), the unread count of all of them, the unread
+    ones alone on request; marking read moves nothing, so paging sees each once."""
     world = World(rollcall, clock)
-    first = world.training(apart=True)
-    second = world.training(apart=True)
-    world.enroll(first)
-    world.enroll(second)
-    pipeline.until(lambda: len(catcher.received()) >= 2)
+    trainings = [world.training(apart=True) for _ in range(5)]
+    for training in trainings:
+        world.enroll(training)
+    pipeline.until(lambda: len(catcher.received()) >= 10)
     with pipeline.engine.begin() as conn:
-        older, newer = entries(conn, LIVE, SUPERVISOR)[::-1]
-        mark_read(conn, LIVE, SUPERVISOR, newer["id"], clock.now())
-        mark_read(conn, LIVE, SUPERVISOR, newer["id"], clock.now())  # idempotent
-        listed = entries(conn, LIVE, SUPERVISOR)
+        every = entries(conn, LIVE, SUPERVISOR)
+        assert len(every) == 5
+        newest, *_, oldest = every
+        mark_read(conn, LIVE, SUPERVISOR, newest["id"], clock.now())
+        mark_read(conn, LIVE, SUPERVISOR, newest["id"], clock.now())  # idempotent
         with pytest.raises(Exception, match="not_found"):
-            mark_read(conn, LIVE, OTHER, older["id"], clock.now())  # not theirs
-    assert [(e["id"], e["read"]) for e in listed] == [(older["id"], False), (newer["id"], True)]
+            mark_read(conn, LIVE, OTHER, oldest["id"], clock.now())  # not theirs
+        assert unread_count(conn, LIVE, SUPERVISOR) == 4
+        first = entries_page(conn, LIVE, SUPERVISOR, limit=2)
+        mark_read(conn, LIVE, SUPERVISOR, first.data[1]["id"], clock.now())  # while paging
+        rest = []
+        cursor = first.next_cursor
+        while cursor is not None:
+            more = entries_page(conn, LIVE, SUPERVISOR, limit=2, cursor=cursor)
+            rest += more.data
+            cursor = more.next_cursor
+        unread = entries_page(conn, LIVE, SUPERVISOR, limit=10, unread=True).data
+    assert [e["id"] for e in first.data + rest] == [e["id"] for e in every]
+    assert [e["read"] for e in first.data] == [True, False]  # as read when the page was
+    assert [e["id"] for e in unread] == [e["id"] for e in every[2:]]
+    positions = [e["created_at"] for e in every]
+    assert positions == sorted(positions, reverse=True)
 
 
 def test_notifier_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(

@@ -3,18 +3,28 @@ unenrolling (R1-R10), my team (supervisors, R13), my notification center."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Response
+from fastapi import Query, Request, Response
+from sqlalchemy.engine import Connection
 
 from application.commands import Switch, Unenroll
-from entrypoints.api.deps import Commander, CurrentUser, IfMatch, MinPosition, Services, answer
+from entrypoints.api.deps import (
+    Commander,
+    CurrentUser,
+    IfMatch,
+    MinPosition,
+    PageOf,
+    Services,
+    answer,
+    paged,
+)
 from entrypoints.api.models import (
     CommandOut,
     EnrollmentChangedOut,
     EnrollmentOut,
-    NotificationOut,
+    NotificationPageOut,
     NotificationReadOut,
     OptionsOut,
     SwitchIn,
@@ -23,6 +33,7 @@ from entrypoints.api.models import (
 )
 from entrypoints.api.routing import api_router
 from projections import notifications, people
+from projections.paging import Page
 from projections.tables import LIVE
 
 router = api_router(prefix="/v1/me", tags=["me"])
@@ -102,14 +113,27 @@ async def my_team(
     )
 
 
-@router.get("/notifications", response_model=list[NotificationOut])
+@router.get("/notifications", response_model=NotificationPageOut)
 async def my_notifications(
-    who: CurrentUser, services: Services, response: Response, min_position: MinPosition = None
-) -> list[dict[str, Any]]:
-    """My notification-center entries, unread first."""
-    return await services.read(
-        min_position, who, response, lambda conn: notifications.entries(conn, LIVE, who)
-    )
+    who: CurrentUser,
+    services: Services,
+    request: Request,
+    response: Response,
+    paging: PageOf,
+    unread: Annotated[bool, Query(description="only the entries not read yet")] = False,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """My notification-center entries, newest first, a page at a time, and how many of
+    all of them are unread (SPEC §10.1)."""
+
+    def query(conn: Connection) -> tuple[Page, int]:
+        listed = notifications.entries_page(
+            conn, LIVE, who, limit=paging.limit, cursor=paging.cursor, unread=unread
+        )
+        return listed, notifications.unread_count(conn, LIVE, who)
+
+    listed, count = await services.read(min_position, who, response, query)
+    return {**paged(listed, request, response), "unread_count": count}
 
 
 @router.post("/notifications/{notification_id}/read", response_model=NotificationReadOut)

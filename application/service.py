@@ -133,8 +133,18 @@ class Rollcall:
 
     def _run(self, command: Callable[[], tuple[Sequence[Aggregate], T]]) -> tuple[T, int | None]:
         """Run ``command`` and save what it changed atomically: committed together with
-        the commands that arrive at the same time (``application/group_commit.py``)."""
-        return self.commits.run(partial(self._checked, command))
+        the commands that arrive at the same time (``application/group_commit.py``).
+
+        Whichever thread leads the group runs the command, so the request's correlation
+        id is taken here, on the caller's thread, and travels with it (SPEC §10.2): the
+        leader's own would otherwise be stamped on every event of the group."""
+        correlation_id = logs.correlation_id() or logs.new_correlation_id()
+
+        def correlated() -> tuple[Sequence[Aggregate], T]:
+            with logs.context(correlation_id=correlation_id):
+                return command()
+
+        return self.commits.run(partial(self._checked, correlated))
 
     def _checked(
         self, command: Callable[[], tuple[Sequence[Aggregate], T]]

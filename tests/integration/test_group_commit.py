@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from adapters import logs
 from application.commands import Enroll, SetLock, SetRestrictions
 from application.service import Result, Rollcall
 from domain.errors import Reason, RollcallError
@@ -150,3 +151,32 @@ def test_a_group_whose_save_conflicts_runs_each_command_again_alone(
 @pytest.fixture
 def world(rollcall: Rollcall, clock: Any) -> World:
     return World(rollcall, clock)
+
+
+def test_each_event_of_a_group_carries_its_own_requests_correlation_id(world: World) -> None:
+    """SPEC §10.2: twenty enrollments from twenty requests committed as one group; each
+    event carries the correlation id of the request that caused it, not the one of the
+    thread that happened to lead the group (10 of 20 did on c752a54)."""
+    training = world.training(days=(10,), capacity=30)
+    learners = [f"member{i}" for i in range(20)]
+    for learner in learners:
+        world.user(learner)
+
+    def correlated(user: str) -> Callable[[], Result]:
+        def run() -> Result:
+            with logs.context(correlation_id=f"request-of-{user}"):
+                return enroll(world, user, training.id, training.sessions[0])()
+
+        return run
+
+    before = world.rc.commits.groups
+    outcomes = together(world.rc, [correlated(user) for user in learners])
+    assert all(isinstance(o, Result) for o in outcomes)
+    assert world.rc.commits.groups == before + 1
+    stamped = {}
+    for n in world.rc.store.recorder.select_notifications(start=1, limit=10_000):
+        event = world.rc.store.mapper.to_domain_event(n)
+        user = getattr(event, "user_id", None)
+        if user in learners and n.topic.endswith(("Enrolled", "SeatTaken")):
+            stamped.setdefault(user, set()).add(event.correlation_id)  # type: ignore[attr-defined]
+    assert stamped == {user: {f"request-of-{user}"} for user in learners}

@@ -58,6 +58,8 @@ from psycopg import pq
 from psycopg.errors import error_from_result
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from adapters.idempotency import INSERT_COLUMNS, KeyRow
+
 # Type oids of the values and arrays these statements exchange.
 BYTEA, INT8, TEXT, UUID_ = 17, 20, 25, 2950
 ARRAYS = {BYTEA: 1001, INT8: 1016, TEXT: 1009, UUID_: 2951}
@@ -211,21 +213,78 @@ class RollcallRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        rows = kwargs.pop("idempotency", ())
+        if rows:
+            return self._insert_keyed(stored_events, rows)
         if not self.lean or kwargs.get("tracking") is not None:  # a process application's
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         if not stored_events:
             return []
-        parameters = (
-            binary_array(UUID_, [uuid_bytes(e.originator_id) for e in stored_events]),
-            binary_array(INT8, [_INT8.pack(e.originator_version) for e in stored_events]),
-            binary_array(TEXT, [e.topic.encode() for e in stored_events]),
-            binary_array(BYTEA, [e.state for e in stored_events]),
+        result = self._run(self._insert, _arrays(stored_events))
+        return _numbers(result)
+
+    def _insert_keyed(
+        self, stored_events: Sequence[StoredEvent], rows: Sequence[dict[str, Any]]
+    ) -> Sequence[int]:
+        """The events and the ``Idempotency-Key`` records of their commands in one
+        transaction (SPEC §10.2): both or neither, and a key saved twice fails like a
+        conflicting version."""
+        try:
+            with self.datastore.pool.connection() as conn, conn.transaction():
+                ids = (
+                    _numbers(self._insert.run(conn, _arrays(stored_events)))
+                    if stored_events
+                    else []
+                )
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        _INSERT_KEY, [tuple(row[c] for c in INSERT_COLUMNS) for row in rows]
+                    )
+            return ids
+        except psycopg.Error as error:
+            raise store_error(error) from error
+
+    def idempotency_row(self, user_id: str, key: str) -> KeyRow | None:
+        try:
+            with self.datastore.pool.connection() as conn:
+                found = conn.execute(_SELECT_KEY, (user_id, key)).fetchone()
+        except psycopg.Error as error:
+            raise store_error(error) from error
+        if found is None:
+            return None
+        return KeyRow(
+            found["fingerprint"],
+            found["created_at"],
+            None if found["result"] is None else bytes(found["result"]),
+            found["events"],
+            found["status_code"] is not None,
         )
-        result = self._run(self._insert, parameters)
-        # The sequence numbers the rows in the order unnest gives them, which is the
-        # order of ``stored_events``.
-        return sorted(int8(result.get_value(row, 0)) for row in range(result.ntuples))
+
+    def forget_idempotency(self, user_id: str, key: str) -> None:
+        try:
+            with self.datastore.pool.connection() as conn:
+                conn.execute(_DELETE_KEY, (user_id, key))
+        except psycopg.Error as error:
+            raise store_error(error) from error
+
+    def position_of(self, events: Sequence[tuple[str, int]]) -> int | None:
+        """The store position of the last of these events (aggregate id, version)."""
+        if not events:
+            return None
+        statement = SQL(
+            "SELECT max(notification_id) FROM {schema}.{table} "
+            "WHERE (originator_id, originator_version) IN "
+            "(SELECT * FROM unnest(%s::uuid[], %s::bigint[]))"
+        ).format(**self._names)
+        ids = [UUID(a) for a, _ in events]
+        versions = [v for _, v in events]
+        try:
+            with self.datastore.pool.connection() as conn:
+                found = conn.execute(statement, (ids, versions)).fetchone()
+        except psycopg.Error as error:
+            raise store_error(error) from error
+        return None if found is None or found["max"] is None else int(found["max"])
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_events(
@@ -314,6 +373,33 @@ class RollcallRecorder(PostgresApplicationRecorder):
             snapshot.state,
         ]
         self._run(statement, parameters)
+
+
+_INSERT_KEY = (
+    f"INSERT INTO rollcall_idempotency ({', '.join(INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('%s' for _ in INSERT_COLUMNS)})"
+)
+_SELECT_KEY = (
+    "SELECT fingerprint, created_at, result, events, status_code FROM rollcall_idempotency "
+    "WHERE user_id = %s AND key = %s"
+)
+_DELETE_KEY = "DELETE FROM rollcall_idempotency WHERE user_id = %s AND key = %s"
+
+
+def _arrays(stored_events: Sequence[StoredEvent]) -> tuple[bytes, bytes, bytes, bytes]:
+    """The insert function's four arrays, in PostgreSQL's binary format."""
+    return (
+        binary_array(UUID_, [uuid_bytes(e.originator_id) for e in stored_events]),
+        binary_array(INT8, [_INT8.pack(e.originator_version) for e in stored_events]),
+        binary_array(TEXT, [e.topic.encode() for e in stored_events]),
+        binary_array(BYTEA, [e.state for e in stored_events]),
+    )
+
+
+def _numbers(result: Any) -> list[int]:
+    """The notification ids the insert function returned. The sequence numbers the
+    rows in the order unnest gives them, which is the order of the stored events."""
+    return sorted(int8(result.get_value(row, 0)) for row in range(result.ntuples))
 
 
 def stored_event(

@@ -13,7 +13,7 @@ import gc
 import logging
 import select
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from itertools import chain
@@ -35,9 +35,11 @@ from psycopg_pool import ConnectionPool
 from sqlalchemy.engine import make_url
 
 from adapters.db import SCHEMA_LOCK, check_database, engine_for, prepare_sqlite
+from adapters.idempotency import KeyRow
 from adapters.migrations import migrate
 from adapters.pg_recorder import RollcallRecorder
 from adapters.snapshots import SnapshotTaker
+from adapters.sqlite_recorder import RollcallSQLiteRecorder
 from adapters.write_turns import WriteTurns
 from domain.errors import ValidationFailed
 from domain.inputs import EVENT_BYTES_MAX
@@ -318,6 +320,22 @@ class EventStore(Application[UUID]):
             with self._copy_locked().locked(aggregate.id):
                 self._snapshot_taker.add(copy.deepcopy(aggregate))
 
+    def key_row(self, user_id: str, key: str) -> KeyRow | None:
+        """The ``Idempotency-Key`` record of (user, key), if any (``adapters/idempotency``)."""
+        return self._keyed_recorder().idempotency_row(user_id, key)
+
+    def forget_key(self, user_id: str, key: str) -> None:
+        self._keyed_recorder().forget_idempotency(user_id, key)
+
+    def position_of(self, events: Sequence[tuple[str, int]]) -> int | None:
+        """The store position of the last of these (aggregate id, version) events."""
+        return self._keyed_recorder().position_of(events)
+
+    def _keyed_recorder(self) -> RollcallRecorder | RollcallSQLiteRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, RollcallRecorder | RollcallSQLiteRecorder)
+        return recorder
+
     def settle_snapshots(self, timeout: float | None = None) -> bool:
         """Wait until the snapshots made due so far are written (tests, benchmarks)."""
         return self._snapshot_taker.settle(timeout)
@@ -420,6 +438,8 @@ def store_env(database_url: str) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
+            # Idempotency records saved with the events (``adapters/sqlite_recorder.py``).
+            "APPLICATION_RECORDER_TOPIC": "adapters.sqlite_recorder:RollcallSQLiteRecorder",
         }
     if backend in {"postgresql", "postgres"}:
         return {

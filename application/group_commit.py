@@ -40,6 +40,8 @@ Outcome = tuple[T, int | None]
 @dataclass
 class _Pending(Generic[T]):
     command: Command[T]
+    key: Any = None
+    """The request key it runs under (``adapters/idempotency.RequestKey``), or None."""
     done: bool = False
     outcome: Outcome[T] | None = None
     error: BaseException | None = None
@@ -61,13 +63,16 @@ class GroupCommit:
     def __init__(
         self,
         save: Callable[..., Sequence[Any]],
-        alone: Callable[[Command[Any]], Outcome[Any]],
+        alone: Callable[[Command[Any], Any], Outcome[Any]],
         max_group: int = 64,
         done: Callable[[], None] = lambda: None,
+        keyed: Callable[[Any, Any, set[tuple[UUID, int]]], Any] = lambda *_: None,
     ) -> None:
         self._save = save
         self._alone = alone
         self._done = done
+        self._keyed = keyed
+        """(key, value, events) -> the key's record, saved with the group's events."""
         self.max_group = max_group
         self._queue: deque[_Pending[Any]] = deque()
         self._queue_lock = threading.Lock()
@@ -76,8 +81,10 @@ class GroupCommit:
         self.groups = 0
         self.commands = 0
 
-    def run(self, command: Command[T]) -> Outcome[T]:
-        pending: _Pending[T] = _Pending(command)
+    def run(self, command: Command[T], key: Any = None) -> Outcome[T]:
+        """``key``: the request key the command runs under; its record is saved with
+        the command's events (``adapters/idempotency.py``)."""
+        pending: _Pending[T] = _Pending(command, key)
         with self._queue_lock:
             self._queue.append(pending)
         while not pending.done:
@@ -122,8 +129,13 @@ class GroupCommit:
                 self._run_alone(group[0])
                 return
             ran = self._run_together(group)
+            keys = [
+                self._keyed(pending.key, pending.outcome[0], pending.events)
+                for pending in group
+                if pending.key is not None and pending.error is None and pending.outcome
+            ]
             try:
-                recordings = self._save(*ran.values()) if ran else []
+                recordings = self._save(*ran.values(), keys=keys) if ran else []
             except Exception:  # a conflict, or one event the store refuses: one by one,
                 for pending in group:  # the refused ones too (they saw uncommitted state)
                     self._run_alone(pending)
@@ -181,6 +193,6 @@ class GroupCommit:
     def _run_alone(self, pending: _Pending[Any]) -> None:
         pending.outcome, pending.error = None, None
         try:
-            pending.outcome = self._alone(pending.command)
+            pending.outcome = self._alone(pending.command, pending.key)
         except Exception as error:
             pending.error = error

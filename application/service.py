@@ -32,8 +32,9 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from adapters import logs
+from adapters import idempotency, logs
 from adapters.clock import Clock, SystemClock
+from adapters.idempotency import RequestKey
 from adapters.metrics import measured
 from adapters.store import EventStore, open_store
 from application.audit import history_entry, jsonable
@@ -115,7 +116,9 @@ class Rollcall:
         self.clock: Clock = clock or SystemClock()
         self._known_users: set[str] = set()
         self._reads = _Reads()
-        self.commits = GroupCommit(self._save, self._run_alone, done=store.end_turns)
+        self.commits = GroupCommit(
+            self._save, self._run_alone, done=store.end_turns, keyed=self._key_record
+        )
 
     @classmethod
     def open(cls, database_url: str, clock: Clock | None = None) -> Rollcall:
@@ -136,15 +139,53 @@ class Rollcall:
         the commands that arrive at the same time (``application/group_commit.py``).
 
         Whichever thread leads the group runs the command, so the request's correlation
-        id is taken here, on the caller's thread, and travels with it (SPEC §10.2): the
-        leader's own would otherwise be stamped on every event of the group."""
+        id and ``Idempotency-Key`` are taken here, on the caller's thread, and travel
+        with it (SPEC §10.2). The key's record is saved with the command's events: a
+        command already answered under the key is answered the same, not run again."""
         correlation_id = logs.correlation_id() or logs.new_correlation_id()
+        key = idempotency.requested.get()
+        if key is not None and (first := self._answered(key)) is not None:
+            return first
 
         def correlated() -> tuple[Sequence[Aggregate], T]:
             with logs.context(correlation_id=correlation_id):
                 return command()
 
-        return self.commits.run(partial(self._checked, correlated))
+        try:
+            return self.commits.run(partial(self._checked, correlated), key)
+        except _Answered as answered:
+            return cast(tuple[T, int | None], answered.outcome)
+        except RollcallError:
+            # Refused on the state another request with this key left (it ran at the
+            # same time and saved first): that request's answer is this one's.
+            if key is not None and (first := self._answered(key)) is not None:
+                return first
+            raise
+
+    def _answered(self, key: RequestKey) -> tuple[Any, int | None] | None:
+        """The first answer to ``key``'s command, if one was saved (and is not expired);
+        a different request under the same key is refused."""
+        found = self.store.key_row(key.user_id, key.key)
+        if found is None:
+            return None
+        if idempotency.expired(found.created_at, self.clock.now()):
+            self.store.forget_key(key.user_id, key.key)
+            return None
+        recorded = found.recorded()
+        if recorded is None:
+            return None
+        if recorded.fingerprint != key.fingerprint:
+            raise ValidationFailed(
+                "this Idempotency-Key was already used with another request",
+                {"header": "Idempotency-Key"},
+            )
+        key.replayed = True
+        return recorded.value, self.store.position_of(recorded.events)
+
+    def _key_record(
+        self, key: RequestKey, value: Any, events: Collection[tuple[UUID, int]]
+    ) -> dict[str, Any]:
+        return idempotency.row(key, self.clock.now(), value, list(events))
 
     def _checked(
         self, command: Callable[[], tuple[Sequence[Aggregate], T]]
@@ -168,29 +209,50 @@ class Rollcall:
             self._reads.unchecked = None
         return command()
 
-    def _save(self, *aggregates: Aggregate) -> Sequence[Any]:
-        """Save atomically; on a conflict, bring this process's cached copies of the
+    def _save(self, *aggregates: Aggregate, keys: Sequence[Any] = ()) -> Sequence[Any]:
+        """Save atomically (with the ``Idempotency-Key`` records of the commands, when
+        they have keys); on a conflict, bring this process's cached copies of the
         aggregates up to date first, so that the command's next run reads them fresh."""
         try:
+            if keys:
+                return self.store.save(*aggregates, idempotency=keys)
             return self.store.save(*aggregates)
         except IntegrityError:
             self.store.refresh(a.id for a in aggregates)
             raise
 
     def _run_alone(
-        self, command: Callable[[], tuple[Sequence[Aggregate], T]]
+        self, command: Callable[[], tuple[Sequence[Aggregate], T]], key: RequestKey | None = None
     ) -> tuple[T, int | None]:
         """Run ``command`` in its own save, re-running it on conflicts (R7): a save that
         meets another writer, or aggregates read on either side of another's save.
         After a conflict it reads fresh: at once before the next try, not from a cache
         refreshed before the pause (two processes on one hot training ran out of tries
-        that way)."""
+        that way). A conflict on the command's key (another request with it saved
+        first) ends in that request's answer."""
         try:
             for attempt in range(MAX_ATTEMPTS):
                 try:
                     aggregates, value = command()
-                    recordings = self._save(*aggregates)
+                    keys = []
+                    if key is not None:
+                        events = {
+                            (a.id, e.originator_version)
+                            for a in aggregates
+                            for e in a.pending_events
+                        }
+                        keys = [self._key_record(key, value, events)]
+                    recordings = self._save(*aggregates, keys=keys)
                 except (IntegrityError, StaleRead):
+                    if key is not None and (first := self._answered(key)) is not None:
+                        raise _Answered(first) from None
+                    if key is not None and self.store.key_row(key.user_id, key.key):
+                        # Another request with the key was answered without a command
+                        # record (refused meanwhile): its answer is the HTTP layer's.
+                        raise RollcallError(
+                            Reason.CONFLICT,
+                            "another request with this Idempotency-Key was answered",
+                        ) from None
                     time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
                     self._reads.fresh = True
                     continue
@@ -818,6 +880,20 @@ class Rollcall:
             raise NotFound("aggregate", aggregate_id) from None
         state = {k.lstrip("_"): v for k, v in vars(aggregate).items() if k != "_pending_events"}
         return {"type": type(aggregate).__name__, **jsonable(state)}
+
+
+def _changed_in(aggregates: Sequence[Aggregate]) -> Iterator[Any]:
+    """The aggregates' pending events, each with its aggregate's id."""
+    for aggregate in aggregates:
+        yield from aggregate.pending_events
+
+
+class _Answered(Exception):
+    """A command's key was answered by another request meanwhile: its outcome."""
+
+    def __init__(self, outcome: tuple[Any, int | None]) -> None:
+        super().__init__("answered under the same Idempotency-Key")
+        self.outcome = outcome
 
 
 def _consistent(read: Callable[[], T]) -> T:

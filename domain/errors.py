@@ -33,6 +33,7 @@ class Reason(StrEnum):
     UNAUTHORIZED = "unauthorized"
     RATE_LIMITED = "rate_limited"
     PRECONDITION_FAILED = "precondition_failed"
+    UNAVAILABLE = "unavailable"
 
 
 MESSAGES: dict[Reason, str] = {
@@ -57,6 +58,8 @@ MESSAGES: dict[Reason, str] = {
     Reason.UNAUTHORIZED: "Authentication is required.",
     Reason.RATE_LIMITED: "Too many commands; please wait a moment.",
     Reason.PRECONDITION_FAILED: "It changed since you read it (If-Match); read it again.",
+    Reason.UNAVAILABLE: "A service Rollcall depends on is unavailable for a moment; nothing "
+    "was changed that you were not told of. Retry after the time in Retry-After.",
 }
 
 

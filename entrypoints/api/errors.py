@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.faults import FAULT_TYPES, describe, is_transient
 from domain.errors import MESSAGES, Reason, RollcallError
 from entrypoints.api.limits import retry_after
 from entrypoints.api.models import ErrorOut
@@ -40,7 +41,11 @@ STATUS = {
     Reason.NOT_FOUND: 404,
     Reason.RATE_LIMITED: 429,
     Reason.PRECONDITION_FAILED: 412,
+    Reason.UNAVAILABLE: 503,
 }
+RETRY_AFTER_UNAVAILABLE = 2
+"""Seconds a client waits before retrying after a passing fault (a new connection, a
+moment for the database or disk to recover)."""
 RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
     for status, description in [
@@ -51,6 +56,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (412, "precondition_failed: If-Match names a version that is no longer current"),
         (422, "validation_error"),
         (429, "rate_limited: too many commands from this user (see Retry-After)"),
+        (503, "unavailable: a passing fault (database, disk, broker); retry after Retry-After"),
     ]
 }
 """What every route may answer besides its success, for OpenAPI."""
@@ -66,7 +72,14 @@ def error_response(error: RollcallError) -> JSONResponse:
         response.headers["WWW-Authenticate"] = "Bearer"
     if error.reason is Reason.RATE_LIMITED:
         response.headers["Retry-After"] = retry_after(error.details.get("retry_after", 1))
+    if error.reason is Reason.UNAVAILABLE:
+        response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
     return response
+
+
+def unavailable(error: BaseException) -> RollcallError:
+    """The answer to a passing fault (``adapters.faults.is_transient``): 503."""
+    return RollcallError(Reason.UNAVAILABLE, details={"fault": type(error).__name__})
 
 
 def install(app: FastAPI) -> None:
@@ -102,10 +115,25 @@ def install(app: FastAPI) -> None:
             headers=error.headers,
         )
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    async def fault(request: Request, error: Exception) -> JSONResponse:
+        """A passing fault is 503 with Retry-After (SPEC §10.2), logged as a warning;
+        anything else is a bug: 500, logged with its traceback."""
+        if is_transient(error):
+            log.warning(
+                "%s %s: unavailable for a moment: %s",
+                request.method,
+                request.url.path,
+                describe(error),
+            )
+            return error_response(unavailable(error))
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(
             {"error": "internal", "message": "An unexpected error occurred.", "details": {}},
             status_code=500,
         )
+
+    # By type, so that the framework answers them where the routes run and does not
+    # also re-raise them for the server to log as crashes (it does for ``Exception``).
+    for kind in FAULT_TYPES:
+        app.add_exception_handler(kind, fault)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, fault)

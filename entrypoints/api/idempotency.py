@@ -1,73 +1,49 @@
-"""``Idempotency-Key`` on POST commands (SPEC §9.5).
+"""``Idempotency-Key`` on POST commands (SPEC §9.5, §10.2).
 
-A client that did not hear the answer to a command (a timeout, a dropped connection)
-sends it again with the same key; the command must not run twice. The first request
-with a (user, key) claims it in the database; its answer is stored there and given
-again, unchanged, to every later request with that key and the same body for 24 hours.
-The same key with another method, path or body is a client bug: 422. A request that
-arrives while the first is still running waits for its answer (up to
-``IN_PROGRESS_WAIT``), then gets 409 and may retry.
+A client that did not hear the answer to a command (a timeout, a dropped connection, a
+server killed mid-request) sends it again with the same key; the command must not run
+twice, and the client must learn what the first one did. The command's record is saved
+by the application in the same transaction as its events (``adapters/idempotency.py``),
+so a crash leaves either nothing (a retry runs the command) or the first answer (a
+retry gets it, marked ``Idempotent-Replayed: true``): no key is ever left claimed and
+unanswered, and no retry waits or is refused for that.
 
-What is not stored, so that a retry runs the command: 5xx, a rate limit (429) and a
-``conflict`` after the application's own retries, none of which changed anything.
-
-Crash window, stated: a process killed while running a command leaves its key claimed
-and unanswered. After ``ABANDONED_AFTER`` a retry takes the key over and runs the
-command, which may then have happened twice if the killed process had saved it first.
+Here, around the route: the same key with another method, path or body is a client bug
+(422); once an answer is sent it is kept whole (status, body, Location), so most
+retries are answered from it without reaching the application; a refusal, which
+changed nothing, is kept the same way. Not kept, so that a retry runs the command: 5xx,
+a rate limit (429), ``unauthorized`` and a ``conflict`` after the application's own
+retries, none of which changed anything.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import (
-    Column,
-    Engine,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    delete,
-    select,
-    update,
-)
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.clock import Clock
-from adapters.db import Instant
+from adapters.faults import describe, is_transient
+from adapters.idempotency import KEEP, RequestKey, expired, keys, requested
 from domain.errors import Reason, RollcallError
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-KEEP = timedelta(hours=24)
-ABANDONED_AFTER = timedelta(seconds=60)
-IN_PROGRESS_WAIT = 10.0
 KEY_MAX = 255
 NOT_KEPT_ERRORS = {Reason.CONFLICT.value, Reason.RATE_LIMITED.value, Reason.UNAUTHORIZED.value}
-
-_metadata = MetaData()  # the table is made by adapters/migrations (r0002)
-keys = Table(
-    "rollcall_idempotency",
-    _metadata,
-    Column("user_id", String(128), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("fingerprint", String(64), nullable=False),
-    Column("created_at", Instant, nullable=False),
-    Column("status_code", Integer),
-    Column("body", LargeBinary),
-    Column("location", String(500)),
-)
 
 
 @dataclass(frozen=True)
@@ -77,19 +53,13 @@ class Answer:
     location: str | None
 
 
-class Claimed:
-    """This request holds the key: run the command and record its answer."""
+@dataclass(frozen=True)
+class Found:
+    """A key's row as this layer reads it."""
 
-
-class Pending:
-    """Another request holds the key and has not answered yet."""
-
-
-class Mismatch:
-    """The key was used with another request."""
-
-
-Claim = Answer | Claimed | Pending | Mismatch
+    fingerprint: str
+    created_at: datetime
+    answer: Answer | None
 
 
 def valid_key(key: str) -> bool:
@@ -105,71 +75,66 @@ def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
 
 
 class Keys:
-    """The stored keys and answers."""
+    """The keys' rows, as the HTTP layer reads and completes them."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
         self._purged_at = float("-inf")
 
-    def claim(self, user_id: str, key: str, print_: str) -> Claim:
+    def find(self, user_id: str, key: str) -> Found | None:
+        """The key's row; an expired one is forgotten (the key may be used again)."""
         now = self.clock.now()
         self._purge(now)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(keys).where(keys.c.user_id == user_id, keys.c.key == key)
+            ).first()
+        if row is None:
+            return None
+        if expired(row.created_at, now):
+            self.forget(user_id, key)
+            return None
+        answer = None
+        if row.status_code is not None:
+            answer = Answer(row.status_code, bytes(row.body or b""), row.location)
+        return Found(row.fingerprint, row.created_at, answer)
+
+    def keep(self, key: RequestKey, answer: Answer) -> None:
+        """Keep the answer sent: a new row (a refusal, a command that changed nothing,
+        a route that is no command), or the application's row completed."""
+        values = {
+            "status_code": answer.status_code,
+            "body": answer.body,
+            "location": answer.location,
+        }
         with self.engine.begin() as conn:
             try:
                 with conn.begin_nested():
                     conn.execute(
                         keys.insert().values(
-                            user_id=user_id, key=key, fingerprint=print_, created_at=now
+                            user_id=key.user_id,
+                            key=key.key,
+                            fingerprint=key.fingerprint,
+                            created_at=self.clock.now(),
+                            **values,
                         )
                     )
-                return Claimed()
             except IntegrityError:
-                pass
-            row = conn.execute(
-                select(keys).where(keys.c.user_id == user_id, keys.c.key == key)
-            ).one()
-            created = row.created_at
-            expired = created < now - KEEP
-            abandoned = row.status_code is None and created < now - ABANDONED_AFTER
-            if not expired and row.fingerprint != print_:
-                return Mismatch()
-            if expired or abandoned:
-                taken = conn.execute(
+                conn.execute(
                     update(keys)
                     .where(
-                        keys.c.user_id == user_id,
-                        keys.c.key == key,
-                        keys.c.created_at == row.created_at,
+                        keys.c.user_id == key.user_id,
+                        keys.c.key == key.key,
+                        keys.c.fingerprint == key.fingerprint,
+                        keys.c.status_code.is_(None),
                     )
-                    .values(
-                        fingerprint=print_,
-                        created_at=now,
-                        status_code=None,
-                        body=None,
-                        location=None,
-                    )
+                    .values(**values)
                 )
-                return Claimed() if taken.rowcount == 1 else Pending()
-            if row.status_code is None:
-                return Pending()
-            return Answer(row.status_code, row.body, row.location)
 
-    def answer(self, user_id: str, key: str, answer: Answer) -> None:
+    def forget(self, user_id: str, key: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(keys)
-                .where(keys.c.user_id == user_id, keys.c.key == key)
-                .values(status_code=answer.status_code, body=answer.body, location=answer.location)
-            )
-
-    def release(self, user_id: str, key: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(keys).where(
-                    keys.c.user_id == user_id, keys.c.key == key, keys.c.status_code.is_(None)
-                )
-            )
+            conn.execute(delete(keys).where(keys.c.user_id == user_id, keys.c.key == key))
 
     def _purge(self, now: datetime) -> None:
         """Forget keys older than 24 hours (at most once a minute per process)."""
@@ -217,56 +182,50 @@ class IdempotencyMiddleware:
             await self.error(refusal)(scope, receive, send)
             return
         body = await request.body()
-        print_ = fingerprint(request.method, scope["path"], str(request.query_params), body)
-        claim = await self._claim(user_id, key, print_)
-        if not isinstance(claim, Claimed):
-            await self._answer_claim(claim)(scope, receive, send)
+        keyed = RequestKey(
+            user_id,
+            key,
+            fingerprint(request.method, scope["path"], str(request.query_params), body),
+        )
+        try:
+            found = await run_in_threadpool(self.keys.find, user_id, key)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            await self.error(self.unavailable(error))(scope, receive, send)
+            return
+        if found is not None and found.fingerprint != keyed.fingerprint:
+            refusal = RollcallError(
+                Reason.VALIDATION_ERROR, f"this {HEADER} was already used with another request"
+            )
+            await self.error(refusal)(scope, receive, send)
+            return
+        if found is not None and found.answer is not None:
+            await _replayed(found.answer)(scope, receive, send)
+            return
+        token = requested.set(keyed)
+        try:
+            answer = await self._run(scope, body, send, keyed)
+        finally:
+            requested.reset(token)
+        if answer is None:
             return
         try:
-            answer = await self._run(scope, body, send)
-        except BaseException:
-            await run_in_threadpool(self.keys.release, user_id, key)
-            raise
-        if answer is None:
-            await run_in_threadpool(self.keys.release, user_id, key)
-        else:
-            await run_in_threadpool(self.keys.answer, user_id, key, answer)
+            await run_in_threadpool(self.keys.keep, keyed, answer)
+        except Exception as error:  # sent already; a retry finds the application's record
+            if not is_transient(error):
+                raise
+            log.warning("the answer to an Idempotency-Key was not kept: %s", describe(error))
 
-    async def _claim(self, user_id: str, key: str, print_: str) -> Claim:
-        deadline = time.monotonic() + IN_PROGRESS_WAIT
-        while True:
-            claim = await run_in_threadpool(self.keys.claim, user_id, key, print_)
-            if not isinstance(claim, Pending) or time.monotonic() > deadline:
-                return claim
-            await asyncio.sleep(0.05)
+    def unavailable(self, error: BaseException) -> RollcallError:
+        return RollcallError(Reason.UNAVAILABLE, details={"fault": type(error).__name__})
 
-    def _answer_claim(self, claim: Claim) -> Response:
-        if isinstance(claim, Answer):
-            headers = {REPLAYED_HEADER: "true"}
-            if claim.location:
-                headers["Location"] = claim.location
-            return Response(claim.body, claim.status_code, headers, media_type="application/json")
-        if isinstance(claim, Mismatch):
-            return self.error(
-                RollcallError(
-                    Reason.VALIDATION_ERROR,
-                    f"this {HEADER} was already used with another request",
-                )
-            )
-        response = self.error(
-            RollcallError(
-                Reason.CONFLICT,
-                f"a request with this {HEADER} is still being processed; retry later",
-            )
-        )
-        response.headers["Retry-After"] = "1"
-        return response
-
-    async def _run(self, scope: Scope, body: bytes, send: Send) -> Answer | None:
-        """Run the command, passing its answer through; return it if it is to be kept."""
+    async def _run(self, scope: Scope, body: bytes, send: Send, keyed: RequestKey) -> Answer | None:
+        """Run the route, passing its answer through (marked replayed when the
+        application answered from the key's record); return it if it is to be kept."""
         sent_body = False
 
-        async def replay_body() -> dict[str, object]:
+        async def replay_body() -> Message:
             nonlocal sent_body
             if sent_body:
                 return {"type": "http.disconnect"}
@@ -277,22 +236,33 @@ class IdempotencyMiddleware:
         location: str | None = None
         chunks: list[bytes] = []
 
-        async def capture(message: dict[str, object]) -> None:
+        async def capture(message: Message) -> None:
             nonlocal status, location
             if message["type"] == "http.response.start":
-                status = int(message["status"])  # type: ignore[call-overload]
-                for name, value in message.get("headers", []):  # type: ignore[attr-defined]
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                for name, value in headers:
                     if name.lower() == b"location":
                         location = value.decode("latin-1")
+                if keyed.replayed:
+                    headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+                message = {**message, "headers": headers}
             elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))  # type: ignore[arg-type]
+                chunks.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, replay_body, capture)  # type: ignore[arg-type]
+        await self.app(scope, replay_body, capture)
         answer = b"".join(chunks)
         if status >= 500 or _error_code(answer) in NOT_KEPT_ERRORS:
             return None
         return Answer(status, answer, location)
+
+
+def _replayed(answer: Answer) -> Response:
+    headers = {REPLAYED_HEADER: "true"}
+    if answer.location:
+        headers["Location"] = answer.location
+    return Response(answer.body, answer.status_code, headers, media_type="application/json")
 
 
 def _error_code(body: bytes) -> str | None:

@@ -91,6 +91,10 @@ class LocalBroker:
             stdout=output,
             stderr=output,
             preexec_fn=_die_with_parent,
+            # Its own process group: a Ctrl-C at the terminal goes to Rollcall's group,
+            # and Rollcall stops the broker after the parts that use it (the broker dying
+            # first under them made every client log a lost connection).
+            start_new_session=True,
         )
         if output is not subprocess.DEVNULL:
             output.close()  # the broker has its own copy

@@ -129,8 +129,12 @@ class KafkaPublisher:
         partitions: int = 4,
         retention_ms: int = UNLIMITED,
         max_message_bytes: int = 1_000_000,
+        check_topics: bool = True,
     ) -> None:
         self.bootstrap = bootstrap
+        self.check_topics = check_topics
+        """Ask the broker how the topics are configured (the embedded broker cannot
+        answer: it drops the connection of a DescribeConfigs request)."""
         self.prefix = prefix
         self.topics = topic_names(prefix)
         self.partitions = partitions
@@ -176,7 +180,10 @@ class KafkaPublisher:
         try:
             self._connect()
             assert self._admin is not None
-            for topic in short_retention(self._admin, self.prefix, self.retention_ms):
+            checked = self.check_topics
+            for topic in (
+                short_retention(self._admin, self.prefix, self.retention_ms) if checked else ()
+            ):
                 log.warning(
                     "topic %s keeps less than ROLLCALL_KAFKA_RETENTION_MS: subscribers and "
                     "`rollcall replay --source kafka` will miss older events",
@@ -241,6 +248,14 @@ class KafkaPublisher:
             value=value,
             headers=[("error", refused.error.encode()[:1000]), ("consumer", b"relay"), *extra],
         )
+
+    def event_partitions(self) -> list[tuple[str, int]]:
+        """The partitions of the event topics (not the dead-letter topic) as created."""
+        return [
+            (self.topics[aggregate], partition)
+            for aggregate in AGGREGATES
+            for partition in range(self.partitions)
+        ]
 
     def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """How far each partition's log goes now (creating missing topics first, so a

@@ -50,6 +50,8 @@ class Publisher(Protocol):
 
     def end_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 
+    def event_partitions(self) -> list[tuple[str, int]]: ...
+
     def close(self) -> None: ...
 
 
@@ -142,7 +144,7 @@ class Relay:
         over from the beginning of the store. Returns False when it started over."""
         self._checked_at = time.monotonic()
         if not self.marks:
-            return True
+            return self._check_unmarked()
         ends = self.publisher.end_offsets(sorted(self.marks))
         short = [(tp, ends[tp], mark) for tp, mark in self.marks.items() if ends[tp] < mark]
         if not short:
@@ -151,6 +153,20 @@ class Relay:
         self._start_over(
             f"{topic}[{partition}] ends at offset {end}, the relay had published up to {mark}"
         )
+        return False
+
+    def _check_unmarked(self) -> bool:
+        """A relay that published without keeping marks (the first release's did not)
+        can still tell a broker that holds nothing at all: every event topic empty
+        although the relay's position says it published (an embedded broker, which
+        keeps nothing across a restart, after an upgrade from the first release)."""
+        if self.position == 0:
+            return True
+        partitions = self.publisher.event_partitions()
+        ends = self.publisher.end_offsets(partitions)
+        if any(ends[tp] for tp in partitions):
+            return True
+        self._start_over(f"the event topics are empty; the relay had published {self.position}")
         return False
 
     def _start_over(self, why: str) -> None:

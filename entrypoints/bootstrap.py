@@ -149,7 +149,14 @@ class Wiring:
 
     def publisher(self) -> KafkaPublisher:
         s = self.settings
-        return KafkaPublisher(self._kafka, s.topic_prefix, s.kafka_partitions, s.kafka_retention_ms)
+        return KafkaPublisher(
+            self._kafka,
+            s.topic_prefix,
+            s.kafka_partitions,
+            s.kafka_retention_ms,
+            # The embedded broker (``rollcall serve`` started it) cannot describe topics.
+            check_topics=bool(s.kafka_bootstrap),
+        )
 
     def relay(self) -> Relay:
         return Relay(self.rollcall.store, self.engine, self.publisher())

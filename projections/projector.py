@@ -11,6 +11,7 @@ no-ops, and a crash between the two commits replays harmlessly.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import time
@@ -67,10 +68,7 @@ def create_tables(engine: Engine, t: Tables = LIVE, reader: StoreReader | None =
     if reader is None:
         log.warning("read models were built by an older release: run `rollcall replay`")
         return
-    with _one_rebuilder(engine):
-        if shape_is_stale(engine):  # not done by another process meanwhile
-            log.warning("read models were built by an older release: rebuilding them")
-            replay(engine, reader.batches())
+    replay(engine, reader.batches(), if_stale=True)
 
 
 def shape_is_stale(engine: Engine) -> bool:
@@ -94,18 +92,30 @@ def shape_is_stale(engine: Engine) -> bool:
 
 @contextlib.contextmanager
 def _one_rebuilder(engine: Engine) -> Iterator[None]:
-    """One process at a time rebuilds (PostgreSQL: an advisory lock held meanwhile)."""
+    """One rebuilder at a time: on PostgreSQL an advisory lock held meanwhile; on SQLite
+    a lock on a file beside the database, which also keeps two threads of one process
+    apart (the API and the projector of ``rollcall serve`` both start by rebuilding
+    read models an older release built, into the same shadow tables)."""
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.rebuild-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
     with engine.connect() as conn:
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": REBUILD_LOCK})
-            conn.commit()
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": REBUILD_LOCK})
+        conn.commit()
         try:
             yield
         finally:
-            if postgres:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": REBUILD_LOCK})
-                conn.commit()
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": REBUILD_LOCK})
+            conn.commit()
 
 
 REBUILD_LOCK = 0x526F6C6C52656275  # "RollRebu"
@@ -287,10 +297,24 @@ def replay(
     engine: Engine,
     batches: Iterable[list[Event]],
     on_progress: Callable[[int], None] = lambda n: None,
+    if_stale: bool = False,
 ) -> int:
     """Rebuild the read models into fresh tables, then swap them in atomically.
     Live tables of an older shape (after an upgrade that changed it) are made anew in
-    the swap, in the shape this release defines."""
+    the swap, in the shape this release defines. One rebuild at a time, whoever asks
+    (``_one_rebuilder``); ``if_stale``: only if the live tables are still of an older
+    shape once it is this one's turn (another may have rebuilt them meanwhile)."""
+    with _one_rebuilder(engine):
+        if if_stale:
+            if not shape_is_stale(engine):
+                return 0  # rebuilt by another meanwhile
+            log.warning("read models were built by an older release: rebuilding them")
+        return _rebuilt(engine, batches, on_progress)
+
+
+def _rebuilt(
+    engine: Engine, batches: Iterable[list[Event]], on_progress: Callable[[int], None]
+) -> int:
     shadow = tables("_replay")
     drop_schema(engine, shadow.metadata)
     migrate(engine)

@@ -10,15 +10,17 @@ from typing import Any
 
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
 
 from adapters.clock import ManualClock
-from adapters.db import engine_for
+from adapters.db import engine_for, get_positions
 from adapters.embedded import LocalBroker, MailCatcher
 from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
 from adapters.relay import Relay
 from adapters.store_reader import StoreReader
 from application.service import Rollcall
-from consumers.notifier import Notifier
+from consumers.notices import NOTICES
+from consumers.notifier import SEEN, Notifier
 from consumers.outbox import outbox
 from consumers.sender import Sender, SmtpConfig
 from projections.projector import REPLAYED, Projector, caught_up, replay
@@ -88,14 +90,26 @@ class Pipeline:
         target = self.rc.store.recorder.max_notification_id() or 0
 
         def done() -> bool:
-            if self.projector is not None:
-                with self.engine.connect() as conn:
-                    if not caught_up(conn, self.rc.store, target):
-                        return False
+            with self.engine.connect() as conn:
+                if self.projector is not None and not caught_up(conn, self.rc.store, target):
+                    return False
+                if not self._notified(conn, target):
+                    return False
             return self.relay.position >= target and self.sender.pending() == 0
 
         self.until(done, timeout)
         self.pump()  # anything extra would arrive now
+
+    def _notified(self, conn: Connection, target: int) -> bool:
+        """Has the notifier seen every event up to ``target`` of the topics it reads?"""
+        read = {f"rollcall.{a}." for a in NOTICES.aggregates}
+        wanted = {
+            n.originator_id: n.originator_version
+            for n in self.rc.store.recorder.select_notifications(start=1, limit=target)
+            if n.topic.startswith(tuple(read))
+        }
+        seen = get_positions(conn, [SEEN + str(a) for a in wanted])
+        return all(seen.get(SEEN + str(a), 0) >= v for a, v in wanted.items())
 
     @property
     def dead_lettered(self) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import Engine
 
 from adapters.clock import ManualClock
 from adapters.db import engine_for
@@ -33,6 +34,7 @@ class Client:
     rollcall: Rollcall
     clock: ManualClock
     project: Callable[[], None]
+    engine: Engine
     trainings: int = 0
 
     def call(self, method: str, path: str, user: str | None, **kwargs: Any) -> Response:
@@ -99,7 +101,7 @@ def api_client(rollcall: Rollcall, database_url: str, clock: ManualClock) -> Ite
 
     try:
         with TestClient(app) as http:
-            yield Client(http, rollcall, clock, project)
+            yield Client(http, rollcall, clock, project, engine)
     finally:
         engine.dispose()
 

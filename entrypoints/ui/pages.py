@@ -86,7 +86,12 @@ def manager(who: Signed, services: Services) -> signin.Session:
 
 
 def session(request: Request, services: Services) -> signin.Session:
-    found = signin.session_of(request.cookies.get(signin.COOKIE), services.jwt_secret)
+    found = signin.session_of(
+        services.engine,
+        request.cookies.get(signin.COOKIE),
+        services.jwt_secret,
+        datetime.now(UTC),
+    )
     if found is None or not services.rollcall.is_known_user(found.user_id):
         raise SignInNeeded
     return found
@@ -206,9 +211,12 @@ async def login(request: Request, services: Services, token: str = "") -> Respon
     if not services.rollcall.is_known_user(user_id):
         return render(request, "signed_out.html.j2", None, message="Unknown user.", status=400)
     answer = RedirectResponse("/ui/", status_code=303)
+    cookie = await run_in_threadpool(
+        signin.new_session, services.engine, user_id, services.jwt_secret, datetime.now(UTC)
+    )
     answer.set_cookie(
         signin.COOKIE,
-        signin.new_session(user_id, services.jwt_secret, datetime.now(UTC)),
+        cookie,
         max_age=int(signin.SESSION_TTL.total_seconds()),
         path="/ui",
         httponly=True,
@@ -219,7 +227,9 @@ async def login(request: Request, services: Services, token: str = "") -> Respon
 
 
 @router.post("/logout")
-async def logout(who: Posted) -> Response:
+async def logout(who: Posted, services: Services) -> Response:
+    """Sign out: the session ends on the server (a copy of the cookie is refused too)."""
+    await run_in_threadpool(signin.end_session, services.engine, who.session_id, datetime.now(UTC))
     answer = RedirectResponse("/ui/signed-out", status_code=303)
     answer.delete_cookie(signin.COOKIE, path="/ui", httponly=True, samesite="strict")
     return answer

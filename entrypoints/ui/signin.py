@@ -7,6 +7,11 @@ user and a random session id, HttpOnly, SameSite=Strict, Secure when the request
 over HTTPS, scoped to ``/ui``. Every form carries a CSRF token derived from the
 session id with the server's secret, checked on each POST; a page never shows the
 secret, the bearer tokens or the cookie's value.
+
+The server keeps each session (``ui_sessions``, SPEC §10.2): a cookie is good only
+while its session is recorded and not ended. Signing out ends it, so a copy of the
+cookie taken before is refused afterwards; deactivating a user ends all of theirs;
+a new secret ends every session, since no cookie signed with the old one verifies.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
-from sqlalchemy import Column, DateTime, MetaData, String, Table, insert
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from adapters.db import Instant
 from domain.user import validate_user_id
 from entrypoints.api.auth import ALGORITHM, ISSUER
 
@@ -38,6 +44,15 @@ used_links = Table(
     Column("link_id", String(64), primary_key=True),
     Column("user_id", String(128), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=False),
+)
+sessions = Table(  # made by adapters/migrations (r0007)
+    "ui_sessions",
+    _metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("expires_at", Instant, nullable=False),
+    Column("ended_at", Instant),
 )
 
 
@@ -79,11 +94,21 @@ def redeem(engine: Engine, token: str, secret: str, now: datetime) -> str:
     return str(claims["sub"])
 
 
-def new_session(user_id: str, secret: str, now: datetime) -> str:
-    """The session cookie's value."""
+def new_session(engine: Engine, user_id: str, secret: str, now: datetime) -> str:
+    """Start a session: recorded by the server, and the cookie's value that names it."""
+    session_id = secrets.token_urlsafe(18)
+    with engine.begin() as conn:
+        conn.execute(
+            delete(sessions).where(sessions.c.expires_at < now - SESSION_TTL)  # long gone
+        )
+        conn.execute(
+            insert(sessions).values(
+                session_id=session_id, user_id=user_id, created_at=now, expires_at=now + SESSION_TTL
+            )
+        )
     claims = {
         "sub": user_id,
-        "sid": secrets.token_urlsafe(18),
+        "sid": session_id,
         "iat": now,
         "exp": now + SESSION_TTL,
         "iss": ISSUER,
@@ -92,14 +117,48 @@ def new_session(user_id: str, secret: str, now: datetime) -> str:
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def session_of(cookie: str | None, secret: str) -> Session | None:
+def session_of(engine: Engine, cookie: str | None, secret: str, now: datetime) -> Session | None:
+    """The session a cookie names, while the server holds it open; None otherwise."""
     if not cookie:
         return None
     try:
         claims = _decode(cookie, secret, SESSION_AUDIENCE, "Your session")
     except SignInRefused:
         return None
-    return Session(str(claims["sub"]), str(claims["sid"]), csrf_token(str(claims["sid"]), secret))
+    session_id, user_id = str(claims["sid"]), str(claims["sub"])
+    with engine.connect() as conn:
+        open_ = conn.execute(
+            select(sessions.c.session_id).where(
+                sessions.c.session_id == session_id,
+                sessions.c.user_id == user_id,
+                sessions.c.ended_at.is_(None),
+                sessions.c.expires_at > now,
+            )
+        ).first()
+    if open_ is None:
+        return None
+    return Session(user_id, session_id, csrf_token(session_id, secret))
+
+
+def end_session(engine: Engine, session_id: str, now: datetime) -> None:
+    """Sign out: the session ends on the server, whatever copies of its cookie exist."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(sessions)
+            .where(sessions.c.session_id == session_id, sessions.c.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+
+
+def end_sessions_of(engine: Engine, user_id: str, now: datetime) -> int:
+    """End every open session of a user (a deactivation); returns how many."""
+    with engine.begin() as conn:
+        ended = conn.execute(
+            update(sessions)
+            .where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+    return int(ended.rowcount)
 
 
 def csrf_token(session_id: str, secret: str) -> str:

@@ -378,6 +378,27 @@ def test_forged_forms_and_spent_links_are_refused(server: Server, browser: Brows
     assert "unsafe-inline" not in policy
 
 
+def test_signing_out_ends_the_session_for_a_copied_cookie_too(
+    server: Server, browser: Browser
+) -> None:
+    """SPEC §10.2 (ASVS 3.3.1): the cookie copied before signing out opens nothing
+    afterwards; it opened "My trainings" for eight hours when sign-out only deleted it
+    from the browser."""
+    page = sign_in(browser, server, LEARNER)
+    copied = {c["name"]: c for c in page.context.cookies()}["rollcall_session"]["value"]
+    assert httpx.get(f"{server.url}/ui/", cookies={"rollcall_session": copied}).status_code == 200
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
+    after = httpx.get(f"{server.url}/ui/", cookies={"rollcall_session": copied})
+    assert after.status_code == 401
+    assert "Sign in" in after.text
+    again = browser.new_context()
+    again.add_cookies([{"name": "rollcall_session", "value": copied, "url": f"{server.url}/ui/"}])
+    stale = again.new_page()
+    stale.goto(f"{server.url}/ui/")
+    expect(stale.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
 def test_enrolling_where_one_could_not_cancel_later_asks_first(
     server: Server, browser: Browser
 ) -> None:

@@ -14,9 +14,9 @@ from tests.scenario import ADMIN, LEARNER
 
 def signed_in(c: Client, user: str) -> str:
     """Sign ``user`` in on the client; the CSRF token of their session."""
-    cookie = signin.new_session(user, SECRET, datetime.now(UTC))
+    cookie = signin.new_session(c.engine, user, SECRET, datetime.now(UTC))
     c.http.cookies.set(signin.COOKIE, cookie, path="/ui")
-    found = signin.session_of(cookie, SECRET)
+    found = signin.session_of(c.engine, cookie, SECRET, datetime.now(UTC))
     assert found is not None
     return found.csrf
 

@@ -225,6 +225,11 @@ def _with_interval(run: Callable[[threading.Event, float], None], interval: floa
     return lambda stop: run(stop, interval)
 
 
+STOP_SECONDS = 9
+"""How long a part asked to stop may take to finish what it holds: the process exits
+within 10 s of SIGTERM (SPEC §10.2)."""
+
+
 def run_until_signalled(parts: dict[str, Factory]) -> bool:
     """Run the parts until SIGINT/SIGTERM; False when one failed (the process should
     exit non-zero so that an orchestrator restarts it). A part that does not stop in
@@ -236,8 +241,8 @@ def run_until_signalled(parts: dict[str, Factory]) -> bool:
     for name, factory in parts.items():
         supervisor.start(name, factory)
     supervisor.stop.wait()
-    if not supervisor.shutdown(timeout=30):
-        log.warning("a part did not stop within 30s; exiting anyway")
+    if not supervisor.shutdown(timeout=STOP_SECONDS):
+        log.warning("a part did not stop within %ss; exiting anyway", STOP_SECONDS)
         logging.shutdown()
         os._exit(1 if supervisor.failed else 0)
     return not supervisor.failed

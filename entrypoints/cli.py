@@ -227,6 +227,34 @@ def serve(
             wiring.close()
 
 
+GRACE_SECONDS = 8
+"""How long a stopping API waits for requests in flight: a part asked to stop (SIGTERM)
+exits within 10 s (SPEC §10.2)."""
+WORKER_START_SECONDS = 120
+"""How long a worker of ``serve api --workers N`` may take to start before it is taken
+for hung. uvicorn's 5 s killed workers still importing on a busy host, over and over."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which, stopped by a signal, exits 0 like every other part:
+    uvicorn raises the signal again once it has shut down, so the process ended 143."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """The HTTP API alone (production: several replicas behind a load balancer; in one
     replica, ``workers`` processes sharing its port)."""
@@ -237,14 +265,17 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> Non
                 app_ = wiring.api(settings.kafka_bootstrap)
             if workers == 1:
                 bootstrap.ready_to_serve()
-                uvicorn.run(
-                    app_,
-                    host=host,
-                    port=port,
-                    log_level="info",
-                    log_config=None,
-                    server_header=False,
-                )
+                _Server(
+                    uvicorn.Config(
+                        app_,
+                        host=host,
+                        port=port,
+                        log_level="info",
+                        log_config=None,
+                        server_header=False,
+                        timeout_graceful_shutdown=GRACE_SECONDS,
+                    )
+                ).run()
                 return
         finally:
             wiring.close()
@@ -257,6 +288,8 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> Non
         log_level="info",
         log_config=None,
         server_header=False,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        timeout_worker_healthcheck=WORKER_START_SECONDS,
     )
     Multiprocess(config, sockets=[listening_socket(config)]).run()
 

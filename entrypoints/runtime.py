@@ -117,6 +117,7 @@ class Runtime:
                 log_level="warning",
                 log_config=None,
                 server_header=False,
+                timeout_graceful_shutdown=8,
             )
         )
         self._server_thread = threading.Thread(target=self._server.run, daemon=True)

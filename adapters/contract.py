@@ -172,9 +172,16 @@ def registry() -> dict[str, EventType]:
     return {t.stored_topic: t for t in sorted(types, key=lambda t: t.ce_type)}
 
 
-@cache
+_by_ce_type: tuple[dict[str, EventType], dict[str, EventType]] | None = None
+
+
 def by_ce_type() -> dict[str, EventType]:
-    return {t.ce_type: t for t in registry().values()}
+    """Every published event type by its CloudEvent type (built once per registry)."""
+    global _by_ce_type
+    types = registry()
+    if _by_ce_type is None or _by_ce_type[0] is not types:
+        _by_ce_type = (types, {t.ce_type: t for t in types.values()})
+    return _by_ce_type[1]
 
 
 class UnknownEventType(ValueError):

@@ -155,40 +155,79 @@ class Sender:
     async def send_due(self, limit: int = 100) -> int:
         """Try up to ``limit`` due mails over one SMTP connection; return how many were
         delivered. Each mail is recorded as sent as soon as the server has accepted it,
-        so a crash can resend at most the one in flight (same Message-ID). Failures
-        count against ``limit`` too: an SMTP server that is down costs one bounded round."""
+        so a crash can resend at most the one in flight (same Message-ID).
+
+        A mail the server refuses (or that cannot be built) counts an attempt against
+        that mail, which then waits its own backoff. A server that cannot be reached,
+        refuses the login or drops the connection fails every mail alike: no mail is
+        charged, every one stays due, and ``ServerAway`` tells the caller to wait for
+        the server (the circuit of ``run``), which then sends them all at once."""
         delivered = tried = 0
         smtp: aiosmtplib.SMTP | None = None
         marks = _SentMarks(self.engine)
+        rows: list[dict[str, Any]] = []
         try:
             while tried < limit and (rows := self._claim(min(50, limit - tried))):
                 tried += len(rows)
-                for row in rows:
+                while rows:
+                    row = rows[0]
                     try:
-                        content = rendered(
-                            message_id=row["message_id"],
-                            sender=self.smtp.sender,
-                            recipient=row["recipient_email"],
-                            subject=row["subject"],
-                            text=row["text"],
-                            html=row["html"],
-                            ics=row["ics"],
-                            ics_method=row["ics_method"],
-                            date=row["created_at"],
-                        )
-                        smtp = smtp or await self._connect()
+                        content = self._content(row)
+                    except Exception as error:  # this mail's own fault: it cannot be built
+                        self._failed(rows.pop(0), error)
+                        continue
+                    if smtp is None:
+                        try:  # whatever fails here fails for every mail
+                            smtp = await self._connect()
+                        except Exception as error:
+                            raise ServerAway(error) from error
+                    try:
                         await smtp.sendmail(self.smtp.sender, [row["recipient_email"]], content)
-                    except Exception as error:  # building or sending: recorded, retried
-                        self._failed(row, error)
+                    except Exception as error:
                         await _closed(smtp)  # a fresh connection for the next one
                         smtp = None
+                        if _server_away(error):
+                            raise ServerAway(error) from error
+                        self._failed(rows.pop(0), error)
                         continue
+                    rows.pop(0)
                     await self._mark_sent(marks, row["message_id"])
                     delivered += 1
         finally:
+            self._release(rows)  # claimed, not tried: due again at once, for anyone
             marks.close()
             await _closed(smtp, polite=True)
         return delivered
+
+    def _content(self, row: dict[str, Any]) -> bytes:
+        return rendered(
+            message_id=row["message_id"],
+            sender=self.smtp.sender,
+            recipient=row["recipient_email"],
+            subject=row["subject"],
+            text=row["text"],
+            html=row["html"],
+            ics=row["ics"],
+            ics_method=row["ics_method"],
+            date=row["created_at"],
+        )
+
+    def _release(self, rows: list[dict[str, Any]]) -> None:
+        """Give back the claims of mails not tried (the server went away first)."""
+        if not rows:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.message_id.in_([row["message_id"] for row in rows]))
+                    .where(outbox.c.sent_at.is_(None))
+                    .values(claimed_until=None)
+                )
+        except Exception as error:  # they come back when their lease ends anyway
+            if not is_transient(error):
+                raise
+            log.warning("sender: claims not given back: %s", describe(error))
 
     async def _connect(self) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(
@@ -267,13 +306,25 @@ class Sender:
     def run(self, stop: threading.Event, interval: float = 0.2, limit: int = 500) -> None:
         """Send what is due until ``stop``: at once while there is more, else when
         ``wake`` is set (the notifier queued mail) or after ``interval`` (retries, other
-        processes' mail). A database fault is retried with backoff."""
+        processes' mail). A database fault is retried with backoff.
+
+        While the SMTP server is away the sender probes it, from every half second up
+        to every ``AWAY_PROBE_CAP`` seconds, instead of charging each mail an attempt
+        and a backoff of its own: the backlog of an outage stays due and is sent at full
+        speed within seconds of the server's return (SPEC §10.2, bench/mail.py
+        --outage)."""
 
         async def loop() -> None:
             backoff = Backoff(first=interval, cap=10.0)
+            away = Backoff(first=0.5, cap=AWAY_PROBE_CAP)
             while not stop.is_set():
                 try:
                     sent = await self.send_due(limit)
+                except ServerAway as gone:
+                    if not away.failures:
+                        log.warning("sender: the SMTP server is away (%s); mail waits", gone)
+                    await asyncio.to_thread(stop.wait, away.next())
+                    continue
                 except Exception as error:
                     if not is_transient(error):
                         raise
@@ -281,9 +332,48 @@ class Sender:
                     log.warning("sender: %s; retrying in %.1fs", describe(error), delay)
                     await asyncio.sleep(delay)
                     continue
+                if away.failures:
+                    log.warning("sender: the SMTP server is back; sending what waited")
+                    away.reset()
                 backoff.reset()
                 if sent < limit:  # nothing more due, or some failed: wait a moment
                     await asyncio.to_thread(self.wake.wait, interval)
                     self.wake.clear()
 
         asyncio.run(loop())
+
+
+AWAY_PROBE_CAP = 5.0
+"""The longest wait between two looks at an SMTP server that is away."""
+
+
+class ServerAway(Exception):
+    """The SMTP server cannot take any mail now (unreachable, refusing the login or
+    the session, or gone mid-session): every mail waits, none is charged."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(describe(error))
+
+
+def _server_away(error: BaseException) -> bool:
+    """Does this failure say the server, not the mail, is the trouble? A refused
+    recipient or message (a 4xx or 5xx answer to it) is the mail's; 421 (the service is
+    closing), a lost or refused connection, a timeout and a failed login are the
+    server's."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPSenderRefused):
+        return False
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        return True
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return error.code == 421
+    return isinstance(
+        error,
+        aiosmtplib.SMTPConnectError
+        | aiosmtplib.SMTPServerDisconnected
+        | aiosmtplib.SMTPTimeoutError
+        | aiosmtplib.SMTPConnectTimeoutError
+        | aiosmtplib.SMTPConnectResponseError
+        | ConnectionError
+        | TimeoutError
+        | OSError,
+    )

@@ -403,23 +403,24 @@ def test_a_mail_that_cannot_be_built_is_recorded_retried_and_given_up(
 def test_a_mail_server_that_is_down_costs_one_bounded_round(
     database_url: str, clock: ManualClock
 ) -> None:
-    """Nobody listens on the SMTP port: a round tries at most ``limit`` mails (each
-    failure recorded on its row, retried later) and returns, instead of trying every
-    due mail before the loop can look at anything else."""
+    """Nobody listens on the SMTP port: a round stops at the first failed connection
+    (the server is away, not the mail) and returns, charging no mail an attempt and
+    leaving every one due and unclaimed for the next look (SPEC §10.2)."""
     from sqlalchemy import select
 
     from adapters.db import engine_for
     from adapters.embedded import free_port
     from consumers.outbox import outbox
-    from consumers.sender import Sender, SmtpConfig
+    from consumers.sender import Sender, ServerAway, SmtpConfig
 
     engine = engine_for(database_url)
     sender = Sender(engine, SmtpConfig("127.0.0.1", free_port(), "rollcall@example.com"), clock)
     with engine.begin() as conn:
         conn.execute(outbox.insert(), due_mails(10, clock.now()))
-    assert asyncio.run(sender.send_due(limit=3)) == 0
+    with pytest.raises(ServerAway):
+        asyncio.run(sender.send_due(limit=3))
     with engine.connect() as conn:
-        attempts = conn.execute(select(outbox.c.attempts).order_by(outbox.c.position)).scalars()
-        assert list(attempts) == [1, 1, 1] + [0] * 7
+        rows = conn.execute(select(outbox.c.attempts, outbox.c.claimed_until)).all()
+    assert [tuple(r) for r in rows] == [(0, None)] * 10
     assert sender.pending() == 10
     engine.dispose()

@@ -418,7 +418,7 @@ def test_fast_store_reading_equals_the_library_mapper(
         "UserRegistered",
     }
     for n in notifications:
-        assert read_fast(n, types[n.topic]) == reader._read_mapped(n, types[n.topic])
+        assert read_fast(n, types[n.topic]) == reader.decoder.mapped(n)
     newer = dataclasses.replace(types[notifications[0].topic], version=2)
     assert read_fast(notifications[0], newer) is None
 

@@ -142,7 +142,8 @@ def outage(url: str, mails: int, seconds: float) -> None:
     fill(url, mails)
     port = free_port()
     engine = engine_for(url)
-    sender = Sender(engine, SmtpConfig("127.0.0.1", port, "rollcall@example.com"))
+    clock = ManualClock(T0 + timedelta(minutes=1))  # the mails are due
+    sender = Sender(engine, SmtpConfig("127.0.0.1", port, "rollcall@example.com"), clock)
     stop = threading.Event()
     loop = threading.Thread(target=sender.run, args=(stop,), daemon=True)
     loop.start()

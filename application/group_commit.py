@@ -29,8 +29,9 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
-from domain.errors import StaleRead
+from domain.errors import RollcallError, StaleRead
 
 T = TypeVar("T")
 Command = Callable[[], tuple[Sequence[Aggregate], T]]
@@ -136,9 +137,13 @@ class GroupCommit:
             ]
             try:
                 recordings = self._save(*ran.values(), keys=keys) if ran else []
-            except Exception:  # a conflict, or one event the store refuses: one by one,
-                for pending in group:  # the refused ones too (they saw uncommitted state)
-                    self._run_alone(pending)
+            except (IntegrityError, RollcallError):  # a conflict, or one event the store
+                for pending in group:  # refuses: one by one, the refused ones too (they
+                    self._run_alone(pending)  # saw uncommitted state)
+                return
+            except Exception as error:  # the store is away (a lost connection, a full
+                for pending in group:  # disk): alone, each would only wait for it in turn
+                    pending.outcome, pending.error = None, error
                 return
             positions = {
                 (r.domain_event.originator_id, r.domain_event.originator_version): (

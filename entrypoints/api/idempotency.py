@@ -109,28 +109,31 @@ class Keys:
             "location": answer.location,
         }
         with self.engine.begin() as conn:
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        keys.insert().values(
-                            user_id=key.user_id,
-                            key=key.key,
-                            fingerprint=key.fingerprint,
-                            created_at=self.clock.now(),
-                            **values,
-                        )
-                    )
-            except IntegrityError:
-                conn.execute(
-                    update(keys)
-                    .where(
-                        keys.c.user_id == key.user_id,
-                        keys.c.key == key.key,
-                        keys.c.fingerprint == key.fingerprint,
-                        keys.c.status_code.is_(None),
-                    )
-                    .values(**values)
+            completed = conn.execute(
+                update(keys)
+                .where(
+                    keys.c.user_id == key.user_id,
+                    keys.c.key == key.key,
+                    keys.c.fingerprint == key.fingerprint,
+                    keys.c.status_code.is_(None),
                 )
+                .values(**values)
+            )
+        if completed.rowcount:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    keys.insert().values(
+                        user_id=key.user_id,
+                        key=key.key,
+                        fingerprint=key.fingerprint,
+                        created_at=self.clock.now(),
+                        **values,
+                    )
+                )
+        except IntegrityError:
+            pass  # another request with the key kept its answer first: that one stands
 
     def forget(self, user_id: str, key: str) -> None:
         with self.engine.begin() as conn:

@@ -10,6 +10,7 @@ recording it as sent, resent once with the same Message-ID. Nothing may be lost.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ from application.service import Rollcall
 from domain.errors import Reason, RuleViolation
 from projections.projector import caught_up, create_tables, replay
 from tests.infra import truncate_postgres, wait_for
-from tests.integration.test_projections import dump
+from tests.pipeline import dump
 from tests.scenario import ADMIN, SUPERVISOR, World
 
 pytestmark = pytest.mark.drill
@@ -195,6 +196,109 @@ def test_embedded_serve_killed_right_after_commands_loses_no_notice(tmp_path: Pa
     server.cli("replay")
     assert dump(engine) == before
     assert "Traceback" not in server.log()
+
+
+def test_the_api_killed_under_keyed_commands_answers_every_retry_with_the_first_outcome(
+    tmp_path: Path,
+) -> None:
+    """SPEC §10.2: twenty clients send enrollments with an ``Idempotency-Key`` each while
+    the server is killed (SIGKILL); after the restart each retries every command that
+    got no answer, and asks again for those that did. Every client ends with the first
+    outcome: 0 conflicts (c752a54 answered 409 for a minute, then ran the command again
+    and refused it ``already_enrolled``), 0 commands applied twice."""
+    server = Server(tmp_path, free_port())
+    server.start()
+    clients = [f"learner{i:02d}" for i in range(20)]
+    try:
+        server.cli("users", "add", ADMIN, "--name", "Ada", "--email", "ada@example.com", "--admin")
+        for user in clients:
+            body = {"name": user.title(), "email": f"{user}@example.com"}
+            assert server.call("PUT", f"/v1/users/{user}", ADMIN, json=body).status_code == 201
+        trainings = []
+        for days in range(30, 35):
+            start = time.time() + days * 86400
+            session = {
+                "starts_at": time.strftime("%Y-%m-%dT10:00:00+00:00", time.gmtime(start)),
+                "ends_at": time.strftime("%Y-%m-%dT12:00:00+00:00", time.gmtime(start)),
+                "timezone": "UTC",
+                "capacity": 50,
+            }
+            created = server.call(
+                "POST", "/v1/trainings", ADMIN, json={"title": f"T{days}", "sessions": [session]}
+            ).json()["data"]
+            trainings.append((created["id"], created["sessions"][0]["id"]))
+        tokens = {user: server.cli("token", user) for user in clients}
+        first: dict[tuple[str, str], httpx.Response | None] = {}
+
+        def send(user: str) -> None:
+            for tid, sid in trainings:
+                try:
+                    first[(user, tid)] = httpx.post(
+                        f"http://127.0.0.1:{server.port}/v1/trainings/{tid}/enrollments",
+                        json={"session_id": sid},
+                        headers={
+                            "Authorization": f"Bearer {tokens[user]}",
+                            "Idempotency-Key": f"{user}-{tid}",
+                        },
+                        timeout=10,
+                    )
+                except httpx.HTTPError:
+                    first[(user, tid)] = None
+
+        threads = [threading.Thread(target=send, args=(u,)) for u in clients]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30  # killed once a third have their answer
+        while len(first) < 33 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        server.kill_everything()
+        for thread in threads:
+            thread.join(30)
+        server.start()
+
+        again: dict[tuple[str, str], httpx.Response] = {}
+        for user, tid in first:
+            sid = dict(trainings)[tid]
+            for _ in range(20):
+                retried = httpx.post(
+                    f"http://127.0.0.1:{server.port}/v1/trainings/{tid}/enrollments",
+                    json={"session_id": sid},
+                    headers={
+                        "Authorization": f"Bearer {tokens[user]}",
+                        "Idempotency-Key": f"{user}-{tid}",
+                    },
+                    timeout=30,
+                )
+                if retried.status_code != 503:
+                    break
+                time.sleep(int(retried.headers["Retry-After"]))
+            again[(user, tid)] = retried
+        answered = [k for k, a in first.items() if a is not None and a.status_code == 201]
+        unanswered = [k for k, a in first.items() if a is None]
+        conflicts = sum(a.status_code == 409 for a in again.values())
+        assert conflicts == 0, [a.text for a in again.values() if a.status_code == 409]
+        assert all(a.status_code == 201 for a in again.values())
+        for key in answered:
+            assert again[key].json() == first[key].json()  # type: ignore[union-attr]
+            assert again[key].headers["Idempotent-Replayed"] == "true"
+        exported = [json.loads(line) for line in server.cli("export").splitlines()]
+        stored = sum(e["type"] == "rollcall.enrollment.Enrolled.v1" for e in exported)
+        assert stored == len(clients) * len(trainings)  # each once: none lost, none twice
+        report(
+            "idempotent-sigkill",
+            commands=len(first),
+            answered_before_kill=len(answered),
+            unanswered=len(unanswered),
+            unanswered_but_committed=sum(
+                again[k].headers.get("Idempotent-Replayed") == "true" for k in unanswered
+            ),
+            conflicts=conflicts,
+            applied_twice=stored - len(clients) * len(trainings),
+        )
+    finally:
+        if server.process and server.process.poll() is None:
+            server.process.send_signal(signal.SIGINT)
+            server.process.wait(timeout=60)
 
 
 # -- separate processes on PostgreSQL, under faults -------------------------------------------

@@ -110,7 +110,7 @@ def test_after_a_conflict_the_next_try_reads_fresh_not_what_was_cached_before_th
         pause(seconds)
 
     enroll(other, training, next(waiting))  # the first try will conflict
-    monkeypatch.setattr("application.service.time.sleep", busy_other_process)
+    monkeypatch.setattr("application.unit_of_work.time.sleep", busy_other_process)
 
     enrolled = enroll(world.rc, training, "ann")
 

@@ -499,7 +499,7 @@ def test_conflict_after_retries_are_exhausted(
         return original_save(*aggregates, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world.rc.store, "save", save_after_competitor)
-    monkeypatch.setattr("application.service.MAX_ATTEMPTS", 3)
+    monkeypatch.setattr("application.unit_of_work.MAX_ATTEMPTS", 3)
     try:
         with refused(Reason.CONFLICT):
             world.enroll(training, LEARNER, 0)

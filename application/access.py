@@ -1,0 +1,91 @@
+"""Who may do what (R12, R13): the acting user looked up in the directory, read fresh
+(outside any command), and the checks every area's handlers share."""
+
+from __future__ import annotations
+
+from adapters.store import EventStore
+from application.unit_of_work import fresh
+from domain.errors import Forbidden, NotFound, RollcallError
+from domain.user import User, user_aggregate_id, validate_user_id
+
+SYSTEM_ACTOR = "rollcall:system"
+"""The actor of time-driven commands and of bootstrap; cannot be a directory user id."""
+
+
+class Access:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._known_users: set[str] = set()
+
+    def user(self, user_id: str) -> User:
+        """A directory entry as stored now."""
+        try:
+            found = fresh(self.store, user_aggregate_id(validate_user_id(user_id)), "user")
+        except NotFound:
+            raise NotFound("user", user_id) from None
+        if not isinstance(found, User):
+            raise NotFound("user", user_id)
+        return found
+
+    def remembers_user(self, user_id: str) -> bool:
+        """Is ``user_id`` known to be in the directory without asking the store?"""
+        return user_id in self._known_users
+
+    def is_known_user(self, user_id: str) -> bool:
+        """Is ``user_id`` in the directory (tokens of unknown users are refused)?
+
+        Asked on every request, so a yes is remembered: the directory has no deletion,
+        so once in it a user stays. A no is always asked again."""
+        if user_id in self._known_users:
+            return True
+        try:
+            self.user(user_id)
+        except (NotFound, RollcallError):
+            return False
+        if len(self._known_users) >= 100_000:
+            self._known_users.clear()
+        self._known_users.add(user_id)
+        return True
+
+    def actor(self, actor_id: str) -> User | None:
+        """The acting directory user; None for the system actor."""
+        if actor_id == SYSTEM_ACTOR:
+            return None
+        try:
+            return self.user(actor_id)
+        except (NotFound, RollcallError):
+            raise Forbidden("the acting user is not in the directory") from None
+
+    def require_admin(self, actor_id: str) -> None:
+        actor = self.actor(actor_id)
+        if actor is not None and not actor.is_admin:
+            raise Forbidden("only an account administrator may do this")
+
+    def require_manager(self, actor_id: str) -> None:
+        """R12: an administrator, or a role with both enrollment permissions."""
+        actor = self.actor(actor_id)
+        if actor is not None and not actor.may_manage_trainings:
+            raise Forbidden(
+                "needs an account administrator, or a role with both the "
+                "'view_users_and_enroll' and 'enroll_users' permissions"
+            )
+
+    def authorize_on(self, actor_id: str, user_id: str, as_admin: bool) -> None:
+        """R13: learners act on their own enrollments; administrators, and roles with
+        both R12 permissions (SPEC §9.2), on anyone's, as an override."""
+        if as_admin:
+            self.require_manager(actor_id)
+        elif actor_id != user_id:
+            raise Forbidden("learners may act only on their own enrollments")
+        elif actor_id != SYSTEM_ACTOR and not self.is_known_user(actor_id):
+            # A learner acting on themselves needs only to be in the directory, which
+            # the API has usually just asked (remembered: the directory never forgets).
+            raise Forbidden("the acting user is not in the directory")
+
+    def authorize_read(self, actor_id: str, user_id: str) -> None:
+        """R13: yourself, your direct reports (as supervisor), or anyone (as admin)."""
+        actor = self.actor(actor_id)
+        if actor is None or actor.is_admin or actor_id == user_id:
+            return
+        if self.user(user_id).supervisor_id != actor_id:
+            raise Forbidden("you may read only your own and your direct reports' enrollments")

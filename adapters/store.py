@@ -147,34 +147,43 @@ class CopyLockedRepository(Repository[UUID]):
         if version is not None or not self.cache:
             return super().get(aggregate_id, version=version, **kwargs)
         with self._stripe(aggregate_id):
-            doubted = aggregate_id in self._doubted
-            before = self._cached_version(aggregate_id) if doubted else None
-            aggregate = super().get(aggregate_id, **kwargs)
-            if before is not None and aggregate.version > before:  # written elsewhere
+            before = self._cached_version(aggregate_id)
+            if before is None:  # not cached: loaded here, then kept
+                aggregate = self._cold_load(aggregate_id)
+                self.cache.put(aggregate_id, aggregate)
+                return copy.deepcopy(aggregate) if self.deepcopy_from_cache else aggregate
+            aggregate = super().get(aggregate_id, **kwargs)  # cached: fast-forwarded
+            if aggregate_id in self._doubted and aggregate.version > before:  # written elsewhere
                 self._doubted[aggregate_id] = monotonic() + self.DOUBT_SECONDS
             return aggregate
 
-    def _reconstruct_aggregate(
-        self, aggregate_id: UUID, version: int | None, projector_func: Any
-    ) -> Any:
-        """A load of the latest version asks PostgreSQL once for the latest snapshot
-        and the events after it (``RollcallRecorder.select_with_snapshot``)."""
+    def _cold_load(self, aggregate_id: UUID) -> Any:
+        """An aggregate not cached: its latest snapshot and the events after it. On
+        PostgreSQL one query asks for both (``RollcallRecorder.select_with_snapshot``),
+        where the library asks twice, for every aggregate type, though only trainings
+        are snapshotted."""
         recorder = self.event_store.recorder
-        if (
-            version is not None
-            or self.snapshot_store is None
-            or not isinstance(recorder, RollcallRecorder)
-        ):
-            return super()._reconstruct_aggregate(aggregate_id, version, projector_func)
-        snapshots_table = self.snapshot_store.recorder.events_table_name  # type: ignore[attr-defined]
-        snapshot, events = recorder.select_with_snapshot(aggregate_id, snapshots_table)
-        decode = self.event_store.mapper.to_domain_event
+        snapshot: Any = None
+        events: Iterator[Any]
+        if self.snapshot_store is not None and isinstance(recorder, RollcallRecorder):
+            snapshots_table = self.snapshot_store.recorder.events_table_name  # type: ignore[attr-defined]
+            stored_snapshot, stored = recorder.select_with_snapshot(aggregate_id, snapshots_table)
+            events = map(self.event_store.mapper.to_domain_event, stored)
+            if stored_snapshot is not None:
+                with collector_paused():
+                    snapshot = self.snapshot_store.mapper.to_domain_event(stored_snapshot)
+        else:
+            if self.snapshot_store is not None:
+                snapshot = next(
+                    iter(self.snapshot_store.get(aggregate_id, desc=True, limit=1)), None
+                )
+            after = snapshot.originator_version if snapshot is not None else None
+            events = iter(self.event_store.get(aggregate_id, gt=after))
         if snapshot is None:
-            aggregate = projector_func(None, map(decode, events))
+            aggregate = replay(None, events)
         else:
             with collector_paused():
-                first = self.snapshot_store.mapper.to_domain_event(snapshot)
-                aggregate = projector_func(None, chain([first], map(decode, events)))
+                aggregate = replay(None, chain([snapshot], events))
         if aggregate is None:
             raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} not found.")
         return aggregate
@@ -282,24 +291,21 @@ class EventStore(Application[UUID]):
         return mapper
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        """The library's save, collecting the events of aggregates with a plain class
-        check (``Collected``); the write turns this thread holds end at the commit."""
+        """The library's save, on its public parts: the events of the aggregates
+        collected with a plain class check (``Collected``) and put into the event
+        store, with the keyword arguments for the recorder (an ``Idempotency-Key``
+        record); the saved aggregates kept in the cache for the next command's
+        optimistic read; the write turns this thread holds ended at the commit; the
+        snapshots that fell due handed to the snapshot thread."""
         processing_event = Collected()
         processing_event.collect_events(*objs, **kwargs)
-        recordings = self._record(processing_event)
-        self.end_turns()  # committed: the other processes may read it
-        self._take_snapshots(processing_event)
-        self._notify(recordings)
-        return recordings
-
-    def _record(self, processing_event: Any) -> list[Recording[UUID]]:
-        """Record, then keep the saved aggregates in the cache (the library does so only
-        without fast-forwarding), so the next command's optimistic read finds them."""
-        recordings = super()._record(processing_event)
+        recordings = self.events.put(processing_event.events, **processing_event.saved_kwargs)
         self._copy_locked().remember(processing_event.aggregates.values())
+        self.end_turns()  # committed: the other processes may read it
+        self._snapshots_due(processing_event)
         return recordings
 
-    def _take_snapshots(self, processing_event: Any) -> None:
+    def _snapshots_due(self, processing_event: Any) -> None:
         """Have each aggregate whose save crossed a multiple of its step (its interval,
         growing with its history: ``snapshot_step``) snapshotted from the state it was
         saved in, on the snapshot thread (``adapters/snapshots.py``): already in memory,

@@ -4,18 +4,20 @@ query time (R14) as well as by recorded DeadlinePassed events."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from immutables import Map
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from adapters.routing import Routing
 from domain.deadlines import Restriction
 from domain.reminders import Reminders
-from domain.training import DeadlineKind, Seat, Session, Training
+from domain.training import DeadlineKind, Seat, Session, SessionSelection, Training, lines_of
 from domain.views import session_view, training_view
 from projections.paging import Order, Page, page
 from projections.tables import Tables
@@ -342,35 +344,39 @@ def restore_trainings(
     ).mappings():
         row = dict(found)  # a plain dict: a row mapping's lookups cost more than the rest
         rows = sessions.get(row["training_id"], [])
+        sessions_of = [_session(s) for s in rows]
+        lines = {
+            UUID(session_id): [(user, UUID(enrollment_id)) for user, enrollment_id in line]
+            for session_id, line in row.get("waitlists", {}).items()
+        }
         restored[row["training_id"]] = Training.restore(
             UUID(row["training_id"]),
             row["version"],
             row["created_at"],
             title=row["title"],
             description=row["description"],
-            session_selection=row["session_selection"],
+            session_selection=SessionSelection(row["session_selection"]),
             notify_supervisors=row["notify_supervisors"],
             notify_learners=row["notify_learners"],
-            sessions=[_session(s) for s in rows],
+            sessions={s.id: s for s in sessions_of},
             stop_registration=Restriction.from_dict(row["stop_registration"]),
             stop_cancellation=Restriction.from_dict(row["stop_cancellation"]),
             locked=row["locked"],
-            participants={
-                user: Seat(UUID(enrollment_id), UUID(session_id))
-                for user, (enrollment_id, session_id) in row.get("participants", {}).items()
-            },
+            participants=Map(
+                {
+                    user: Seat(UUID(enrollment_id), UUID(session_id))
+                    for user, (enrollment_id, session_id) in row.get("participants", {}).items()
+                }
+            ),
             passed_deadlines={
                 (kind, UUID(s["session_id"]))
                 for s in rows
                 for kind in DeadlineKind
                 if s[f"{kind.value}_passed"]
             },
-            seats={UUID(s["session_id"]): s["seats_taken"] for s in rows},
-            waitlists={
-                UUID(session_id): [(user, UUID(enrollment_id)) for user, enrollment_id in line]
-                for session_id, line in row.get("waitlists", {}).items()
-            },
-            queued={UUID(s["session_id"]): s["waitlist_length"] for s in rows},
+            seats=Counter({UUID(s["session_id"]): s["seats_taken"] for s in rows}),
+            **lines_of(lines),
+            queued=Counter({UUID(s["session_id"]): s["waitlist_length"] for s in rows}),
             reminders=Reminders.from_dict(row["reminders"]),
         )
     return restored

@@ -146,8 +146,22 @@ class UnitOfWork:
     # -- what to save ----------------------------------------------------------------
 
     def changed(self) -> list[Aggregate]:
-        """Every aggregate loaded or made that recorded events, in the order loaded."""
-        return [a for a in self._loaded.values() if a.pending_events]
+        """Every aggregate loaded or made that recorded events: the training first,
+        then the enrollments, then the people (their calendars), each kind in the
+        order loaded. Positions follow this order, so a subscriber meets a seat's
+        ledger entry, then the enrollment, then the learner's booking of it."""
+        changed = [a for a in self._loaded.values() if a.pending_events]
+        return sorted(changed, key=_save_rank)
+
+
+SAVE_ORDER: tuple[type[Aggregate], ...] = (Training, Enrollment, User)
+
+
+def _save_rank(aggregate: Aggregate) -> int:
+    for rank, kind in enumerate(SAVE_ORDER):
+        if isinstance(aggregate, kind):
+            return rank
+    return len(SAVE_ORDER)
 
 
 def fresh(store: EventStore, aggregate_id: UUID, what: str) -> Aggregate:

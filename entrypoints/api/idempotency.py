@@ -208,24 +208,28 @@ class IdempotencyMiddleware:
             return
         token = requested.set(keyed)
         try:
-            answer = await self._run(scope, body, send, keyed)
+            answer, messages = await self._run(scope, body, keyed)
         finally:
             requested.reset(token)
-        if answer is None:
-            return
-        try:
-            await run_in_threadpool(self.keys.keep, keyed, answer)
-        except Exception as error:  # sent already; a retry finds the application's record
-            if not is_transient(error):
-                raise
-            log.warning("the answer to an Idempotency-Key was not kept: %s", describe(error))
+        if answer is not None:
+            try:  # kept before it is given: a retry right after it finds it
+                await run_in_threadpool(self.keys.keep, keyed, answer)
+            except Exception as error:  # a success's record is the application's anyway
+                if not is_transient(error):
+                    raise
+                log.warning("the answer to an Idempotency-Key was not kept: %s", describe(error))
+        for message in messages:
+            await send(message)
 
     def unavailable(self, error: BaseException) -> RollcallError:
         return RollcallError(Reason.UNAVAILABLE, details={"fault": type(error).__name__})
 
-    async def _run(self, scope: Scope, body: bytes, send: Send, keyed: RequestKey) -> Answer | None:
-        """Run the route, passing its answer through (marked replayed when the
-        application answered from the key's record); return it if it is to be kept."""
+    async def _run(
+        self, scope: Scope, body: bytes, keyed: RequestKey
+    ) -> tuple[Answer | None, list[Message]]:
+        """Run the route and hold its answer (marked replayed when the application
+        answered from the key's record): the answer to keep, if it is to be kept, and
+        the messages that send it."""
         sent_body = False
 
         async def replay_body() -> Message:
@@ -238,8 +242,9 @@ class IdempotencyMiddleware:
         status = 500
         location: str | None = None
         chunks: list[bytes] = []
+        messages: list[Message] = []
 
-        async def capture(message: Message) -> None:
+        async def hold(message: Message) -> None:
             nonlocal status, location
             if message["type"] == "http.response.start":
                 status = int(message["status"])
@@ -252,13 +257,13 @@ class IdempotencyMiddleware:
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            await send(message)
+            messages.append(message)
 
-        await self.app(scope, replay_body, capture)
+        await self.app(scope, replay_body, hold)
         answer = b"".join(chunks)
         if status >= 500 or _error_code(answer) in NOT_KEPT_ERRORS:
-            return None
-        return Answer(status, answer, location)
+            return None, messages
+        return Answer(status, answer, location), messages
 
 
 def _replayed(answer: Answer) -> Response:

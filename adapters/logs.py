@@ -64,11 +64,26 @@ class _Context(logging.Filter):
 
 def fold_kafka_network_tracebacks() -> None:
     """Fold the tracebacks of the Kafka client's recovered network errors into their one
-    line, whichever handler writes them (``_OneLine``)."""
+    line, whichever handler writes them (``_OneLine``); and say as what it is the
+    failure of a request the client had in flight when we closed it (``_OwnClose``)."""
     for name in ("kafka.net.transport", "kafka.net.connection", "kafka.net.selector"):
         network = logging.getLogger(name)  # a logger's filters see its own records only
         if not any(isinstance(f, _OneLine) for f in network.filters):
             network.addFilter(_OneLine())
+    cluster = logging.getLogger("kafka.cluster")
+    if not any(isinstance(f, _OwnClose) for f in cluster.filters):
+        cluster.addFilter(_OwnClose())
+
+
+class _OwnClose(logging.Filter):
+    """A client closed while its metadata refresh was in flight (a part asked to stop
+    during its group join) reports the refresh as failed with "Transport closed for
+    writes", at ERROR: the close was ours, nothing failed. Said at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "Transport closed for writes" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 class _OneLine(logging.Filter):

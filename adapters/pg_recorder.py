@@ -66,6 +66,7 @@ ARRAYS = {BYTEA: 1001, INT8: 1016, TEXT: 1009, UUID_: 2951}
 _ARRAY_HEAD = struct.Struct("!iiIii")  # dimensions, has nulls, element type, length, lower bound
 _LENGTH = struct.Struct("!i")
 _INT8 = struct.Struct("!q")
+UNDEFINED_STATEMENT = b"26000"  # invalid_sql_statement_name: not prepared on this connection
 
 
 def binary_array(element_type: int, items: Sequence[bytes]) -> bytes:
@@ -113,16 +114,35 @@ class Prepared:
         self._prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def run(self, conn: psycopg.Connection[Any], parameters: Sequence[bytes]) -> Any:
-        """The statement's result on ``conn`` (an autocommit connection, so the
-        statement is its own transaction); psycopg's error if it failed."""
+        """The statement's result on ``conn``; psycopg's error if it failed.
+
+        psycopg ends every rolled-back transaction with ``DEALLOCATE ALL`` once it has
+        prepared statements of its own on the connection, which drops this one too.
+        Outside a transaction it is then prepared again and run; inside one the
+        transaction is already aborted, so the caller is told to run it again
+        (``psycopg.OperationalError``, which the recorder retries)."""
         pgconn = conn.pgconn
         if pgconn not in self._prepared_on:
-            self._checked(pgconn, pgconn.prepare(self.name, self.sql, self.types))
-            self._prepared_on.add(pgconn)
-        result = pgconn.exec_prepared(
+            self._prepare(pgconn)
+        result = self._exec(pgconn, parameters)
+        if result.error_field(pq.DiagnosticField.SQLSTATE) == UNDEFINED_STATEMENT:
+            self._prepared_on.discard(pgconn)
+            if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+                raise psycopg.OperationalError(
+                    f"statement {self.name.decode()} was deallocated by a rollback"
+                )
+            self._prepare(pgconn)
+            result = self._exec(pgconn, parameters)
+        return self._checked(pgconn, result)
+
+    def _prepare(self, pgconn: Any) -> None:
+        self._checked(pgconn, pgconn.prepare(self.name, self.sql, self.types))
+        self._prepared_on.add(pgconn)
+
+    def _exec(self, pgconn: Any, parameters: Sequence[bytes]) -> Any:
+        return pgconn.exec_prepared(
             self.name, parameters, self._formats, result_format=pq.Format.BINARY
         )
-        return self._checked(pgconn, result)
 
     @staticmethod
     def _checked(pgconn: Any, result: Any) -> Any:

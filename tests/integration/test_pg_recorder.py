@@ -26,6 +26,8 @@ from psycopg.pq import Trace
 from adapters import pg_recorder
 from adapters import store as store_module
 from adapters.clock import ManualClock
+from adapters.idempotency import RequestKey
+from adapters.idempotency import row as idempotency_row
 from adapters.pg_recorder import INT8, Prepared, store_error
 from application.service import Rollcall
 from domain.base import Context
@@ -233,6 +235,46 @@ def test_a_connection_lost_under_a_statement_is_an_operational_error(postgres_ur
         with pytest.raises(psycopg.OperationalError) as lost:
             statement.run(conn, [(8).to_bytes(8, "big")])
     assert isinstance(store_error(lost.value), OperationalError)
+
+
+def test_a_statement_dropped_by_a_rollback_is_prepared_again(postgres_url: str) -> None:
+    """psycopg ends a rolled-back transaction with ``DEALLOCATE ALL`` once it has
+    prepared statements of its own; the recorder's statements live on the same
+    connection. Alone, the statement is prepared again; inside a transaction (already
+    aborted) it is an operational error, which the recorder retries."""
+    statement = Prepared("rollcall_probe", b"SELECT $1::int8", [INT8])
+    seven = [(7).to_bytes(8, "big")]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert int.from_bytes(statement.run(conn, seven).get_value(0, 0)) == 7
+        conn.execute("DEALLOCATE ALL")
+        assert int.from_bytes(statement.run(conn, seven).get_value(0, 0)) == 7
+        conn.execute("DEALLOCATE ALL")
+        with pytest.raises(psycopg.OperationalError) as dropped, conn.transaction():
+            statement.run(conn, seven)
+        assert isinstance(store_error(dropped.value), OperationalError)
+        assert int.from_bytes(statement.run(conn, seven).get_value(0, 0)) == 7
+
+
+def test_a_keyed_save_after_a_refused_one_on_the_same_connection_is_stored(
+    one_connection: Rollcall,
+) -> None:
+    """CI saw it (twenty identical keyed POSTs at once): the second save of a key is
+    refused and rolled back, psycopg deallocates every statement on the connection,
+    and the next save there failed with "prepared statement ... does not exist" (500)."""
+    rc = one_connection
+    for _ in range(6):  # psycopg prepares a statement of its own from the fifth run on
+        assert rc.store.key_row("ann", "nothing-yet") is None
+
+    def keyed(user_id: str, key: str) -> list[dict[str, Any]]:
+        request = RequestKey(user_id, key, "f" * 64)
+        return [idempotency_row(request, T0, {"ok": True}, [])]
+
+    rc.store.save(registered("ann"), idempotency=keyed("ann", "k1"))
+    with pytest.raises(IntegrityError):
+        rc.store.save(registered("bob"), idempotency=keyed("ann", "k1"))
+    rc.store.save(registered("cy"), idempotency=keyed("ann", "k2"))
+    assert rc.store.repository.get(user_aggregate_id("cy")).version == 1
+    assert rc.store.key_row("ann", "k2") is not None
 
 
 def test_threads_cold_loading_at_once_share_one_prepared_statement(

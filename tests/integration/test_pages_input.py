@@ -84,3 +84,24 @@ def test_administrators_pages_are_theirs(client: Client) -> None:
     signed_in(client, ADMIN)
     client.project()
     assert client.http.get(f"/ui/admin/trainings/{tid}").status_code == 200
+
+
+def test_a_new_secret_or_ending_a_persons_sessions_closes_every_copy_of_their_cookie(
+    client: Client,
+) -> None:
+    """SPEC §10.2: sessions are the server's. A rotated secret ends every session (no
+    cookie signed with the old one verifies); ending a person's sessions (what a
+    deactivation does) ends each of them, and nobody else's."""
+    now = datetime.now(UTC)
+    first = signin.new_session(client.engine, LEARNER, SECRET, now)
+    second = signin.new_session(client.engine, LEARNER, SECRET, now)
+    other = signin.new_session(client.engine, ADMIN, SECRET, now)
+    rotated = "a-rotated-secret-of-32-bytes-long!"
+    assert signin.session_of(client.engine, first, rotated, now) is None
+    assert signin.end_sessions_of(client.engine, LEARNER, now) == 2
+    assert signin.session_of(client.engine, first, SECRET, now) is None
+    assert signin.session_of(client.engine, second, SECRET, now) is None
+    assert signin.session_of(client.engine, other, SECRET, now) is not None
+    client.http.cookies.set(signin.COOKIE, second, path="/ui")
+    answer = client.http.get("/ui/", follow_redirects=False)
+    assert answer.status_code == 401 and "Sign in" in answer.text

@@ -77,13 +77,24 @@ def fold_kafka_network_tracebacks() -> None:
 
 class _OwnClose(logging.Filter):
     """A client closed while its metadata refresh was in flight (a part asked to stop
-    during its group join) reports the refresh as failed with "Transport closed for
-    writes", at ERROR: the close was ours, nothing failed. Said at INFO."""
+    during its group join) reports the refresh as failed, at ERROR: with "Transport
+    closed for writes" when the close met the request on its way out, with the client's
+    ``Cancelled`` when the connection it waited on was closed cleanly (a lost one fails
+    its requests with its own error, which stays an ERROR). The close was ours, nothing
+    failed: said at INFO."""
+
+    OURS = ("Transport closed for writes", "Cancelled")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and "Transport closed for writes" in record.getMessage():
+        if record.levelno >= logging.ERROR and self._ours(record):
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+    def _ours(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return message.startswith("Metadata refresh: failed") and any(
+            cause in message for cause in self.OURS
+        )
 
 
 class _OneLine(logging.Filter):

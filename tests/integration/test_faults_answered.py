@@ -187,9 +187,12 @@ def full_with_trainings(client: Client) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.drill
 def test_a_full_disk_under_postgres_answers_503_and_loses_nothing(tmp_path: Path) -> None:
     """The database's own tablespace on a small tmpfs: PostgreSQL answers 53100
-    (disk_full) when a table cannot grow."""
+    (disk_full) when a table cannot grow. A drill (``make drills``, alone): while the
+    tablespace is full the server's checkpoints fail, and with them every
+    ``DROP DATABASE`` of a test running beside it ("checkpoint request failed")."""
     disk = Path(f"/tmp/rollcall-tiny-{uuid.uuid4().hex[:8]}")
     name = f"rollcall_full_{uuid.uuid4().hex[:8]}"
     with tiny_disk(disk, "12m"):

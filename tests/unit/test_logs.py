@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from kafka import errors
 
 from adapters import logs
 
@@ -82,3 +83,19 @@ def test_the_kafka_clients_recovered_network_errors_are_one_line(
     assert "Traceback" not in err
     assert "Error receiving network data closing socket: AttributeError: " in err
     assert err.count("\n") == 1
+
+
+def test_a_refresh_failed_by_our_own_close_is_info_and_a_lost_connection_stays_an_error(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SPEC §10.2, no ERROR line on a clean stop: a part stopping during its group join
+    closes the client while its metadata refresh is in flight, and the client reports
+    that refresh as failed. The stop was ours; a connection lost is not."""
+    logs.configure("text", part="projector")
+    cluster = logging.getLogger("kafka.cluster")
+    cluster.error("Metadata refresh: failed %s", errors.Cancelled())
+    cluster.error("Metadata refresh: failed %s", "Transport closed for writes")
+    cluster.error("Metadata refresh: failed %s", errors.KafkaConnectionError("reset by peer"))
+    lines = capsys.readouterr().err.splitlines()
+    assert [" ERROR " in line for line in lines] == [False, False, True]
+    assert all("Metadata refresh: failed" in line for line in lines)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test drills lint services install browser clean
+.PHONY: run test drills mutants lint services install browser clean
 
 install: $(VENV)/.installed
 
@@ -55,5 +55,15 @@ test: install services browser lint
 drills: install services
 	$(BIN)/pytest -m drill
 
+# Mutation testing of domain/ (docs/quality.md): mutmut mutates a copy in mutants/ and runs,
+# for each mutant, the in-process tests that reach its function. MUTANTS narrows it to a
+# pattern (MUTANTS='domain.rules*'). Not in CI: it takes tens of minutes on two cores.
+MUTANTS ?=
+
+mutants: install
+	$(BIN)/pip install -q -e ".[test,embedded,mutants]"
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut results --all true | $(BIN)/python -m tests.mutation_report
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache tests/browser/shots
+	rm -rf mutants $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache tests/browser/shots

@@ -1,0 +1,77 @@
+"""The report of ``make mutants`` (docs/quality.md): mutmut's results per module.
+
+Reads ``mutmut results --all true`` on standard input (one ``name: status`` line per
+mutant) and prints, per module of ``domain/``, how many mutants were killed and the
+score, then the survivors' names (``mutmut show NAME`` prints a survivor's diff).
+Mutants listed in docs/quality.md as equivalent (nothing observable changes) are
+counted apart: the score is of the others.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+QUALITY = Path(__file__).resolve().parent.parent / "docs" / "quality.md"
+_NAME = re.compile(r"^\s*(?P<name>[\w.ǁ]+__mutmut_\d+): (?P<status>.+)$")
+_EQUIVALENT = re.compile(r"^- `(?P<name>[\w.ǁ]+__mutmut_\d+)`", re.MULTILINE)
+
+
+def module_of(mutant: str) -> str:
+    """``domain.rules.x_f__mutmut_3`` and ``domain.training.xǁTrainingǁf__mutmut_1``
+    are of ``domain.rules`` and ``domain.training``."""
+    return mutant.split(".x", 1)[0]
+
+
+def equivalent() -> set[str]:
+    """The mutants docs/quality.md explains as changing nothing observable."""
+    if not QUALITY.exists():
+        return set()
+    return {m["name"] for m in _EQUIVALENT.finditer(QUALITY.read_text())}
+
+
+def report(lines: list[str], explained: set[str]) -> tuple[str, list[str]]:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    survivors = []
+    for line in lines:
+        found = _NAME.match(line)
+        if not found:
+            continue
+        name, status = found["name"], found["status"].strip()
+        if status == "survived" and name in explained:
+            status = "equivalent"
+        counts[module_of(name)][status] += 1
+        if status == "survived":
+            survivors.append(name)
+    rows = [f"{'module':<22} {'mutants':>7} {'killed':>7} {'equiv.':>7} {'other':>6} {'score':>7}"]
+    total: Counter[str] = Counter()
+    for module in sorted(counts):
+        rows.append(_row(module, counts[module]))
+        total.update(counts[module])
+    rows.append(_row("all", total))
+    return "\n".join(rows), survivors
+
+
+def _row(module: str, count: Counter[str]) -> str:
+    mutants = sum(count.values())
+    killed = count["killed"] + count["timeout"] + count["caught by type check"]
+    equivalent = count["equivalent"]
+    other = mutants - killed - equivalent - count["survived"]  # no tests, not checked
+    judged = mutants - equivalent
+    score = f"{100 * killed / judged:.1f}%" if judged else "-"
+    return f"{module:<22} {mutants:>7} {killed:>7} {equivalent:>7} {other:>6} {score:>7}"
+
+
+def main() -> int:
+    table, survivors = report(sys.stdin.read().splitlines(), equivalent())
+    print(table)
+    print(f"\n{len(survivors)} survivors (mutmut show NAME prints the change):")
+    for name in survivors:
+        print(f"  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

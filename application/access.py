@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import time
+
 from adapters.store import EventStore
 from application.unit_of_work import fresh
-from domain.errors import Forbidden, NotFound, RollcallError
+from domain.errors import Forbidden, NotFound, Reason, RollcallError
 from domain.user import User, user_aggregate_id, validate_user_id
+
+REMEMBER_SECONDS = 2.0
+"""How long an active user is taken as active without asking the store again."""
 
 SYSTEM_ACTOR = "rollcall:system"
 """The actor of time-driven commands and of bootstrap; cannot be a directory user id."""
@@ -15,7 +20,8 @@ SYSTEM_ACTOR = "rollcall:system"
 class Access:
     def __init__(self, store: EventStore) -> None:
         self.store = store
-        self._known_users: set[str] = set()
+        self._known_users: dict[str, float] = {}
+        """User id -> when it was last found active (``time.monotonic``)."""
 
     def user(self, user_id: str) -> User:
         """A directory entry as stored now."""
@@ -28,33 +34,48 @@ class Access:
         return found
 
     def remembers_user(self, user_id: str) -> bool:
-        """Is ``user_id`` known to be in the directory without asking the store?"""
-        return user_id in self._known_users
+        """Is ``user_id`` known to be an active directory user without asking the
+        store (asked less than ``REMEMBER_SECONDS`` ago)?"""
+        seen = self._known_users.get(user_id)
+        return seen is not None and time.monotonic() - seen < REMEMBER_SECONDS
 
     def is_known_user(self, user_id: str) -> bool:
-        """Is ``user_id`` in the directory (tokens of unknown users are refused)?
+        """Is ``user_id`` an active directory user (tokens and sessions of others are
+        refused)?
 
-        Asked on every request, so a yes is remembered: the directory has no deletion,
-        so once in it a user stays. A no is always asked again."""
-        if user_id in self._known_users:
+        Asked on every request, so a yes is remembered for ``REMEMBER_SECONDS``: a
+        deactivation here forgets it at once, one in another process is seen within
+        that time. A no is always asked again."""
+        if self.remembers_user(user_id):
             return True
         try:
-            self.user(user_id)
+            user = self.user(user_id)
         except (NotFound, RollcallError):
+            return False
+        if not user.active:
+            self.forget(user_id)
             return False
         if len(self._known_users) >= 100_000:
             self._known_users.clear()
-        self._known_users.add(user_id)
+        self._known_users[user_id] = time.monotonic()
         return True
 
+    def forget(self, user_id: str) -> None:
+        """Ask the store the next time (``user_id`` was just deactivated)."""
+        self._known_users.pop(user_id, None)
+
     def actor(self, actor_id: str) -> User | None:
-        """The acting directory user; None for the system actor."""
+        """The acting directory user; None for the system actor. A deactivated user
+        acts no more (401, as their token)."""
         if actor_id == SYSTEM_ACTOR:
             return None
         try:
-            return self.user(actor_id)
+            found = self.user(actor_id)
         except (NotFound, RollcallError):
             raise Forbidden("the acting user is not in the directory") from None
+        if not found.active:
+            raise RollcallError(Reason.UNAUTHORIZED, "This account is deactivated.")
+        return found
 
     def require_admin(self, actor_id: str) -> None:
         actor = self.actor(actor_id)
@@ -78,8 +99,9 @@ class Access:
         elif actor_id != user_id:
             raise Forbidden("learners may act only on their own enrollments")
         elif actor_id != SYSTEM_ACTOR and not self.is_known_user(actor_id):
-            # A learner acting on themselves needs only to be in the directory, which
-            # the API has usually just asked (remembered: the directory never forgets).
+            # A learner acting on themselves needs only to be an active directory user,
+            # which the API has usually just asked (remembered for a moment).
+            self.actor(actor_id)  # says which: not in the directory, or deactivated
             raise Forbidden("the acting user is not in the directory")
 
     def authorize_read(self, actor_id: str, user_id: str) -> None:

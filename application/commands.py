@@ -68,6 +68,17 @@ class PutUser(Conditional):
     permissions: Sequence[str] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class SetActive(Conditional):
+    """Deactivate a leaver or reactivate them (SPEC §10.3: administrators and the R12
+    pair). ``trainings``: where the read side says they hold a place in line, besides
+    the seats their calendar records; a deactivation gives both up in the same save."""
+
+    user_id: str
+    active: bool
+    trainings: Collection[UUID] = ()
+
+
 # -- trainings ---------------------------------------------------------------------------
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from application.commands import PutUser
+from application.commands import PutUser, SetActive
 from application.core import Core
+from application.trainings import promote
 from application.unit_of_work import Result, UnitOfWork, expect
+from domain import enrolling
 from domain.errors import Forbidden, NotFound, Reason, RollcallError, ValidationFailed
 from domain.user import User
 from domain.views import user_view
@@ -32,6 +34,41 @@ def put_user(core: Core, cmd: PutUser) -> Result:
             expect(user, cmd.if_match)
             user.update(ctx, *details)
         return user_view(user)
+
+    return core.runner.result(handle)
+
+
+def set_active(core: Core, cmd: SetActive) -> Result:
+    """SPEC §10.3: a leaver's access ends, their seats in sessions not started and their
+    places in line are given up (reason ``user_deactivated``) and each line moves up,
+    all in one save; their history stays. Reactivation gives access back, no seat.
+    Running it again finds what is still held and gives that up too."""
+    core.access.require_manager(cmd.actor_id)
+    if cmd.user_id == cmd.actor_id and not cmd.active:
+        raise ValidationFailed("you cannot deactivate yourself", {"user_id": cmd.user_id})
+
+    def handle(uow: UnitOfWork) -> dict[str, Any]:
+        ctx = uow.context(cmd)
+        user = uow.user(cmd.user_id)
+        expect(user, cmd.if_match)
+        if cmd.active:
+            user.reactivate(ctx)
+            return {**user_view(user), "released": []}
+        user.deactivate(ctx)
+        released = []
+        for training_id in sorted({*user.bookings, *cmd.trainings}, key=str):
+            try:
+                training = uow.training(training_id)
+            except NotFound:
+                continue
+            seat = training.participants.get(cmd.user_id)
+            left = enrolling.release_leaver(
+                ctx, training, cmd.user_id, uow.enrollment, uow.calendars
+            )
+            if left is not None:
+                released.append({"training_id": str(training.id), "enrollment_id": str(left.id)})
+                promote(uow, ctx, training, [seat.session_id] if seat else [])
+        return {**user_view(user), "released": released}
 
     return core.runner.result(handle)
 

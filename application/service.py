@@ -30,6 +30,7 @@ from application.commands import (
     Enroll,
     PutUser,
     RecordAttendance,
+    SetActive,
     SetLock,
     SetReminders,
     SetRestrictions,
@@ -85,6 +86,13 @@ class Rollcall:
 
     def get_user(self, actor_id: str, user_id: str) -> dict[str, Any]:
         return directory.get_user(self.core, actor_id, user_id)
+
+    @measured("set_active")
+    def set_active(self, cmd: SetActive) -> Result:
+        result = directory.set_active(self.core, cmd)
+        if not cmd.active:
+            self.core.access.forget(cmd.user_id)
+        return result
 
     # -- trainings -----------------------------------------------------------------------
 

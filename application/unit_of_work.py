@@ -192,6 +192,12 @@ class Calendars:
     def conflict(self, user_id: str, training: Training, session: Session) -> Refusal | None:
         return overlapping(training, session, self.held(user_id))
 
+    def active(self, user_id: str) -> bool:
+        """Read in the unit. A seat is booked on the user, so the store's version check
+        orders an enroll and a deactivation saved at the same moment; a place in line
+        taken at that moment is given up at the line's next promotion."""
+        return self.uow.user(user_id).active
+
     def held(self, user_id: str) -> list[Held]:
         """The seats ``user_id`` holds in other trainings, read once per command."""
         if user_id not in self._held:

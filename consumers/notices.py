@@ -19,6 +19,7 @@ from adapters.contract import Event
 from adapters.routing import Routing
 from adapters.store_reader import AsOf
 from consumers.mail import Notice
+from domain.enrolling import LEAVER
 from domain.enrollment import Enrollment
 from domain.training import Training
 from domain.user import User, user_aggregate_id
@@ -70,6 +71,8 @@ class Facts:
         return Addressed(notice, learner, training.notify_learners, supervisor)
 
 
+LEAVER_TEXT = "Their account was deactivated: they have left the organisation."
+
 Handler = Callable[[Facts, Event], list[Addressed]]
 NOTICES: Routing[Handler] = Routing("notifier", ["enrollment", "training"])
 """What the notifier does with each event type of the topics it reads."""
@@ -84,17 +87,21 @@ def _about_enrollment(kind: str) -> Handler:
         enrollment = facts.enrollment(UUID(event.subject), position)
         training = facts.training(enrollment.training_id, position)
         previous = data.get("from_session_id")
+        leaver = data.get("reason") == LEAVER
         notice = Notice(
             kind,
             "",
             training.title,
             training.session(UUID(data.get("to_session_id") or data["session_id"])),
             previous=training.session(UUID(previous)) if previous else None,
-            reason=data.get("reason") or None,
+            reason=LEAVER_TEXT if leaver else data.get("reason") or None,
             by_admin=data.get("by_admin", False),
             enrollment_id=UUID(event.subject),
         )
-        return [facts.addressed(notice, enrollment.user_id, training, position)]
+        addressed = facts.addressed(notice, enrollment.user_id, training, position)
+        # A leaver's seat or place given up (SPEC §10.3): their supervisor is told; they
+        # have left, and their mailbox with them.
+        return [replace(addressed, tell_learner=False) if leaver else addressed]
 
     return handle
 

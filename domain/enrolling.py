@@ -28,6 +28,7 @@ from domain.rules import (
     no_target_refusal,
     open_for_promotion,
     r1_participant_selects,
+    r2_not_started,
     reenrollment_possible,
     switch_refusals,
     unenroll_warnings,
@@ -48,10 +49,13 @@ class ConfirmationRequired(RuleViolation):
 
 class Calendars(Protocol):
     """The learners' calendars across trainings (SPEC §9.4), as the caller loaded them:
-    which session would overlap one they hold a seat in elsewhere, and the seats each
-    holds (kept with every change of seat, in the same save)."""
+    which session would overlap one they hold a seat in elsewhere, the seats each holds
+    (kept with every change of seat, in the same save), and whether they are still in
+    the directory's active part (a leaver takes no seat: SPEC §10.3)."""
 
     def conflict(self, user_id: str, training: Training, session: Session) -> Refusal | None: ...
+
+    def active(self, user_id: str) -> bool: ...
 
     def book(self, ctx: Context, user_id: str, training_id: UUID, session_id: UUID) -> None: ...
 
@@ -63,6 +67,9 @@ class NoCalendars:
 
     def conflict(self, user_id: str, training: Training, session: Session) -> Refusal | None:
         return None
+
+    def active(self, user_id: str) -> bool:
+        return True
 
     def book(self, ctx: Context, user_id: str, training_id: UUID, session_id: UUID) -> None:
         return None
@@ -95,6 +102,8 @@ def enroll(
     instead of refusing (they take no seat, so their calendar is not checked yet)."""
     calendars = calendars or NoCalendars()
     session = open_session(training, session_id)
+    if not calendars.active(user_id):
+        raise RuleViolation(Reason.USER_DEACTIVATED, details={"user_id": user_id})
     refusals = enroll_refusals(training, session, user_id, ctx.now)
     learner_rule = r1_participant_selects(training)
     if learner_rule is not None:
@@ -143,6 +152,10 @@ def promote_waiting(
     for user_id in training.waitlist(session_id):
         if not open_for_promotion(training, session, ctx.now):
             break
+        if not calendars.active(user_id):  # left while in line: their place goes too
+            leaver = enrollment_of(training.place_of(user_id).enrollment_id)
+            leave_waitlist(ctx, training, leaver, LEAVER, as_admin=True)
+            continue
         if calendars.conflict(user_id, training, session) is not None:
             continue
         enrollment = enrollment_of(training.place_of(user_id).enrollment_id)
@@ -244,6 +257,39 @@ def unenroll(
     training.release_seat(ctx, enrollment.user_id)
     (calendars or NoCalendars()).unbook(ctx, enrollment.user_id, training.id)
     return warnings
+
+
+LEAVER = "user_deactivated"
+"""The reason recorded when a deactivated user's seat or place in line is given up."""
+
+
+def release_leaver(
+    ctx: Context,
+    training: Training,
+    user_id: str,
+    enrollment_of: Callable[[UUID], Enrollment],
+    calendars: Calendars,
+) -> Enrollment | None:
+    """SPEC §10.3, a leaver: their place in this training's line is left, and their
+    seat given up if its session has not started (as an administrator would: past the
+    lock and the cancellation deadline, which are recorded as overridden). A seat in a
+    session under way or over, or with attendance recorded, stays: it is history.
+    Returns the enrollment that changed, if any."""
+    place = training.waiting.get(user_id) or training.participants.get(user_id)
+    if place is None:
+        return None
+    enrollment = enrollment_of(place.enrollment_id)
+    if enrollment.waitlisted:
+        leave_waitlist(ctx, training, enrollment, LEAVER, as_admin=True)
+        return enrollment
+    session = training.session(enrollment.session_id)
+    if r2_not_started(session, ctx.now) is not None:
+        return None
+    try:
+        unenroll(ctx, training, enrollment, LEAVER, True, True, calendars)
+    except RuleViolation:  # attendance already recorded (R3)
+        return None
+    return enrollment
 
 
 SESSION_CANCELLED = "The session was cancelled."

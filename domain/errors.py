@@ -25,6 +25,7 @@ class Reason(StrEnum):
     NO_OTHER_SESSION = "no_other_session"
     WAITLISTED = "waitlisted"
     SCHEDULE_CONFLICT = "schedule_conflict"
+    USER_DEACTIVATED = "user_deactivated"
     # Everything else.
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
@@ -51,6 +52,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.NO_OTHER_SESSION: "No other session of this training is open for you to switch to.",
     Reason.WAITLISTED: "You are on the waitlist of this training: leave it to choose again.",
     Reason.SCHEDULE_CONFLICT: "This session overlaps another session you are enrolled in.",
+    Reason.USER_DEACTIVATED: "This person has left: their account is deactivated.",
     Reason.FORBIDDEN: "You are not allowed to do this.",
     Reason.NOT_FOUND: "Not found.",
     Reason.VALIDATION_ERROR: "The request is not valid.",

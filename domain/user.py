@@ -85,6 +85,7 @@ class User(RollcallAggregate):
             user.roles = list(self.roles)
             user.permissions = list(self.permissions)
             user.bookings = {}
+            user.active = True
 
     class DetailsChanged(Event):
         """Name or email changed."""
@@ -138,6 +139,24 @@ class User(RollcallAggregate):
         def apply(self, user: User) -> None:
             user.bookings = {k: v for k, v in user.bookings.items() if k != self.training_id}
 
+    class Deactivated(Event):
+        """A leaver (SPEC §10.3): they no longer sign in, enroll or take a freed seat;
+        their seats in sessions not started and their places in line are given up in
+        the same command; their history stays."""
+
+        TOPIC = topic("user", "UserDeactivated")
+
+        def apply(self, user: User) -> None:
+            user.active = False
+
+    class Reactivated(Event):
+        """Back in the directory: access again, no seat given back."""
+
+        TOPIC = topic("user", "UserReactivated")
+
+        def apply(self, user: User) -> None:
+            user.active = True
+
     if TYPE_CHECKING:  # state set by the events' apply(); declared for type checkers only
         user_id: str
         name: str
@@ -147,6 +166,8 @@ class User(RollcallAggregate):
         permissions: list[str]
         bookings: dict[UUID, UUID]
         """Training -> the session the user holds a seat in (from release 2 on)."""
+        active: bool
+        """False from ``UserDeactivated`` until ``UserReactivated`` (release 3)."""
 
     @classmethod
     def register(
@@ -200,6 +221,19 @@ class User(RollcallAggregate):
     def unbook(self, ctx: Context, training_id: UUID) -> None:
         if training_id in self.bookings:
             self._trigger(self.SessionUnbooked, ctx, training_id=training_id)
+
+    def deactivate(self, ctx: Context) -> bool:
+        """Record that the user left; False if they already had (nothing recorded)."""
+        if not self.active:
+            return False
+        self._trigger(self.Deactivated, ctx)
+        return True
+
+    def reactivate(self, ctx: Context) -> bool:
+        if self.active:
+            return False
+        self._trigger(self.Reactivated, ctx)
+        return True
 
     @property
     def is_admin(self) -> bool:

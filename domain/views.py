@@ -123,5 +123,6 @@ def user_view(user: User) -> dict[str, Any]:
         "supervisor_id": user.supervisor_id,
         "roles": list(user.roles),
         "permissions": list(user.permissions),
+        "active": user.active,
         "version": user.version,
     }

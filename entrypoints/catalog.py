@@ -32,6 +32,7 @@ from application.commands import (
     PutUser,
     RecordAttendance,
     SessionInput,
+    SetActive,
     SetLock,
     SetReminders,
     SetRestrictions,
@@ -151,6 +152,10 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
             status="attended",
         )
     )
+    temp = PutUser(actor_id="ada", user_id="tina", name="Tina Temp", email="tina@example.com")
+    rc.put_user(temp)  # a temporary hire who leaves, and is taken back
+    rc.set_active(SetActive(actor_id="ada", user_id="tina", active=False))
+    rc.set_active(SetActive(actor_id="ada", user_id="tina", active=True))
 
 
 def _waitlist_story(rc: Rollcall, clock: ManualClock) -> UUID:

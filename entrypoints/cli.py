@@ -35,10 +35,10 @@ from adapters.db import check_database, engine_for
 from adapters.dead_letters import DeadLetter
 from adapters.kafka import ensure_topics, topic_names
 from adapters.store_reader import Decoder, StoreReader
-from application.commands import PutUser
+from application.commands import PutUser, SetActive
 from application.service import SYSTEM_ACTOR, Rollcall
-from domain.errors import NotFound, RollcallError, ValidationFailed
-from entrypoints import bootstrap
+from domain.errors import Reason, RollcallError, ValidationFailed
+from entrypoints import bootstrap, leavers
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.catalog import contract_files
@@ -408,6 +408,30 @@ def users_add(
         typer.echo(json.dumps(result.value))
 
 
+@users.command("deactivate")
+def users_deactivate(user_id: str) -> None:
+    """A leaver (SPEC §10.3): their access ends, their seats in sessions not started and
+    their places in line are given up, each line moves up; their history stays."""
+    settings = load_settings()
+    with opened(settings) as rollcall:
+        engine = engine_for(settings.resolved_database_url)
+        try:
+            cmd = SetActive(actor_id=SYSTEM_ACTOR, user_id=user_id, active=False)
+            result = leavers.deactivate(rollcall, engine, cmd)
+        finally:
+            engine.dispose()
+        typer.echo(json.dumps(result.value))
+
+
+@users.command("reactivate")
+def users_reactivate(user_id: str) -> None:
+    """Access again for a deactivated user; no seat is given back."""
+    settings = load_settings()
+    with opened(settings) as rollcall:
+        result = rollcall.set_active(SetActive(actor_id=SYSTEM_ACTOR, user_id=user_id, active=True))
+        typer.echo(json.dumps(result.value))
+
+
 @app.command()
 def token(
     user_id: str,
@@ -421,10 +445,15 @@ def token(
                 f"--hours must be more than 0 and at most ROLLCALL_TOKEN_MAX_HOURS "
                 f"({settings.token_max_hours:g})"
             )
-        if not rollcall.is_known_user(user_id):
-            raise NotFound("user", user_id)
+        require_active(rollcall, user_id)
         secret = jwt_secret(settings)
     typer.echo(issue_token(user_id, secret, datetime.now(UTC), timedelta(hours=hours)))
+
+
+def require_active(rollcall: Rollcall, user_id: str) -> None:
+    """A token or a sign-in link is for an active directory user only."""
+    if not rollcall.get_user(SYSTEM_ACTOR, user_id)["active"]:
+        raise RollcallError(Reason.UNAUTHORIZED, f"user {user_id} is deactivated")
 
 
 @app.command("login-link")
@@ -435,8 +464,7 @@ def login_link(
     """Print a one-time sign-in link to the web pages for a user (15 minutes)."""
     settings = load_settings()
     with opened(settings) as rollcall, refusals_as_exit():
-        if not rollcall.is_known_user(user_id):
-            raise NotFound("user", user_id)
+        require_active(rollcall, user_id)
         secret = jwt_secret(settings)
     typer.echo(sign_in_link(url, user_id, secret, datetime.now(UTC)))
 

@@ -137,6 +137,7 @@ def _registered(uow: UnitOfWork, t: Tables, ev: Event) -> None:
             "roles": ev.data["roles"],
             "permissions": ev.data["permissions"],
             "version": ev.sequence,
+            "active": True,
         },
     )
 
@@ -156,6 +157,19 @@ USERS.handle(_on_user("name", "email"), User.DetailsChanged)
 USERS.handle(_on_user("supervisor_id"), User.SupervisorChanged)
 USERS.handle(_on_user("roles", "permissions"), User.AccessChanged)
 USERS.handle(_on_user(), User.SessionBooked, User.SessionUnbooked)
+
+
+def _set_active(active: bool) -> EnrollmentHandler:
+    def handler(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+        row = uow.changed(t.users, ev.subject)
+        row["version"] = ev.sequence
+        row["active"] = active
+
+    return handler
+
+
+USERS.handle(_set_active(False), User.Deactivated)
+USERS.handle(_set_active(True), User.Reactivated)
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -275,7 +289,7 @@ def team(conn: Connection, t: Tables, supervisor_id: str, now: datetime) -> list
         dict(r)
         for r in conn.execute(
             select(t.users.c.user_id, t.users.c.name, t.users.c.email)
-            .where(t.users.c.supervisor_id == supervisor_id)
+            .where(t.users.c.supervisor_id == supervisor_id, t.users.c.active)
             .order_by(t.users.c.name, t.users.c.user_id)
         ).mappings()
     ]
@@ -285,7 +299,16 @@ def team(conn: Connection, t: Tables, supervisor_id: str, now: datetime) -> list
     return reports
 
 
-USER_FIELDS = ("user_id", "name", "email", "supervisor_id", "roles", "permissions", "version")
+USER_FIELDS = (
+    "user_id",
+    "name",
+    "email",
+    "supervisor_id",
+    "roles",
+    "permissions",
+    "active",
+    "version",
+)
 
 
 def _user(row: Any) -> dict[str, Any]:
@@ -349,3 +372,12 @@ def enrollment_ids_of(conn: Connection, t: Tables, user_id: str) -> list[str]:
     """Every enrollment a user ever had (for their history)."""
     query = select(t.enrollments.c.enrollment_id).where(t.enrollments.c.user_id == user_id)
     return list(conn.execute(query).scalars())
+
+
+def places_of(conn: Connection, t: Tables, user_id: str) -> list[str]:
+    """The trainings in which a user holds a seat or a place in line (a leaver's)."""
+    query = select(t.enrollments.c.training_id).where(
+        t.enrollments.c.user_id == user_id,
+        t.enrollments.c.active | t.enrollments.c.waitlisted,
+    )
+    return sorted(set(conn.execute(query).scalars()))

@@ -113,6 +113,7 @@ def tables(suffix: str = "") -> Tables:
         Column("roles", JSON, nullable=False),
         Column("permissions", JSON, nullable=False),
         Column("version", Integer, nullable=False),
+        Column("active", Boolean, nullable=False),
     )
     notifications = t(
         "notifications",

@@ -3,7 +3,8 @@ through every consumer: seats and a waitlist, a lock while people wait, a switch
 promotes the first in line, leaving the line, a rescheduled session, reminders before
 the cancellation deadline and before the session, deadlines passing (the rest of the
 line expires), a relaxed restriction reopening a deadline, a cancelled session,
-attendance, and a training that tells only learners, then nobody.
+attendance, a training that tells only learners, then nobody, and a leaver whose seat
+and place in line are given up.
 
 Each feature added to Rollcall adds its step here, with what it tells whom: the
 expected notices are written beside the step that makes them, and the tests compare
@@ -20,6 +21,7 @@ from application.commands import (
     CancelSession,
     Enroll,
     RecordAttendance,
+    SetActive,
     SetLock,
     SetReminders,
     SetRestrictions,
@@ -145,4 +147,26 @@ def every_feature(world: World) -> Story:
         UpdateTraining(actor_id=ADMIN, training_id=forklift.id, notify_learners=False)
     )
     world.enroll(forklift, NOAH)  # nobody is told
+
+    # A leaver (SPEC §10.3): Pia holds the one seat of a welding course and a place in
+    # the line of a full one; Noah waits behind her seat. Her deactivation gives both
+    # up, her supervisor is told of each, Noah takes the seat; Pia herself is not mailed.
+    welding = world.training(days=(40,), capacity=1, apart=True)
+    rigging = world.training(days=(45,), capacity=1, apart=True)
+    world.enroll(welding, PIA)
+    told("enrolled", PIA, SUPERVISOR)
+    rc.enroll(
+        Enroll(actor_id=NOAH, training_id=welding.id, session_id=welding.sessions[0], waitlist=True)
+    )
+    told("waitlisted", NOAH, SUPERVISOR)
+    world.enroll(rigging, OTHER)
+    told("enrolled", OTHER)
+    rc.enroll(
+        Enroll(actor_id=PIA, training_id=rigging.id, session_id=rigging.sessions[0], waitlist=True)
+    )
+    told("waitlisted", PIA, SUPERVISOR)
+    rc.set_active(SetActive(actor_id=ADMIN, user_id=PIA, active=False, trainings=[rigging.id]))
+    told("unenrolled", SUPERVISOR)
+    told("left_waitlist", SUPERVISOR)
+    told("promoted", NOAH, SUPERVISOR)
     return Story(crane, forklift, told)

@@ -31,6 +31,7 @@ RULE_REFUSALS = {
     Reason.NO_OTHER_SESSION,
     Reason.WAITLISTED,
     Reason.SCHEDULE_CONFLICT,
+    Reason.USER_DEACTIVATED,
     Reason.CONFLICT,
 }
 STATUS = {

@@ -336,7 +336,19 @@ class UserOut(Out):
     supervisor_id: str | None
     roles: list[str]
     permissions: list[str]
+    active: bool = Field(description="false once deactivated (a leaver, SPEC §10.3)")
     version: int
+
+
+class ReleasedOut(Out):
+    training_id: Id
+    enrollment_id: Id = Field(description="unenrolled, or out of the line: user_deactivated")
+
+
+class ActivityOut(UserOut):
+    released: list[ReleasedOut] = Field(
+        description="the seats and places in line a deactivation gave up"
+    )
 
 
 class CatalogEntryOut(Out):

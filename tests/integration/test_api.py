@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from application.commands import PutUser
 from application.service import SYSTEM_ACTOR
 from domain import inputs
 from entrypoints.api.auth import issue_token
@@ -49,7 +50,24 @@ def _attended(c: Client) -> tuple[str, list[str]]:
     return tid, sids
 
 
+def _leaver(c: Client) -> str:
+    """A new directory user to deactivate (SPEC §10.3)."""
+    user_id = f"leaver{c.stored()}"
+    c.rollcall.put_user(
+        PutUser(actor_id=SYSTEM_ACTOR, user_id=user_id, name="L", email="l@example.com")
+    )
+    return user_id
+
+
 ROUTES: dict[str, tuple[set[str], Callable[[Client, str], Request]]] = {
+    "deactivate_user": (
+        MANAGERS,  # administrators and the R12 pair (SPEC §10.3)
+        lambda c, u: ("POST", f"/v1/users/{_leaver(c)}/deactivate", None),
+    ),
+    "reactivate_user": (
+        MANAGERS,
+        lambda c, u: ("POST", f"/v1/users/{_leaver(c)}/reactivate", None),
+    ),
     "put_user": (
         ADMINS,
         lambda c, u: ("PUT", "/v1/users/newcomer", {"name": "N", "email": "n@example.com"}),
@@ -456,6 +474,8 @@ def test_an_enrollment_looks_the_same_from_the_command_and_the_read_model(client
 
 OPERATIONS = {
     "put_user",
+    "deactivate_user",
+    "reactivate_user",
     "create_training",
     "add_session",
     "set_restrictions",
@@ -531,6 +551,8 @@ def test_openapi_has_stable_operation_ids_and_a_typed_answer_for_every_route(
         "/v1/trainings/{training_id}/sessions/{session_id}/cancel",
         "/v1/users",
         "/v1/users/{user_id}/history",
+        "/v1/users/{user_id}/deactivate",
+        "/v1/users/{user_id}/reactivate",
     }
     session = schemas["SessionOut"]
     assert "open_for_registration" in session["required"]

@@ -158,3 +158,20 @@ def test_a_database_written_by_a_newer_rollcall_is_refused(tmp_path: Path) -> No
     )
     assert refused.returncode == 2
     assert "newer Rollcall (schema 99" in refused.stderr
+
+
+def test_users_deactivate_and_reactivate_a_leaver(tmp_path: Path) -> None:
+    """SPEC §10.3 from a shell: ``rollcall users deactivate`` ends a leaver's access (no
+    token is minted for them), ``reactivate`` gives it back."""
+    run(tmp_path, *ADD_ADMIN)
+    run(tmp_path, "users", "add", "lena", "--name", "Lena", "--email", "lena@example.com")
+    left = json.loads(run(tmp_path, "users", "deactivate", "lena").stdout)
+    assert (left["active"], left["released"]) == (False, [])
+    refused = run(tmp_path, "token", "lena", ok=False)
+    assert "unauthorized" in refused.stderr
+    assert "deactivated" in refused.stderr
+    back = json.loads(run(tmp_path, "users", "reactivate", "lena").stdout)
+    assert back["active"] is True
+    assert run(tmp_path, "token", "lena").stdout.count(".") == 2
+    missing = run(tmp_path, "users", "deactivate", "nobody", ok=False)
+    assert "not_found" in missing.stderr

@@ -104,4 +104,5 @@ def test_a_new_secret_or_ending_a_persons_sessions_closes_every_copy_of_their_co
     assert signin.session_of(client.engine, other, SECRET, now) is not None
     client.http.cookies.set(signin.COOKIE, second, path="/ui")
     answer = client.http.get("/ui/", follow_redirects=False)
-    assert answer.status_code == 401 and "Sign in" in answer.text
+    assert answer.status_code == 401
+    assert "Sign in" in answer.text

@@ -9,7 +9,8 @@ from uuid import UUID
 from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from application.commands import PutUser
+from application.commands import PutUser, SetActive
+from entrypoints import leavers
 from entrypoints.api.deps import (
     Commander,
     CurrentUser,
@@ -21,7 +22,14 @@ from entrypoints.api.deps import (
     etag,
     paged,
 )
-from entrypoints.api.models import CommandOut, PageOut, UserHistoryOut, UserIn, UserOut
+from entrypoints.api.models import (
+    ActivityOut,
+    CommandOut,
+    PageOut,
+    UserHistoryOut,
+    UserIn,
+    UserOut,
+)
 from entrypoints.api.routing import api_router
 from projections import people
 from projections.tables import LIVE
@@ -55,6 +63,34 @@ async def put_user(
     new = result.value["version"] == 1 and bool(result.position)
     created = f"/v1/users/{user_id}" if new else None
     return answer(result, response, created=created, tagged=True)
+
+
+@router.post("/{user_id}/deactivate", response_model=CommandOut[ActivityOut])
+async def deactivate_user(
+    user_id: str, who: Commander, services: Services, response: Response, versions: IfMatch
+) -> dict[str, Any]:
+    """A leaver (administrators, R12 roles; SPEC §10.3): their tokens and web sessions
+    end, their seats in sessions not started and their places in line are given up
+    (``user_deactivated``) and each line moves up; their history stays."""
+    places = await services.read(None, who, response, lambda c: people.places_of(c, LIVE, user_id))
+    cmd = SetActive(actor_id=who, user_id=user_id, active=False, if_match=versions)
+    result = await services.run(
+        lambda c: leavers.deactivate(
+            services.rollcall, services.engine, c, [UUID(t) for t in places]
+        ),
+        cmd,
+    )
+    return answer(result, response, tagged=True)
+
+
+@router.post("/{user_id}/reactivate", response_model=CommandOut[ActivityOut])
+async def reactivate_user(
+    user_id: str, who: Commander, services: Services, response: Response, versions: IfMatch
+) -> dict[str, Any]:
+    """Access again for a deactivated user; no seat is given back."""
+    cmd = SetActive(actor_id=who, user_id=user_id, active=True, if_match=versions)
+    result = await services.run(services.rollcall.set_active, cmd)
+    return answer(result, response, tagged=True)
 
 
 @router.get("", response_model=PageOut[UserOut])

@@ -172,6 +172,16 @@ class Enroll(TrainingCommand):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BulkEnroll(TrainingCommand):
+    """Many people into one session (SPEC §10.3: administrators and the R12 pair), each
+    enrollment its own command, as if a manager enrolled each alone (R13)."""
+
+    session_id: UUID
+    user_ids: Sequence[str]
+    waitlist: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class Switch(TrainingCommand):
     """Move to another session: the suggested one unless ``session_id`` is given (R10).
     A learner must confirm (R9)."""

@@ -3,18 +3,27 @@ a learner may do now: the same rules, asked without changing anything."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from adapters import faults, logs
 from application.access import SYSTEM_ACTOR
-from application.commands import Enroll, RecordAttendance, Switch, TrainingCommand, Unenroll
+from application.commands import (
+    BulkEnroll,
+    Enroll,
+    RecordAttendance,
+    Switch,
+    TrainingCommand,
+    Unenroll,
+)
 from application.core import Core
 from application.trainings import promote
 from application.unit_of_work import Result, UnitOfWork, consistent, expect
 from domain import enrolling, inputs
 from domain.enrollment import Attendance, Enrollment
-from domain.errors import Reason, RollcallError
+from domain.errors import Reason, RollcallError, ValidationFailed
 from domain.rules import Conflict, join_warnings, options_for
 from domain.training import Training
 from domain.views import enrollment_view, session_view
@@ -49,6 +58,62 @@ def enroll(core: Core, cmd: Enroll) -> Result:
         return enrollment_view(training, enrollment, ctx.now)
 
     return core.runner.result(handle)
+
+
+BULK_MAX = 1_000
+"""Most people one bulk enrollment takes (SPEC §10.3)."""
+BULK_WORKERS = 16
+"""Commands of a bulk enrollment in flight at once: the group commit saves those that
+arrive together in one transaction, so 1,000 enrollments take tens of commits."""
+
+
+def bulk_enroll(core: Core, cmd: BulkEnroll) -> Result:
+    """Each person enrolled by their own command, in the order given, with one outcome
+    each: ``enrolled``, ``waitlisted`` or ``refused`` with the reason the single enroll
+    gives (a passing fault too: ``unavailable``, for that person only)."""
+    core.access.require_manager(cmd.actor_id)
+    user_ids = list(cmd.user_ids)
+    if not 1 <= len(user_ids) <= BULK_MAX or len(set(user_ids)) != len(user_ids):
+        raise ValidationFailed(
+            f"user_ids must be 1 to {BULK_MAX} distinct user ids", {"field": "user_ids"}
+        )
+    correlation_id = cmd.correlation_id or logs.correlation_id() or logs.new_correlation_id()
+
+    def one(user_id: str) -> tuple[dict[str, Any], int | None]:
+        single = Enroll(
+            actor_id=cmd.actor_id,
+            training_id=cmd.training_id,
+            session_id=cmd.session_id,
+            user_id=user_id,
+            waitlist=cmd.waitlist,
+            as_admin=True,
+            correlation_id=correlation_id,
+        )
+        try:
+            done = enroll(core, single)
+        except RollcallError as refusal:
+            return _refused(user_id, refusal), None
+        except faults.FAULT_TYPES as error:
+            if not faults.is_transient(error):
+                raise
+            return _refused(user_id, RollcallError(Reason.UNAVAILABLE)), None
+        outcome = "waitlisted" if done.value["status"] == "waitlisted" else "enrolled"
+        return {"user_id": user_id, "outcome": outcome, "enrollment": done.value}, done.position
+
+    with ThreadPoolExecutor(min(BULK_WORKERS, len(user_ids))) as pool:
+        outcomes = list(pool.map(one, user_ids))
+    positions = [position for _, position in outcomes if position is not None]
+    return Result({"results": [o for o, _ in outcomes]}, max(positions, default=None))
+
+
+def _refused(user_id: str, refusal: RollcallError) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "outcome": "refused",
+        "error": refusal.reason.value,
+        "message": refusal.message,
+        "details": refusal.details,
+    }
 
 
 def switch(core: Core, cmd: Switch) -> Result:

@@ -25,6 +25,7 @@ from application import audit, directory, enrollments, timed, trainings
 from application.access import SYSTEM_ACTOR
 from application.commands import (
     AddSession,
+    BulkEnroll,
     CancelSession,
     CreateTraining,
     Enroll,
@@ -136,6 +137,10 @@ class Rollcall:
     @measured("enroll")
     def enroll(self, cmd: Enroll) -> Result:
         return enrollments.enroll(self.core, cmd)
+
+    @measured("bulk_enroll")
+    def bulk_enroll(self, cmd: BulkEnroll) -> Result:
+        return enrollments.bulk_enroll(self.core, cmd)
 
     @measured("switch")
     def switch(self, cmd: Switch) -> Result:

@@ -188,6 +188,17 @@ class EnrollIn(Body):
     )
 
 
+class BulkEnrollIn(Body):
+    model_config = ConfigDict(extra="forbid", strict=False)
+    session_id: UUID
+    user_ids: list[UserId] = Field(
+        min_length=1, max_length=1000, description="at most 1,000 distinct user ids"
+    )
+    waitlist: StrictBool = Field(
+        default=False, description="a full session puts the rest in its line (SPEC §9.4)"
+    )
+
+
 class SwitchIn(Body):
     model_config = ConfigDict(extra="forbid", strict=False)
     session_id: UUID | None = Field(default=None, description="default: the suggested session")
@@ -460,6 +471,19 @@ class AuditOut(Out):
 
 
 T = TypeVar("T", bound=BaseModel)
+
+
+class BulkResultOut(Out):
+    user_id: str
+    outcome: Literal["enrolled", "waitlisted", "refused"]
+    enrollment: EnrollmentOut | None = Field(default=None, description="unless refused")
+    error: str | None = Field(default=None, description="the reason code a refusal gives")
+    message: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class BulkOut(Out):
+    results: list[BulkResultOut] = Field(description="one per user id, in the order given")
 
 
 class CommandOut(BaseModel, Generic[T]):

@@ -60,6 +60,14 @@ def _leaver(c: Client) -> str:
 
 
 ROUTES: dict[str, tuple[set[str], Callable[[Client, str], Request]]] = {
+    "bulk_enroll": (
+        MANAGERS,
+        lambda c, u: (
+            "POST",
+            "/v1/trainings/{}/enrollments/bulk".format(*(t := c.training())),
+            {"session_id": t[1][0], "user_ids": [OTHER, SUPERVISOR]},
+        ),
+    ),
     "deactivate_user": (
         MANAGERS,  # administrators and the R12 pair (SPEC §10.3)
         lambda c, u: ("POST", f"/v1/users/{_leaver(c)}/deactivate", None),
@@ -474,6 +482,7 @@ def test_an_enrollment_looks_the_same_from_the_command_and_the_read_model(client
 
 OPERATIONS = {
     "put_user",
+    "bulk_enroll",
     "deactivate_user",
     "reactivate_user",
     "create_training",
@@ -552,6 +561,7 @@ def test_openapi_has_stable_operation_ids_and_a_typed_answer_for_every_route(
         "/v1/users",
         "/v1/users/{user_id}/history",
         "/v1/users/{user_id}/deactivate",
+        "/v1/trainings/{training_id}/enrollments/bulk",
         "/v1/users/{user_id}/reactivate",
     }
     session = schemas["SessionOut"]

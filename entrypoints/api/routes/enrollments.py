@@ -8,10 +8,12 @@ from uuid import UUID
 
 from fastapi import Response
 
-from application.commands import Enroll, RecordAttendance, Switch, Unenroll
+from application.commands import BulkEnroll, Enroll, RecordAttendance, Switch, Unenroll
 from entrypoints.api.deps import Commander, IfMatch, Services, answer
 from entrypoints.api.models import (
     AttendanceIn,
+    BulkEnrollIn,
+    BulkOut,
     CommandOut,
     EnrollIn,
     EnrollmentChangedOut,
@@ -127,3 +129,22 @@ async def attendance(
         ),
     )
     return answer(result, response)
+
+
+@router.post("/enrollments/bulk", response_model=CommandOut[BulkOut])
+async def bulk_enroll(
+    training_id: UUID, body: BulkEnrollIn, who: Commander, services: Services
+) -> dict[str, Any]:
+    """Enroll up to 1,000 people into one session (administrators, R12 roles; SPEC
+    §10.3): each its own command, as a manager's enroll (R13), one result per person."""
+    result = await services.run(
+        services.rollcall.bulk_enroll,
+        BulkEnroll(
+            actor_id=who,
+            training_id=training_id,
+            session_id=body.session_id,
+            user_ids=body.user_ids,
+            waitlist=body.waitlist,
+        ),
+    )
+    return {"data": result.value, "position": result.position}

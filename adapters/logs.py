@@ -110,7 +110,19 @@ class _OneLine(logging.Filter):
             record.args = None
             record.exc_info = None
             record.exc_text = None
+            if self._own_race(record.msg, error):
+                record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+    @staticmethod
+    def _own_race(message: str, error: BaseException) -> bool:
+        """The read on a transport the client had already closed (``[none] (closed)``,
+        its socket gone): nothing was lost, no connection failed; said at INFO."""
+        return (
+            isinstance(error, AttributeError)
+            and "(closed)" in message
+            and "'NoneType' object has no attribute 'recv'" in message
+        )
 
 
 class JsonFormatter(logging.Formatter):

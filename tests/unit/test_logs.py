@@ -83,6 +83,25 @@ def test_the_kafka_clients_recovered_network_errors_are_one_line(
     assert "Traceback" not in err
     assert "Error receiving network data closing socket: AttributeError: " in err
     assert err.count("\n") == 1
+    assert " ERROR " in err  # on a transport still open: worth an operator's look
+
+
+def test_a_read_on_a_transport_the_client_closed_itself_is_info(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen when a part stopped: the client's own race on the transport it had just
+    closed (``[none] (closed)``) is not an error of anything an operator runs."""
+    logs.configure("text", part="relay")
+    try:
+        raise AttributeError("'NoneType' object has no attribute 'recv'")
+    except AttributeError:
+        logging.getLogger("kafka.net.transport").exception(
+            "%s: Error receiving network data closing socket",
+            "<KafkaTCPTransport [none] (closed)>",
+        )
+    err = capsys.readouterr().err
+    assert " INFO relay kafka.net.transport: " in err
+    assert " ERROR " not in err
 
 
 def test_a_refresh_failed_by_our_own_close_is_info_and_a_lost_connection_stays_an_error(

@@ -24,7 +24,16 @@ KNOWN = {
 }
 """What Rollcall gives meaning to; anything else would grant nothing, silently."""
 
-_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+USER_ID_MAX = 255
+_END = r"[^\s/\x00-\x1f\x7f-\x9f]"  # neither a space nor a control character, nor /
+_USER_ID = re.compile(rf"^{_END}([^/\x00-\x1f\x7f-\x9f]*{_END})?$")
+"""What identity providers issue as a subject (``auth0|5f7c...``, UUIDs, e-mail
+addresses; SPEC §10.3): no control character, no space at either end, and no ``/``,
+since a user id is one segment of a URL path (``/v1/users/{id}``). Every id the
+earlier releases accepted (letters, digits and ``._@-``) still is, and maps to the same
+aggregate id, so stored ids need no upcast."""
+RESERVED = ("rollcall:", "service:")
+"""Prefixes of actors that are not directory users (the system; service accounts)."""
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://rollcall.invalid/users")
@@ -38,10 +47,16 @@ def user_aggregate_id(user_id: str) -> UUID:
 
 
 def validate_user_id(user_id: str) -> str:
-    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+    if (
+        not isinstance(user_id, str)
+        or len(user_id) > USER_ID_MAX
+        or not _USER_ID.match(user_id)
+        or user_id.startswith(RESERVED)
+    ):
         raise ValidationFailed(
-            "user id must be 1-128 letters, digits or ._@- and start with a letter or digit",
-            {"user_id": user_id},
+            f"user id must be 1-{USER_ID_MAX} characters without control characters, '/' "
+            "or spaces at either end, and not start with 'rollcall:' or 'service:'",
+            {"user_id": user_id if isinstance(user_id, str) else None},
         )
     return user_id
 

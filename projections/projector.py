@@ -16,10 +16,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from sqlalchemy import Engine, delete, insert, inspect, select, text
+from sqlalchemy import Engine, String, delete, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -79,7 +80,8 @@ def shape_is_stale(engine: Engine) -> bool:
         table = getattr(LIVE, name)
         if not inspector.has_table(table.name):
             continue
-        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        found = inspector.get_columns(table.name)
+        columns = {c["name"] for c in found}
         indexes = {
             i["name"]
             for i in inspector.get_indexes(table.name)
@@ -87,7 +89,19 @@ def shape_is_stale(engine: Engine) -> bool:
         }
         if columns != set(table.columns.keys()) or indexes != {i.name for i in table.indexes}:
             return True
+        defined = _widths((c.name, c.type) for c in table.columns)
+        if _widths((c["name"], c["type"]) for c in found) != defined:
+            return True  # a text column made wider (user ids, release 3)
     return False
+
+
+def _widths(columns: Iterable[tuple[str, Any]]) -> dict[str, int]:
+    """The declared length of each bounded text column."""
+    return {
+        name: kind.length
+        for name, kind in columns
+        if isinstance(kind, String) and kind.length is not None
+    }
 
 
 @contextlib.contextmanager

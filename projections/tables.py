@@ -90,7 +90,7 @@ def tables(suffix: str = "") -> Tables:
     enrollments = t(
         "enrollments",
         Column("enrollment_id", String(36), primary_key=True),
-        Column("user_id", String(128), nullable=False),
+        Column("user_id", String(255), nullable=False),
         Column("training_id", String(36), nullable=False),
         Column("session_id", String(36), nullable=False),
         Column("active", Boolean, nullable=False),
@@ -106,10 +106,10 @@ def tables(suffix: str = "") -> Tables:
     users = t(
         "users",
         Column("aggregate_id", String(36), primary_key=True),
-        Column("user_id", String(128), nullable=False, unique=True),
+        Column("user_id", String(255), nullable=False, unique=True),
         Column("name", String(200), nullable=False),
         Column("email", String(254), nullable=False),
-        Column("supervisor_id", String(128)),
+        Column("supervisor_id", String(255)),
         Column("roles", JSON, nullable=False),
         Column("permissions", JSON, nullable=False),
         Column("version", Integer, nullable=False),
@@ -118,7 +118,7 @@ def tables(suffix: str = "") -> Tables:
     notifications = t(
         "notifications",
         Column("notification_id", String(36), primary_key=True),
-        Column("recipient_id", String(128), nullable=False),
+        Column("recipient_id", String(255), nullable=False),
         Column("event_id", String(36), nullable=False),
         Column("kind", String(40), nullable=False),
         Column("title", String(300), nullable=False),

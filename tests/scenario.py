@@ -123,13 +123,15 @@ class World:
         ).value
 
     def user(self, user_id: str, supervisor_id: str | None = None) -> None:
-        """A directory entry named after ``user_id``, at ``user_id@example.com``."""
+        """A directory entry named after ``user_id``, at ``user_id@example.com`` (the
+        first 40 letters and digits of it, for an identity provider's long subject)."""
+        slug = "".join(c for c in user_id.lower() if c.isascii() and c.isalnum())[:40]
         self.rc.put_user(
             PutUser(
                 actor_id=ADMIN,
                 user_id=user_id,
-                name=user_id.title(),
-                email=f"{user_id}@example.com",
+                name=slug.title(),
+                email=f"{slug}@example.com",
                 supervisor_id=supervisor_id,
             )
         )

@@ -33,7 +33,10 @@ from application.commands import (
 from application.scheduler import DeadlineScheduler
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, TrainingRef, World, days_before
 
-PIA, NOAH = "pia", "noah"
+PIA = "auth0|" + "5f7c8ec7c33c6c004bbafe82" * 10
+"""An identity provider's subject, 246 characters (SPEC §10.3): in every table and
+topic that names a user."""
+NOAH = "noah"
 
 
 @dataclass

@@ -59,7 +59,7 @@ def multi_line(field: str, max_length: int) -> Any:
 
 Instant = Annotated[AwareDatetime, _policy(lambda v: inputs.instant("instant", v))]
 Zone = Annotated[str, Field(max_length=64), _policy(lambda v: inputs.timezone("timezone", v))]
-UserId = Annotated[str, Field(min_length=1, max_length=128)]
+UserId = Annotated[str, Field(min_length=1, max_length=255)]
 Identifier = Annotated[str, Field(max_length=64)]
 
 

@@ -42,7 +42,7 @@ used_links = Table(
     "ui_sign_in_links",
     _metadata,
     Column("link_id", String(64), primary_key=True),
-    Column("user_id", String(128), nullable=False),
+    Column("user_id", String(255), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=False),
 )
 sessions = Table(  # made by adapters/migrations (r0007)

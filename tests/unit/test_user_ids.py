@@ -1,0 +1,56 @@
+"""SPEC §10.3: user ids as identity providers issue them, up to 255 characters with no
+control character; every id an earlier release stored is still valid and names the
+same aggregate."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from domain.errors import ValidationFailed
+from domain.user import user_aggregate_id, validate_user_id
+
+ACCEPTED = [
+    "lena",  # what the first releases accepted
+    "a.b-c_d@example.com",
+    "auth0|5f7c8ec7c33c6c004bbafe82",
+    "google-oauth2|104522309812345678901",
+    "550e8400-e29b-41d4-a716-446655440000",
+    "CN=Zoë Ünicode,OU=People",
+    "x" * 255,
+    "a",
+]
+REFUSED = [
+    "",
+    "x" * 256,
+    " lena",
+    "lena ",
+    "a/b",  # one segment of a URL path
+    "a\x00b",
+    "a\nb",
+    "\tlena",
+    "a\x85b",  # a C1 control character
+    "a\x7fb",
+    "rollcall:system",  # the system's actor
+    "service:ci-bot",  # a service account's
+]
+
+
+@pytest.mark.parametrize("user_id", ACCEPTED)
+def test_identity_providers_subjects_are_user_ids(user_id: str) -> None:
+    assert validate_user_id(user_id) == user_id
+
+
+@pytest.mark.parametrize("user_id", REFUSED, ids=repr)
+def test_control_characters_slashes_edges_and_reserved_prefixes_are_refused(
+    user_id: str,
+) -> None:
+    with pytest.raises(ValidationFailed):
+        validate_user_id(user_id)
+
+
+def test_an_earlier_releases_id_names_the_same_aggregate() -> None:
+    """No upcast is needed: the aggregate id is still uuid5 of the id's text."""
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "https://rollcall.invalid/users")
+    assert user_aggregate_id("lena") == uuid.uuid5(namespace, "lena")

@@ -36,6 +36,7 @@ from entrypoints import serving
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import check_secret
 from entrypoints.api.limits import RateLimit
+from entrypoints.api.oidc import OidcSettings
 from entrypoints.settings import Settings
 from entrypoints.supervisor import Factory, Loop, Supervisor
 from projections.projector import Projector
@@ -93,6 +94,13 @@ def broker_of(settings: Settings) -> str:
             f"{settings.data_dir.resolve()}: start it, or name the broker"
         )
     return str(record["kafka"])
+
+
+def oidc_settings(settings: Settings) -> OidcSettings | None:
+    """The OpenID provider whose tokens the API accepts beside its own, if any."""
+    if not settings.oidc_issuer or not settings.oidc_audience:
+        return None
+    return OidcSettings(settings.oidc_issuer, settings.oidc_audience, settings.oidc_user_claim)
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:
@@ -195,6 +203,7 @@ class Wiring:
             docs=s.docs,
             rate_limit=RateLimit(s.rate_limit_per_minute, s.rate_limit_burst),
             kafka=kafka,
+            oidc=oidc_settings(s),
         )
 
     def factories(self, part: str) -> dict[str, Factory]:

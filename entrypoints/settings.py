@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.logs import LogFormat
@@ -28,12 +29,24 @@ class Settings(BaseSettings):
     mail_lease_seconds: float = 60.0
     jwt_secret: SecretStr | None = None
     token_max_hours: float = 24.0
+    oidc_issuer: str | None = None
+    """The company's OpenID provider, whose access tokens the API accepts (SPEC §10.3)."""
+    oidc_audience: str | None = None
+    oidc_user_claim: str = "sub"
     docs: bool = False
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60
     read_wait_seconds: float = Field(default=3.0, ge=0, le=60)
     """How long a read with ``min_position`` waits for the read models at most."""
     log_format: LogFormat = "text"
+
+    @model_validator(mode="after")
+    def _provider_named_whole(self) -> Self:
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("ROLLCALL_OIDC_AUDIENCE is needed with ROLLCALL_OIDC_ISSUER")
+        if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError("ROLLCALL_OIDC_ISSUER must be the provider's URL")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -89,12 +89,15 @@ def session(clock: ManualClock, days: float, capacity: int | None = 10) -> dict[
 
 
 @contextlib.contextmanager
-def api_client(rollcall: Rollcall, database_url: str, clock: ManualClock) -> Iterator[Client]:
+def api_client(
+    rollcall: Rollcall, database_url: str, clock: ManualClock, **options: Any
+) -> Iterator[Client]:
+    """``options``: more of ``create_app``'s (an OpenID provider)."""
     World(rollcall, clock)  # the directory of tests/scenario.py
     engine = engine_for(database_url)
     # The suites act as a few very busy users; rate limits have their own tests.
     limit = RateLimit(per_minute=1_000_000, burst=100_000)
-    app = create_app(rollcall, engine, SECRET, token_max_hours=100, rate_limit=limit)
+    app = create_app(rollcall, engine, SECRET, token_max_hours=100, rate_limit=limit, **options)
 
     def project() -> None:
         replay(engine, StoreReader(rollcall.store, engine).batches())

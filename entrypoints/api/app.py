@@ -16,12 +16,13 @@ from adapters.store_reader import StoreReader
 from application.service import Rollcall
 from domain.errors import RollcallError
 from entrypoints.api import errors
-from entrypoints.api.auth import check_secret, verify_token
+from entrypoints.api.auth import Tokens, check_secret
 from entrypoints.api.correlation import CorrelationMiddleware
 from entrypoints.api.deps import Api
 from entrypoints.api.headers import SecurityHeaders
 from entrypoints.api.idempotency import IdempotencyMiddleware, Keys
 from entrypoints.api.limits import Freshness, RateLimit
+from entrypoints.api.oidc import OidcSettings, OidcTokens
 from entrypoints.api.routes import audit, directory, enrollments, me, operations, trainings
 from entrypoints.api.routing import add_routes, operation_id
 from entrypoints.observability import registry_for
@@ -40,6 +41,8 @@ def create_app(
     docs: bool = False,
     rate_limit: RateLimit | None = None,
     kafka: str | None = None,
+    oidc: OidcSettings | None = None,
+    oidc_cooldown: float = 30.0,
 ) -> FastAPI:
     """``docs``: serve the interactive docs at ``/docs`` (their page loads its scripts
     from a public CDN, so they are off unless ``ROLLCALL_DOCS=1``)."""
@@ -60,11 +63,14 @@ def create_app(
         with engine.begin() as conn:  # short: caught_up() remembers what it proved
             return caught_up(conn, rollcall.store, position)
 
+    provider = None if oidc is None else OidcTokens(oidc, token_max_hours, oidc_cooldown)
+    tokens = Tokens(jwt_secret, token_max_hours, provider)
     app.state.api = Api(
         rollcall=rollcall,
         engine=engine,
         jwt_secret=jwt_secret,
         token_max_hours=token_max_hours,
+        tokens=tokens,
         rate_limit=rate_limit or RateLimit(per_minute=600, burst=60),
         freshness=Freshness(is_fresh, wait=read_wait),
         kafka=kafka,
@@ -81,7 +87,7 @@ def create_app(
         if scheme.lower() != "bearer":
             return None
         try:
-            return verify_token(token.strip(), jwt_secret, token_max_hours)
+            return tokens.user_of(token.strip())
         except RollcallError:
             return None
 

@@ -13,6 +13,7 @@ import jwt
 
 from domain.errors import Reason, RollcallError, ValidationFailed
 from domain.user import validate_user_id
+from entrypoints.api.oidc import OidcTokens
 
 ALGORITHM = "HS256"
 ISSUER = "rollcall"
@@ -61,3 +62,24 @@ def verify_token(token: str, secret: str, max_hours: float = DEFAULT_MAX_HOURS) 
         raise RollcallError(Reason.UNAUTHORIZED, "The token is not valid.") from None
     except jwt.InvalidTokenError:
         raise RollcallError(Reason.UNAUTHORIZED, "The token is not valid.") from None
+
+
+class Tokens:
+    """Every bearer token the API accepts: HS256 with the shared secret (the embedded
+    run and ``rollcall token``) and, when an OpenID provider is configured, its tokens
+    (``entrypoints/api/oidc.py``), told apart by their algorithm."""
+
+    def __init__(self, secret: str, max_hours: float, oidc: OidcTokens | None = None) -> None:
+        self.secret = secret
+        self.max_hours = max_hours
+        self.oidc = oidc
+
+    def user_of(self, token: str) -> str:
+        if self.oidc is not None:
+            try:
+                algorithm = jwt.get_unverified_header(token).get("alg")
+            except jwt.InvalidTokenError:
+                raise RollcallError(Reason.UNAUTHORIZED, "The token is not valid.") from None
+            if algorithm != ALGORITHM:
+                return self.oidc.user_of(token)
+        return verify_token(token, self.secret, self.max_hours)

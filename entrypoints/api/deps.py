@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from application.commands import Command
 from application.service import Result, Rollcall
 from domain.errors import Reason, RollcallError
-from entrypoints.api.auth import verify_token
+from entrypoints.api.auth import Tokens
 from entrypoints.api.limits import Freshness, RateLimit
 from projections.paging import DEFAULT_LIMIT, MAX_LIMIT, Page
 
@@ -40,6 +40,7 @@ class Api:
     engine: Engine
     jwt_secret: str
     token_max_hours: float
+    tokens: Tokens
     rate_limit: RateLimit
     freshness: Freshness
     kafka: str | None
@@ -95,11 +96,11 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def token_user(services: Api, credentials: HTTPAuthorizationCredentials | None) -> str:
-    """The user id a request's bearer token names (``sub`` of a valid HS256 token), not
-    yet looked up in the directory."""
+    """The user id a request's bearer token names (``sub`` of a valid HS256 token, or
+    the configured claim of the OpenID provider's), not yet looked up in the directory."""
     if credentials is None:
         raise RollcallError(Reason.UNAUTHORIZED, "A bearer token is required.")
-    return verify_token(credentials.credentials, services.jwt_secret, services.token_max_hours)
+    return services.tokens.user_of(credentials.credentials)
 
 
 # The two dependencies below take the services from the request rather than from

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from adapters.store import EventStore
 from application.unit_of_work import fresh
@@ -15,6 +17,43 @@ REMEMBER_SECONDS = 2.0
 
 SYSTEM_ACTOR = "rollcall:system"
 """The actor of time-driven commands and of bootstrap; cannot be a directory user id."""
+
+
+SERVICE_PREFIX = "service:"
+SCOPES = ("rollcall.read", "rollcall.write", "rollcall.admin")
+
+service_scopes: ContextVar[frozenset[str]] = ContextVar(
+    "rollcall_service_scopes", default=frozenset()
+)
+"""The scopes of the service account a request acts as (set by the API from its token)."""
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    """A service acting with its own token (SPEC §10.3): no directory user, the rights
+    of the scopes its token carries, recorded as actor ``service:<client_id>``.
+    ``rollcall.read`` reads what managers read; ``rollcall.write`` also does what they
+    do; ``rollcall.admin`` is an account administrator's."""
+
+    user_id: str
+    scopes: frozenset[str]
+    supervisor_id: str | None = None
+    active: bool = True
+
+    @property
+    def is_admin(self) -> bool:
+        return "rollcall.admin" in self.scopes
+
+    @property
+    def may_manage_trainings(self) -> bool:
+        return self.is_admin or "rollcall.write" in self.scopes
+
+    @property
+    def may_read(self) -> bool:
+        return self.may_manage_trainings or "rollcall.read" in self.scopes
+
+
+Actor = User | ServiceAccount
 
 
 class Access:
@@ -35,7 +74,10 @@ class Access:
 
     def remembers_user(self, user_id: str) -> bool:
         """Is ``user_id`` known to be an active directory user without asking the
-        store (asked less than ``REMEMBER_SECONDS`` ago)?"""
+        store (asked less than ``REMEMBER_SECONDS`` ago), or a service account acting
+        with scopes?"""
+        if user_id.startswith(SERVICE_PREFIX):
+            return bool(service_scopes.get())
         seen = self._known_users.get(user_id)
         return seen is not None and time.monotonic() - seen < REMEMBER_SECONDS
 
@@ -48,6 +90,8 @@ class Access:
         that time. A no is always asked again."""
         if self.remembers_user(user_id):
             return True
+        if user_id.startswith(SERVICE_PREFIX):
+            return False  # a service account without scopes
         try:
             user = self.user(user_id)
         except (NotFound, RollcallError):
@@ -64,11 +108,16 @@ class Access:
         """Ask the store the next time (``user_id`` was just deactivated)."""
         self._known_users.pop(user_id, None)
 
-    def actor(self, actor_id: str) -> User | None:
-        """The acting directory user; None for the system actor. A deactivated user
-        acts no more (401, as their token)."""
+    def actor(self, actor_id: str) -> Actor | None:
+        """The acting directory user, or service account; None for the system actor. A
+        deactivated user acts no more (401, as their token)."""
         if actor_id == SYSTEM_ACTOR:
             return None
+        if actor_id.startswith(SERVICE_PREFIX):
+            scopes = service_scopes.get()
+            if not scopes:
+                raise RollcallError(Reason.UNAUTHORIZED, "A service acts with its token's scopes.")
+            return ServiceAccount(actor_id, scopes)
         try:
             found = self.user(actor_id)
         except (NotFound, RollcallError):
@@ -104,10 +153,22 @@ class Access:
             self.actor(actor_id)  # says which: not in the directory, or deactivated
             raise Forbidden("the acting user is not in the directory")
 
+    def require_reader(self, actor_id: str) -> None:
+        """What managers read: managers, and services with ``rollcall.read``."""
+        actor = self.actor(actor_id)
+        if isinstance(actor, ServiceAccount):
+            if not actor.may_read:
+                raise Forbidden("needs the scope rollcall.read")
+            return
+        self.require_manager(actor_id)
+
     def authorize_read(self, actor_id: str, user_id: str) -> None:
-        """R13: yourself, your direct reports (as supervisor), or anyone (as admin)."""
+        """R13: yourself, your direct reports (as supervisor), or anyone (as admin, or
+        a service that may read)."""
         actor = self.actor(actor_id)
         if actor is None or actor.is_admin or actor_id == user_id:
+            return
+        if isinstance(actor, ServiceAccount) and actor.may_read:
             return
         if self.user(user_id).supervisor_id != actor_id:
             raise Forbidden("you may read only your own and your direct reports' enrollments")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from application.access import ServiceAccount
 from application.commands import PutUser, SetActive
 from application.core import Core
 from application.trainings import promote
@@ -91,6 +92,8 @@ def check_no_cycle(core: Core, user_id: str, supervisor_id: str) -> None:
 def get_user(core: Core, actor_id: str, user_id: str) -> dict[str, Any]:
     actor = core.access.actor(actor_id)
     user = core.access.user(user_id)
+    if isinstance(actor, ServiceAccount) and actor.may_read:
+        return user_view(user)
     if actor is not None and not (
         actor.may_manage_trainings or actor.user_id in {user.user_id, user.supervisor_id}
     ):

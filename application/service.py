@@ -77,7 +77,8 @@ class Rollcall:
         self.core.access.require_admin(actor_id)
 
     def require_manager(self, actor_id: str) -> None:
-        self.core.access.require_manager(actor_id)
+        """For what managers read (and services with ``rollcall.read``)."""
+        self.core.access.require_reader(actor_id)
 
     # -- directory -----------------------------------------------------------------------
 

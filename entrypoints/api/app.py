@@ -63,7 +63,9 @@ def create_app(
         with engine.begin() as conn:  # short: caught_up() remembers what it proved
             return caught_up(conn, rollcall.store, position)
 
-    provider = None if oidc is None else OidcTokens(oidc, token_max_hours, oidc_cooldown)
+    provider = None
+    if oidc is not None:
+        provider = OidcTokens(oidc, token_max_hours, oidc_cooldown, rollcall.is_known_user)
     tokens = Tokens(jwt_secret, token_max_hours, provider)
     app.state.api = Api(
         rollcall=rollcall,

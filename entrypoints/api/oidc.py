@@ -15,12 +15,14 @@ is a passing fault (503), never a reason to let a token in.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 
+from application.access import SCOPES, SERVICE_PREFIX, service_scopes
 from domain.errors import Reason, RollcallError, ValidationFailed
 from domain.user import validate_user_id
 
@@ -36,6 +38,16 @@ class OidcSettings:
     user_claim: str = "sub"
 
 
+def _scopes(claims: dict[str, Any]) -> list[str]:
+    """``scope`` (RFC 9068: one string, space-separated) or ``scp`` (a list)."""
+    scope, scp = claims.get("scope"), claims.get("scp")
+    if isinstance(scope, str):
+        return scope.split()
+    if isinstance(scp, list):
+        return [s for s in scp if isinstance(s, str)]
+    return []
+
+
 def refused(message: str) -> RollcallError:
     return RollcallError(Reason.UNAUTHORIZED, message)
 
@@ -43,10 +55,19 @@ def refused(message: str) -> RollcallError:
 class OidcTokens:
     """Verifies the provider's access tokens; one per API process (thread-safe)."""
 
-    def __init__(self, settings: OidcSettings, max_hours: float, cooldown: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: OidcSettings,
+        max_hours: float,
+        cooldown: float = 30.0,
+        is_user: Callable[[str], bool] = lambda user_id: True,
+    ) -> None:
+        """``is_user``: whether a subject is an active directory user (a token of a
+        client that names one is that person's, not the service's)."""
         self.settings = settings
         self.max_hours = max_hours
         self.cooldown = cooldown
+        self.is_user = is_user
         self._keys: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
 
@@ -77,10 +98,28 @@ class OidcTokens:
         if claims["exp"] - claims["iat"] > self.max_hours * 3600:
             raise refused(f"The token lives longer than {self.max_hours:g} hours.")
         subject = claims.get(self.settings.user_claim)
+        service = self._service(claims, subject)
+        if service is not None:
+            return service
         try:
             return validate_user_id(subject)  # type: ignore[arg-type]
         except ValidationFailed:
             raise refused(f"The token's {self.settings.user_claim} is not a user id.") from None
+
+    def _service(self, claims: dict[str, Any], subject: Any) -> str | None:
+        """``service:<client_id>`` for a service's own token: one that names a client
+        (``client_id`` or ``azp``) and carries Rollcall's scopes, and no directory user
+        (SPEC §10.3). Its scopes are what the request may do (``service_scopes``)."""
+        client = claims.get("client_id") or claims.get("azp")
+        scopes = frozenset(_scopes(claims)) & frozenset(SCOPES)
+        if not isinstance(client, str) or not scopes:
+            return None
+        if isinstance(subject, str) and self.is_user(subject):
+            return None  # a person's token, issued to that client
+        if not client or len(client) > 200 or any(ord(c) < 32 or c == "/" for c in client):
+            raise refused("The token's client_id is not valid.")
+        service_scopes.set(scopes)
+        return f"{SERVICE_PREFIX}{client}"
 
     def _signing_key(self, token: str) -> jwt.PyJWK:
         keys = self._key_set()

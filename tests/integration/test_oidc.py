@@ -218,3 +218,42 @@ def test_the_user_is_the_claim_the_settings_name(
     with api_client(rollcall, database_url, clock, oidc=settings) as client:
         assert status(client, provider.token("rsa-1", email="ivy@example.com")) == 200
         assert status(client, provider.token("rsa-1")) == 401  # no e-mail claim
+
+
+def call(client: Client, method: str, path: str, token: str, **kwargs: Any) -> Any:
+    return client.http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+
+def test_a_service_acts_with_its_scopes_as_service_client_id(
+    served: Client, provider: Provider
+) -> None:
+    """SPEC §10.3, service accounts: a client's own token (no directory user) acts
+    with the Rollcall scopes it carries, and is recorded as ``service:<client_id>``."""
+    writer = provider.token(
+        "rsa-1", sub="ci-bot@clients", client_id="ci-bot", scope="rollcall.write"
+    )
+    body = {"title": "Induction", "sessions": []}
+    created = call(served, "POST", "/v1/trainings", writer, json=body)
+    assert created.status_code == 201, created.text
+    tid = created.json()["data"]["id"]
+    audit = served.ok("GET", f"/v1/audit/{tid}", "ada")
+    assert {e["actor_id"] for e in audit["events"]} == {"service:ci-bot"}
+
+    reader = provider.token("rsa-1", sub="report-job", azp="reports", scp=["rollcall.read"])
+    assert call(served, "GET", "/v1/trainings", reader).status_code == 200
+    refused = call(served, "POST", "/v1/trainings", reader, json=body)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "forbidden"
+
+    no_scope = provider.token("rsa-1", sub="x@clients", client_id="x", scope="openid")
+    assert call(served, "GET", "/v1/trainings", no_scope).status_code == 401
+
+
+def test_a_persons_token_issued_to_a_client_is_that_persons(
+    served: Client, provider: Provider
+) -> None:
+    """A token naming a directory user acts as them, whatever client asked for it."""
+    token = provider.token("rsa-1", azp="portal", scope="openid rollcall.admin")
+    assert call(served, "GET", "/v1/me/trainings", token).status_code == 200
+    body = {"title": "Induction", "sessions": []}
+    assert call(served, "POST", "/v1/trainings", token, json=body).status_code == 403

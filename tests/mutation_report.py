@@ -45,7 +45,9 @@ def report(lines: list[str], explained: set[str]) -> tuple[str, list[str]]:
         counts[module_of(name)][status] += 1
         if status == "survived":
             survivors.append(name)
-    rows = [f"{'module':<22} {'mutants':>7} {'killed':>7} {'equiv.':>7} {'other':>6} {'score':>7}"]
+    heads = ("mutants", "killed", "survived", "no tests", "equiv.", "not run", "score")
+    widths = (7, 7, 8, 8, 6, 7, 7)
+    rows = [f"{'module':<20} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))]
     total: Counter[str] = Counter()
     for module in sorted(counts):
         rows.append(_row(module, counts[module]))
@@ -55,13 +57,19 @@ def report(lines: list[str], explained: set[str]) -> tuple[str, list[str]]:
 
 
 def _row(module: str, count: Counter[str]) -> str:
+    """A module's mutants: killed (a test failed, timed out or the types caught it),
+    survived, reached by no test, explained as equivalent, not run yet; the score is
+    killed over those judged (run, and not equivalent): no tests counts against it."""
     mutants = sum(count.values())
     killed = count["killed"] + count["timeout"] + count["caught by type check"]
-    equivalent = count["equivalent"]
-    other = mutants - killed - equivalent - count["survived"]  # no tests, not checked
-    judged = mutants - equivalent
+    survived, untested = count["survived"], count["no tests"]
+    equivalent, pending = count["equivalent"], count["not checked"]
+    judged = killed + survived + untested
     score = f"{100 * killed / judged:.1f}%" if judged else "-"
-    return f"{module:<22} {mutants:>7} {killed:>7} {equivalent:>7} {other:>6} {score:>7}"
+    return (
+        f"{module:<20} {mutants:>7} {killed:>7} {survived:>8} {untested:>8} "
+        f"{equivalent:>6} {pending:>7} {score:>7}"
+    )
 
 
 def main() -> int:

@@ -451,7 +451,7 @@ def test_validation_errors_store_nothing(world: World, bad: dict[str, str]) -> N
 def test_validation_error_for_bad_directory_entries(world: World) -> None:
     with refused(Reason.VALIDATION_ERROR):
         world.rc.put_user(
-            PutUser(actor_id=ADMIN, user_id="x y", name="Name", email="a@example.com")
+            PutUser(actor_id=ADMIN, user_id="x/y", name="Name", email="a@example.com")
         )
     with refused(Reason.VALIDATION_ERROR):
         world.rc.put_user(PutUser(actor_id=ADMIN, user_id="xy", name="Name", email="not-an-email"))

@@ -37,12 +37,12 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("user_id", ACCEPTED)
+@pytest.mark.parametrize("user_id", ACCEPTED, ids=[f"accepted{i}" for i in range(len(ACCEPTED))])
 def test_identity_providers_subjects_are_user_ids(user_id: str) -> None:
     assert validate_user_id(user_id) == user_id
 
 
-@pytest.mark.parametrize("user_id", REFUSED, ids=repr)
+@pytest.mark.parametrize("user_id", REFUSED, ids=[f"refused{i}" for i in range(len(REFUSED))])
 def test_control_characters_slashes_edges_and_reserved_prefixes_are_refused(
     user_id: str,
 ) -> None:

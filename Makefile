@@ -64,7 +64,7 @@ MUTANTS ?= domain.rules* domain.deadlines*
 
 mutants: install
 	$(BIN)/pip install -q -e ".[test,embedded,mutants]"
-	rm -rf mutants
+	rm -rf mutants && mkdir mutants  # on the path before mutmut starts: Python skips a missing one
 	PYTHONPATH=$(CURDIR)/mutants $(BIN)/mutmut run --max-children 2 $(MUTANTS)
 	$(BIN)/mutmut results --all true | $(BIN)/python -m tests.mutation_report
 

@@ -263,3 +263,82 @@ def test_offsets_and_restrictions_refuse_with_their_own_words() -> None:
         Restriction.from_dict({"enabled": "yes", "amount": 1, "unit": "days"})
     assert enabled.value.message == "enabled must be a boolean"
     assert enabled.value.details == {"enabled": "yes"}
+
+
+def test_a_cancellation_deadline_recorded_as_passed_holds_for_a_clock_just_behind() -> None:
+    """R14: once the scheduler recorded it, a command whose clock reads a moment
+    earlier (another process) is still refused, and warned when joining."""
+    training, (s1, _s2) = make_training(10, 20)
+    restrict(training, None, 3)
+    deadline = training.deadline(DeadlineKind.CANCELLATION, s1)
+    assert deadline is not None
+    training.record_deadline_passed(
+        Context("rollcall:system", deadline, "tick"), DeadlineKind.CANCELLATION, s1.id
+    )
+    behind = deadline - timedelta(seconds=1)
+    refused = r5_before_cancellation_deadline(training, s1, behind)
+    assert refused is not None
+    assert refused.reason is Reason.CANCELLATION_DEADLINE_PASSED
+    assert [w.code for w in join_warnings(training, s1, behind)] == [CANNOT_CANCEL_LATER]
+
+
+def test_actions_carry_their_warnings_and_the_learners_calendar() -> None:
+    training, (late, _early) = make_training(20, 12)
+    enrollment = enroll(training, late)
+    restrict(training, None, 11)  # the early session's cancellation deadline: day 1
+    actions = {a.name: a for a in available_actions(training, enrollment, NOW + timedelta(days=1))}
+    assert actions["switch"].available
+    assert [w.code for w in actions["switch"].warnings] == [CANNOT_CANCEL_LATER]
+    restrict(training, 9, None)  # registration closes on day 11 and day 3
+    after = NOW + timedelta(days=12)
+    actions = {a.name: a for a in available_actions(training, enrollment, after)}
+    assert actions["unenroll"].available
+    assert [w.code for w in actions["unenroll"].warnings] == [REENROLLMENT_NOT_POSSIBLE]
+
+    def everywhere(_training: Training, _session: Session) -> Refusal | None:
+        return Refusal(Reason.SCHEDULE_CONFLICT, {"training_title": "Crane license"})
+
+    restrict(training, None, None)
+    actions = {a.name: a for a in available_actions(training, enrollment, NOW, everywhere)}
+    assert (actions["switch"].available, actions["switch"].reason) == (
+        False,
+        Reason.SCHEDULE_CONFLICT,
+    )
+
+
+def test_deadlines_are_utc_instants_and_an_hour_said_twice_is_its_first() -> None:
+    """A calendar deadline on a wall time the autumn clock change repeats is its first
+    occurrence (fold 0), whatever occurrence the session starts at."""
+    from datetime import datetime
+
+    from domain.deadlines import UTC, require_aware, zone_info
+
+    berlin = zone_info("Europe/Berlin")
+    second = datetime(2027, 10, 31, 2, 30, tzinfo=berlin, fold=1)  # 01:30 UTC
+    deadline = Offset(0, Unit.DAYS).before(second, "Europe/Berlin")
+    assert deadline == datetime(2027, 10, 31, 0, 30, tzinfo=UTC)
+    assert deadline.tzinfo is UTC
+    assert Offset(2, Unit.HOURS).before(second, "Europe/Berlin").tzinfo is UTC
+    assert require_aware("starts_at", second).tzinfo is UTC
+    naive = datetime(2027, 3, 1, 9)
+    with pytest.raises(ValidationFailed) as refused:
+        require_aware("starts_at", naive)
+    assert refused.value.message == "starts_at must carry a UTC offset"
+    assert refused.value.details == {"starts_at": naive.isoformat()}
+    with pytest.raises(ValidationFailed) as unknown:
+        zone_info("Nowhere/Land")
+    assert unknown.value.message == "unknown IANA timezone 'Nowhere/Land'"
+    assert unknown.value.details == {"timezone": "Nowhere/Land"}
+
+
+def test_a_clock_whose_zone_knows_no_offset_is_not_aware() -> None:
+    from datetime import datetime, tzinfo
+
+    from domain.deadlines import require_aware
+
+    class Nowhere(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> None:
+            return None
+
+    with pytest.raises(ValidationFailed):
+        require_aware("starts_at", datetime(2027, 3, 1, 9, tzinfo=Nowhere()))

@@ -141,10 +141,10 @@ def test_sessions_that_only_touch_do_not_overlap_and_the_conflict_names_the_othe
 
 def test_a_calendar_holds_only_the_seats_its_trainings_still_show_in_id_order() -> None:
     user = User.register(CTX, "lena", "Lena", "lena@example.com")
+    made = [make_training(10, 20) for _ in range(3)]
     trainings = {}
-    for _ in range(3):
-        training, (session, _) = make_training(10, 20)
-        enroll(training, session)
+    for training, (session, _) in sorted(made, key=lambda m: str(m[0].id), reverse=True):
+        enroll(training, session)  # booked last id first: the order is held_by's own
         user.book(CTX, training.id, session.id)
         trainings[training.id] = training
     moved, (_, later) = make_training(10, 20)

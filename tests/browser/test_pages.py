@@ -341,6 +341,32 @@ def test_a_full_session_offers_its_waitlist(server: Server, browser: Browser) ->
     expect(card(page, "Crane license")).to_contain_text("unenrolled")
 
 
+def test_an_administrator_enrolls_a_file_of_people(
+    server: Server, browser: Browser, tmp_path: Path
+) -> None:
+    """SPEC §10.3: a CSV of user ids uploaded on a session; the page says what became of
+    each person, and passes axe."""
+    t = training(server, "Induction", (40,), capacity=1)
+    people = tmp_path / "people.csv"
+    people.write_text(f"user_id\n{LEARNER}\n{SUPERVISOR}\nnobody-here\n")
+    admin = sign_in(browser, server, ADMIN)
+    admin.goto(f"{server.url}/ui/admin/trainings/{t['id']}")
+    session = admin.locator("section.card").first
+    session.get_by_text("Enroll people from a file").click()
+    session.get_by_label("A CSV file of user ids").set_input_files(str(people))
+    session.get_by_label("When the session is full, put the rest on its waitlist").check()
+    session.get_by_role("button", name="Enroll these people").click()
+    expect(admin.get_by_role("status")).to_have_text(
+        "1 enrolled, 1 on the waitlist, 1 not enrolled."
+    )
+    expect(admin.get_by_role("row").filter(has_text="nobody-here")).to_contain_text(
+        "Not enrolled: user nobody-here not found."
+    )
+    accessible(admin, "admin-bulk")
+    admin.get_by_role("link", name="Back to the training").click()
+    expect(admin.locator("section.card").first).to_contain_text("1 of 1 seats taken, 1 waiting")
+
+
 def test_forged_forms_and_spent_links_are_refused(server: Server, browser: Browser) -> None:
     link = server.link(LEARNER)
     page = browser.new_context().new_page()

@@ -106,3 +106,50 @@ def test_a_new_secret_or_ending_a_persons_sessions_closes_every_copy_of_their_co
     answer = client.http.get("/ui/", follow_redirects=False)
     assert answer.status_code == 401
     assert "Sign in" in answer.text
+
+
+def test_a_csv_of_people_is_enrolled_from_the_administrators_page(client: Client) -> None:
+    """SPEC §10.3: the upload does what the API's bulk enrollment does, one outcome per
+    person on the page; a file that is no CSV of ids changes nothing."""
+    data = client.ok(
+        "POST",
+        "/v1/trainings",
+        ADMIN,
+        json={"title": "Induction", "sessions": [session(client.clock, 10, capacity=1)]},
+    )["data"]
+    tid, sid = data["id"], data["sessions"][0]["id"]
+    csrf = signed_in(client, ADMIN)
+    url = f"/ui/admin/trainings/{tid}/sessions/{sid}/bulk"
+    people = "user_id\nlena\n otto \n\nnobody-here\n<b>x</b>\n"
+    answer = client.http.post(
+        url,
+        data={"csrf": csrf, "waitlist": "true"},
+        files={"people": ("people.csv", people.encode(), "text/csv")},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 200, answer.headers.get("location")
+    assert "1 enrolled, 1 on the waitlist, 2 not enrolled." in answer.text
+    assert "&lt;b&gt;x&lt;/b&gt;" in answer.text  # shown as text
+    assert "<b>x</b>" not in answer.text
+    training = client.ok("GET", f"/v1/trainings/{tid}", ADMIN)
+    assert training["sessions"][0]["seats_taken"] == 1
+    before = client.stored()
+    for bad in (b"\xff\xfe\x00binary", b"x" * 70_000):
+        refused = client.http.post(
+            url,
+            data={"csrf": csrf},
+            files={"people": ("people.csv", bad, "text/csv")},
+            follow_redirects=False,
+        )
+        assert refused.status_code == 303
+        assert "error=validation_error" in refused.headers["location"]
+    assert client.stored() == before
+    learner_csrf = signed_in(client, LEARNER)
+    forbidden = client.http.post(
+        url,
+        data={"csrf": learner_csrf},
+        files={"people": ("people.csv", b"otto\n", "text/csv")},
+        follow_redirects=False,
+    )
+    assert "error=forbidden" in forbidden.headers["location"]
+    assert client.stored() == before

@@ -4,7 +4,7 @@ A handler (``application/directory.py``, ``trainings.py``, ``enrollments.py``,
 ``timed.py``) is a function of a ``UnitOfWork``: it reads the aggregates it needs
 through it, calls the domain, and returns its answer. The unit knows every aggregate
 the command loaded or made, so the runner saves all of those that recorded events, in
-one atomic write, in the order they were loaded: no handler lists what to save.
+one atomic write (``UnitOfWork.changed``): no handler lists what to save.
 
 The unit is also the one place of the rules for reading:
 
@@ -158,10 +158,8 @@ SAVE_ORDER: tuple[type[Aggregate], ...] = (Training, Enrollment, User)
 
 
 def _save_rank(aggregate: Aggregate) -> int:
-    for rank, kind in enumerate(SAVE_ORDER):
-        if isinstance(aggregate, kind):
-            return rank
-    return len(SAVE_ORDER)
+    ranks = (r for r, kind in enumerate(SAVE_ORDER) if isinstance(aggregate, kind))
+    return next(ranks, len(SAVE_ORDER))
 
 
 def fresh(store: EventStore, aggregate_id: UUID, what: str) -> Aggregate:
@@ -193,9 +191,8 @@ class Calendars:
         return overlapping(training, session, self.held(user_id))
 
     def active(self, user_id: str) -> bool:
-        """Read in the unit. A seat is booked on the user, so the store's version check
-        orders an enroll and a deactivation saved at the same moment; a place in line
-        taken at that moment is given up at the line's next promotion."""
+        """A seat is booked on the user, so the store orders an enroll and a deactivation;
+        a place in line taken as the user leaves is given up at the next promotion."""
         return self.uow.user(user_id).active
 
     def held(self, user_id: str) -> list[Held]:

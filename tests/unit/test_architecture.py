@@ -60,3 +60,12 @@ def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path: Path) -> Non
         assert broken.returncode != 0, f"{module}: {upward} was not caught"
         assert "BROKEN" in broken.stdout
         (tree / module).write_text(before)
+
+
+def test_no_module_of_the_application_layer_outgrows_what_a_reader_holds() -> None:
+    """Issue 34: handlers by area stay small; a module past 400 lines is split by area
+    before it grows further (docs/architecture.md, "Where a new feature goes")."""
+    application = ROOT / "application"
+    sizes = {p.name: len(p.read_text().splitlines()) for p in application.glob("*.py")}
+    assert sizes, "no application modules found"
+    assert {name: n for name, n in sizes.items() if n > 400} == {}

@@ -35,15 +35,21 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 
 # The browser tests drive Debian's Chromium (never a downloaded browser) and check each
-# page with axe-core from the npm registry, kept out of the repository in .cache/.
+# page with axe-core from the npm registry; the sign-in test runs npm's oidc-provider.
+# Both are kept out of the repository in .cache/.
 AXE := .cache/axe/node_modules/axe-core/axe.min.js
+OIDC_PROVIDER := .cache/oidc/node_modules/oidc-provider/package.json
 
-browser: $(AXE)
+browser: $(AXE) $(OIDC_PROVIDER)
 	@command -v chromium >/dev/null || apt-get install -y -q chromium chromium-driver >/dev/null || \
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
 
 $(AXE):
 	npm install --prefix .cache/axe --no-audit --no-fund --silent axe-core@4
+
+# A certified OpenID provider for the test of signing in to the pages through one.
+$(OIDC_PROVIDER):
+	npm install --prefix .cache/oidc --no-audit --no-fund --silent oidc-provider@8
 
 # The suite (under 15 minutes), in two processes (a test file runs in one of them; each has
 # its own PostgreSQL database and broker). The fault drills (processes killed, the broker

@@ -100,7 +100,14 @@ def oidc_settings(settings: Settings) -> OidcSettings | None:
     """The OpenID provider whose tokens the API accepts beside its own, if any."""
     if not settings.oidc_issuer or not settings.oidc_audience:
         return None
-    return OidcSettings(settings.oidc_issuer, settings.oidc_audience, settings.oidc_user_claim)
+    secret = settings.oidc_client_secret
+    return OidcSettings(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        settings.oidc_user_claim,
+        settings.oidc_client_id,
+        secret.get_secret_value() if secret else None,
+    )
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:

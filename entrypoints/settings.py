@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     """The company's OpenID provider, whose access tokens the API accepts (SPEC §10.3)."""
     oidc_audience: str | None = None
     oidc_user_claim: str = "sub"
+    oidc_client_id: str | None = None
+    """The pages' client at the provider: /ui/login signs in through it (PKCE)."""
+    oidc_client_secret: SecretStr | None = None
     docs: bool = False
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60

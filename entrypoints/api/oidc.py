@@ -14,6 +14,7 @@ is a passing fault (503), never a reason to let a token in.
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class OidcSettings:
     issuer: str
     audience: str
     user_claim: str = "sub"
+    client_id: str | None = None
+    """Signing in to the pages through the provider (authorization code with PKCE)."""
+    client_secret: str | None = None
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
@@ -69,6 +73,7 @@ class OidcTokens:
         self.cooldown = cooldown
         self.is_user = is_user
         self._keys: jwt.PyJWKClient | None = None
+        self._discovery: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def user_of(self, token: str) -> str:
@@ -133,24 +138,56 @@ class OidcTokens:
     def _key_set(self) -> jwt.PyJWKClient:
         """The provider's key set, found by discovery on first use (not cached while
         the provider cannot be reached)."""
+        jwks_uri = str(self.discovered()["jwks_uri"])
         with self._lock:
             if self._keys is None:
                 self._keys = jwt.PyJWKClient(
-                    self._jwks_uri(),
-                    lifespan=300,
-                    timeout=TIMEOUT_SECONDS,
-                    cooldown_duration=self.cooldown,
+                    jwks_uri, lifespan=300, timeout=TIMEOUT_SECONDS, cooldown_duration=self.cooldown
                 )
             return self._keys
 
-    def _jwks_uri(self) -> str:
+    def discovered(self) -> dict[str, Any]:
+        """The provider's discovery document (kept once read): where its keys, its
+        authorization and its token endpoints are."""
+        with self._lock:
+            if self._discovery is None:
+                self._discovery = self._discover()
+            return self._discovery
+
+    def _discover(self) -> dict[str, Any]:
         url = self.settings.issuer.rstrip("/") + DISCOVERY
         try:
             answer = httpx.get(url, timeout=TIMEOUT_SECONDS)
             answer.raise_for_status()
-            document = answer.json()
+            document: dict[str, Any] = answer.json()
         except (httpx.HTTPError, ValueError):
             raise RollcallError(Reason.UNAVAILABLE, details={"retry_after": 2}) from None
         if document.get("issuer") != self.settings.issuer or "jwks_uri" not in document:
             raise refused("The OpenID provider's discovery document names another issuer.")
-        return str(document["jwks_uri"])
+        return document
+
+    def person_of(self, id_token: str, client_id: str, nonce: str) -> str:
+        """The user an ID token from the sign-in names (SPEC §10.3): signed by the
+        provider, for this client, of this sign-in (``nonce``); 401 otherwise."""
+        header = jwt.get_unverified_header(id_token)
+        if header.get("alg") not in ALGORITHMS:
+            raise refused("The ID token is not signed with RS256, PS256 or ES256.")
+        key = self._signing_key(id_token)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                id_token,
+                key.key,
+                algorithms=list(ALGORITHMS),
+                issuer=self.settings.issuer,
+                audience=client_id,
+                options={"require": ["exp", "iat", "iss", "aud", "nonce"]},
+                leeway=30,
+            )
+        except jwt.InvalidTokenError:
+            raise refused("The ID token is not valid.") from None
+        if not hmac.compare_digest(str(claims["nonce"]), nonce):
+            raise refused("The ID token is of another sign-in.")
+        try:
+            return validate_user_id(claims.get(self.settings.user_claim))  # type: ignore[arg-type]
+        except ValidationFailed:
+            raise refused(f"The ID token's {self.settings.user_claim} is not a user id.") from None

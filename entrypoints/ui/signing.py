@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from entrypoints.ui import signin
+from domain.errors import RollcallError
+from entrypoints.ui import provider_signin, signin
 from entrypoints.ui.common import (
     Posted,
     Services,
@@ -23,6 +24,10 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 @router.get("/login")
 async def login(request: Request, services: Services, token: str = "") -> Response:
+    """A sign-in link's token (``rollcall login-link``); without one, the company's
+    OpenID provider when one is configured (SPEC §10.3)."""
+    if not token and provider_signin.configured(services):
+        return await run_in_threadpool(provider_signin.start, request, services)
     try:
         user_id = await run_in_threadpool(
             signin.redeem, services.engine, token, services.jwt_secret, datetime.now(UTC)
@@ -32,6 +37,12 @@ async def login(request: Request, services: Services, token: str = "") -> Respon
     if not services.rollcall.is_known_user(user_id):
         return render(request, "signed_out.html.j2", None, message="Unknown user.", status=400)
     answer = RedirectResponse("/ui/", status_code=303)
+    await started(request, services, user_id, answer)
+    return answer
+
+
+async def started(request: Request, services: Services, user_id: str, answer: Response) -> None:
+    """Start ``user_id``'s session on the server and give ``answer`` its cookie."""
     cookie = await run_in_threadpool(
         signin.new_session, services.engine, user_id, services.jwt_secret, datetime.now(UTC)
     )
@@ -44,6 +55,30 @@ async def login(request: Request, services: Services, token: str = "") -> Respon
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+
+
+@router.get("/callback")
+async def callback(
+    request: Request,
+    services: Services,
+    code: str = "",
+    state: str = "",
+    iss: str | None = None,
+    error: str = "",
+) -> Response:
+    """Back from the provider: the sign-in it vouches for, or why not (400)."""
+    try:
+        user_id = await run_in_threadpool(
+            provider_signin.finish, request, services, code, state, iss, error
+        )
+    except RollcallError as refused:
+        message = f"Sign-in failed: {refused.message}"
+        return render(request, "signed_out.html.j2", None, message=message, status=400)
+    # A page of ours moves on to /ui/: a redirect would still be the provider's
+    # navigation, on which the browser withholds the session's SameSite=Strict cookie.
+    answer = render(request, "signed_in.html.j2", None)
+    answer.delete_cookie(provider_signin.STATE_COOKIE, path="/ui/callback")
+    await started(request, services, user_id, answer)
     return answer
 
 

@@ -40,13 +40,15 @@ DESKTOP = {"width": 1280, "height": 900}
 class Server:
     """``rollcall serve`` in its own directory, with a known token secret."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, **settings: str) -> None:
+        """``settings``: more ``ROLLCALL_*`` variables, by their lowercase names."""
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")},
             "ROLLCALL_JWT_SECRET": SECRET,
+            **{f"ROLLCALL_{name.upper()}": value for name, value in settings.items()},
         }
         self.cli = str(Path(sys.executable).with_name("rollcall"))
         self.process = subprocess.Popen(

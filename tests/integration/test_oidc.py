@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from adapters.clock import ManualClock
 from application.commands import PutUser
 from application.service import SYSTEM_ACTOR, Rollcall
-from entrypoints.api.oidc import OidcSettings
+from domain.errors import Reason, RollcallError
+from entrypoints.api.oidc import OidcSettings, OidcTokens
 from tests.api import Client, api_client
 from tests.scenario import LEARNER
 
@@ -257,3 +258,19 @@ def test_a_persons_token_issued_to_a_client_is_that_persons(
     assert call(served, "GET", "/v1/me/trainings", token).status_code == 200
     body = {"title": "Induction", "sessions": []}
     assert call(served, "POST", "/v1/trainings", token, json=body).status_code == 403
+
+
+def test_an_id_token_of_another_sign_in_or_client_is_refused(provider: Provider) -> None:
+    """The pages' sign-in (SPEC §10.3): the ID token must carry the nonce this
+    browser's sign-in sent, and name this client as its audience."""
+    tokens = OidcTokens(OidcSettings(provider.issuer, AUDIENCE, client_id="pages"), 24)
+    good = provider.token("rsa-1", aud="pages", nonce="n-1")
+    assert tokens.person_of(good, "pages", "n-1") == SUBJECT
+    for why, token in {
+        "another sign-in": good,
+        "another client": provider.token("rsa-1", aud="elsewhere", nonce="n-2"),
+        "no nonce": provider.token("rsa-1", aud="pages"),
+    }.items():
+        with pytest.raises(RollcallError) as refused:
+            tokens.person_of(token, "pages", "n-2")
+        assert refused.value.reason is Reason.UNAUTHORIZED, why

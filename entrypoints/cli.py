@@ -38,7 +38,7 @@ from adapters.store_reader import Decoder, StoreReader
 from application.commands import PutUser, SetActive
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.errors import Reason, RollcallError, ValidationFailed
-from entrypoints import bootstrap, leavers
+from entrypoints import bootstrap, leavers, serving
 from entrypoints.api.auth import issue_token
 from entrypoints.bootstrap import jwt_secret
 from entrypoints.catalog import contract_files
@@ -83,7 +83,16 @@ def unreachable_database_as_exit(settings: Settings) -> Iterator[None]:
 
 @contextmanager
 def opened(settings: Settings) -> Iterator[Rollcall]:
-    """The application service for one command, closed afterwards."""
+    """The application service for one command, closed afterwards. On the embedded
+    default, a data dir without a database is said to be new (a command run outside
+    the directory the server runs in would otherwise answer from an empty one)."""
+    database = settings.data_dir / "rollcall.sqlite3"
+    if not settings.database_url and not database.exists():
+        typer.echo(
+            f"note: no Rollcall data in {settings.data_dir.resolve()}: starting an empty one "
+            "(run where `rollcall serve` runs, or set ROLLCALL_DATA_DIR)",
+            err=True,
+        )
     with refusals_as_exit():
         with unreachable_database_as_exit(settings):
             rollcall = bootstrap.open_rollcall(settings)
@@ -459,10 +468,16 @@ def require_active(rollcall: Rollcall, user_id: str) -> None:
 @app.command("login-link")
 def login_link(
     user_id: str,
-    url: Annotated[str, typer.Option(help="where the API serves /ui")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str | None,
+        typer.Option(help="where the API serves /ui (default: the server on this data dir)"),
+    ] = None,
 ) -> None:
     """Print a one-time sign-in link to the web pages for a user (15 minutes)."""
     settings = load_settings()
+    if url is None:
+        record = serving.running(settings.data_dir)
+        url = str(record["api"]) if record else "http://127.0.0.1:8000"
     with opened(settings) as rollcall, refusals_as_exit():
         require_active(rollcall, user_id)
         secret = jwt_secret(settings)

@@ -175,3 +175,28 @@ def test_users_deactivate_and_reactivate_a_leaver(tmp_path: Path) -> None:
     assert run(tmp_path, "token", "lena").stdout.count(".") == 2
     missing = run(tmp_path, "users", "deactivate", "nobody", ok=False)
     assert "not_found" in missing.stderr
+
+
+def test_a_command_on_a_data_dir_without_data_says_so_and_links_go_to_the_running_server(
+    tmp_path: Path,
+) -> None:
+    """Issue 41: run outside the server's directory, a command says which data dir it
+    opened and that it was empty; ``login-link`` names the address of the server that
+    runs on the data dir (its ``serve.json``), not a fixed port."""
+    from entrypoints import serving
+
+    first = run(tmp_path, *ADD_ADMIN)
+    assert f"no Rollcall data in {(tmp_path / 'var').resolve()}" in first.stderr
+    assert "no Rollcall data" not in run(tmp_path, "token", "ada").stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = run(elsewhere, "token", "ada", ok=False)
+    assert "no Rollcall data in" in lost.stderr
+    assert "user ada not found" in lost.stderr
+
+    assert run(tmp_path, "login-link", "ada").stdout.startswith("http://127.0.0.1:8000/ui/login?")
+    serving.write(tmp_path / "var", "http://127.0.0.1:8123", "127.0.0.1:9999")  # alive: us
+    link = run(tmp_path, "login-link", "ada").stdout
+    assert link.startswith("http://127.0.0.1:8123/ui/login?token=")
+    given = run(tmp_path, "login-link", "ada", "--url", "https://rollcall.example.com").stdout
+    assert given.startswith("https://rollcall.example.com/ui/login?token=")

@@ -15,7 +15,7 @@ from domain import enrolling
 from domain.base import Context
 from domain.deadlines import MAX_AMOUNT, Offset, Restriction, Unit
 from domain.enrollment import Attendance
-from domain.errors import Reason, ValidationFailed
+from domain.errors import Reason, RuleViolation, ValidationFailed
 from domain.rules import (
     CANNOT_CANCEL_LATER,
     REENROLLMENT_NOT_POSSIBLE,
@@ -342,3 +342,59 @@ def test_a_clock_whose_zone_knows_no_offset_is_not_aware() -> None:
 
     with pytest.raises(ValidationFailed):
         require_aware("starts_at", datetime(2027, 3, 1, 9, tzinfo=Nowhere()))
+
+
+class Leavers(enrolling.NoCalendars):
+    """Calendars in which some users have left (SPEC §10.3)."""
+
+    def __init__(self, *gone: str) -> None:
+        self.gone = set(gone)
+
+    def active(self, user_id: str) -> bool:
+        return user_id not in self.gone
+
+
+def test_a_place_in_line_records_its_training_position_and_who_put_it_there() -> None:
+    training, (s1, _s2) = make_training(10, 20, capacity=1)
+    enroll(training, s1, "otto")
+    places = [
+        enrolling.enroll(CTX, training, s1.id, user, as_admin, waitlist=True)
+        for user, as_admin in (("lena", False), ("noah", True))
+    ]
+    recorded = [p.collect_events()[-1] for p in places]
+    assert [(e.training_id, e.session_id, e.by_admin, e.position) for e in recorded] == [  # type: ignore[attr-defined]
+        (training.id, s1.id, False, 1),
+        (training.id, s1.id, True, 2),
+    ]
+    with pytest.raises(RuleViolation) as left:
+        enrolling.enroll(CTX, training, s1.id, "pia", True, calendars=Leavers("pia"))
+    assert (left.value.reason, left.value.details) == (
+        Reason.USER_DEACTIVATED,
+        {"user_id": "pia"},
+    )
+
+
+def test_a_freed_seat_passes_over_leavers_in_line_and_they_leave_it() -> None:
+    training, (s1, _s2) = make_training(10, 20, capacity=1)
+    seated = enroll(training, s1, "otto")
+    waiting = {
+        u: enrolling.enroll(CTX, training, s1.id, u, False, waitlist=True)
+        for u in ("lena", "noah", "pia")
+    }
+    enrolling.unenroll(CTX, training, seated, "", confirm=True, as_admin=False)
+    promoted = enrolling.promote_waiting(
+        CTX,
+        training,
+        s1.id,
+        lambda i: next(e for e in waiting.values() if e.id == i),
+        Leavers("lena"),
+    )
+    assert promoted == [waiting["noah"]]
+    assert list(training.participants) == ["noah"]
+    assert training.waitlist(s1.id) == ("pia",)
+    last = waiting["lena"].collect_events()[-1]
+    assert (type(last).__name__, last.reason, last.by_admin) == (  # type: ignore[attr-defined]
+        "LeftWaitlist",
+        "user_deactivated",
+        True,
+    )

@@ -79,27 +79,7 @@ class OidcTokens:
     def user_of(self, token: str) -> str:
         """The user id a valid token of the provider names; 401 otherwise (503 while
         the provider cannot be asked for its keys)."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise refused("The token is not valid.") from None
-        if header.get("alg") not in ALGORITHMS:
-            raise refused("The token is not signed with RS256, PS256 or ES256.")
-        key = self._signing_key(token)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.key,
-                algorithms=list(ALGORITHMS),
-                issuer=self.settings.issuer,
-                audience=self.settings.audience,
-                options={"require": ["exp", "iat", "iss", "aud"]},
-                leeway=30,
-            )
-        except jwt.ExpiredSignatureError:
-            raise refused("The token has expired.") from None
-        except jwt.InvalidTokenError:
-            raise refused("The token is not valid.") from None
+        claims = self._verified(token, self.settings.audience, ["exp", "iat", "iss", "aud"])
         if claims["exp"] - claims["iat"] > self.max_hours * 3600:
             raise refused(f"The token lives longer than {self.max_hours:g} hours.")
         subject = claims.get(self.settings.user_claim)
@@ -110,6 +90,32 @@ class OidcTokens:
             return validate_user_id(subject)  # type: ignore[arg-type]
         except ValidationFailed:
             raise refused(f"The token's {self.settings.user_claim} is not a user id.") from None
+
+    def _verified(self, token: str, audience: str, required: list[str]) -> dict[str, Any]:
+        """The claims of ``token`` once signed with one of the provider's keys, by one of
+        the accepted algorithms, for ``audience``, from the issuer, unexpired."""
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.InvalidTokenError:
+            raise refused("The token is not valid.") from None
+        if algorithm not in ALGORITHMS:
+            raise refused("The token is not signed with RS256, PS256 or ES256.")
+        key = self._signing_key(token)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(ALGORITHMS),
+                issuer=self.settings.issuer,
+                audience=audience,
+                options={"require": required},
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError:
+            raise refused("The token has expired.") from None
+        except jwt.InvalidTokenError:
+            raise refused("The token is not valid.") from None
+        return claims
 
     def _service(self, claims: dict[str, Any], subject: Any) -> str | None:
         """``service:<client_id>`` for a service's own token: one that names a client
@@ -169,22 +175,7 @@ class OidcTokens:
     def person_of(self, id_token: str, client_id: str, nonce: str) -> str:
         """The user an ID token from the sign-in names (SPEC §10.3): signed by the
         provider, for this client, of this sign-in (``nonce``); 401 otherwise."""
-        header = jwt.get_unverified_header(id_token)
-        if header.get("alg") not in ALGORITHMS:
-            raise refused("The ID token is not signed with RS256, PS256 or ES256.")
-        key = self._signing_key(id_token)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                id_token,
-                key.key,
-                algorithms=list(ALGORITHMS),
-                issuer=self.settings.issuer,
-                audience=client_id,
-                options={"require": ["exp", "iat", "iss", "aud", "nonce"]},
-                leeway=30,
-            )
-        except jwt.InvalidTokenError:
-            raise refused("The ID token is not valid.") from None
+        claims = self._verified(id_token, client_id, ["exp", "iat", "iss", "aud", "nonce"])
         if not hmac.compare_digest(str(claims["nonce"]), nonce):
             raise refused("The ID token is of another sign-in.")
         try:

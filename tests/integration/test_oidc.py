@@ -270,6 +270,7 @@ def test_an_id_token_of_another_sign_in_or_client_is_refused(provider: Provider)
         "another sign-in": good,
         "another client": provider.token("rsa-1", aud="elsewhere", nonce="n-2"),
         "no nonce": provider.token("rsa-1", aud="pages"),
+        "not a token at all": "not.a-token",
     }.items():
         with pytest.raises(RollcallError) as refused:
             tokens.person_of(token, "pages", "n-2")

@@ -23,7 +23,7 @@ from application.trainings import promote
 from application.unit_of_work import Result, UnitOfWork, consistent, expect
 from domain import enrolling, inputs
 from domain.enrollment import Attendance, Enrollment
-from domain.errors import Reason, RollcallError, ValidationFailed
+from domain.errors import Reason, RollcallError, RuleViolation, ValidationFailed
 from domain.rules import Conflict, join_warnings, options_for
 from domain.training import Training
 from domain.views import enrollment_view, session_view
@@ -33,8 +33,9 @@ def enroll(core: Core, cmd: Enroll) -> Result:
     """A learner enrolls themselves (R1, R4, R6); an administrator anyone (R13)."""
     user_id = cmd.user_id or cmd.actor_id
     core.access.authorize_on(cmd.actor_id, user_id, cmd.as_admin)
-    if user_id != cmd.actor_id:  # the actor was just found in the directory
-        core.access.user(user_id)
+    if user_id != cmd.actor_id and not core.access.user(user_id).active:
+        # A leaver joins no line either (SPEC §10.3); an actor is active, or refused.
+        raise RuleViolation(Reason.USER_DEACTIVATED, details={"user_id": user_id})
 
     def handle(uow: UnitOfWork) -> dict[str, Any]:
         ctx = uow.context(cmd)

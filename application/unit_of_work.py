@@ -191,8 +191,8 @@ class Calendars:
         return overlapping(training, session, self.held(user_id))
 
     def active(self, user_id: str) -> bool:
-        """A seat is booked on the user, so the store orders an enroll and a deactivation;
-        a place in line taken as the user leaves is given up at the next promotion."""
+        """Asked where the user is read anyway (a seat's booking, a promotion's
+        calendar check), so it costs the command no read of its own."""
         return self.uow.user(user_id).active
 
     def held(self, user_id: str) -> list[Held]:

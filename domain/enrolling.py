@@ -102,8 +102,6 @@ def enroll(
     instead of refusing (they take no seat, so their calendar is not checked yet)."""
     calendars = calendars or NoCalendars()
     session = open_session(training, session_id)
-    if not calendars.active(user_id):
-        raise RuleViolation(Reason.USER_DEACTIVATED, details={"user_id": user_id})
     refusals = enroll_refusals(training, session, user_id, ctx.now)
     learner_rule = r1_participant_selects(training)
     if learner_rule is not None:
@@ -112,6 +110,11 @@ def enroll(
     if waitlist and full:
         refusals.remove(full[0])
     else:
+        # A seat is booked on the user's calendar, read and saved with it anyway: the
+        # store orders the enroll and a deactivation. (A place in line books nothing;
+        # who may join one is the caller's check, and a leaver in line is passed over.)
+        if not calendars.active(user_id):
+            raise RuleViolation(Reason.USER_DEACTIVATED, details={"user_id": user_id})
         conflict = calendars.conflict(user_id, training, session)
         refusals += [conflict] if conflict else []
     decision = decide(refusals, as_admin)

@@ -12,6 +12,7 @@ from uuid import UUID
 import pytest
 
 from adapters.clock import ManualClock
+from application import unit_of_work
 from application.commands import Enroll, SetActive, Unenroll
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.enrollment import Enrollment
@@ -219,3 +220,36 @@ def test_over_http_a_leaver_is_refused_leaves_the_team_and_the_line_moves_up(
     mine = client.ok("GET", "/v1/me/trainings", LEARNER)  # in again, holding nothing
     assert len(mine) == 2
     assert not any(e["active"] or e["waitlist_position"] for e in mine)
+
+
+def test_nobody_puts_a_leaver_in_line_and_joining_a_line_runs_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A place in line books nothing on the calendar, so the leaver check for it is the
+    application's (a fresh read it makes anyway), not a read of the user inside the
+    command: that read, never saved, made every waitlist join run twice."""
+    ref = world.training(days=(10,), capacity=1)
+    world.enroll(ref, "w1")
+    set_active(world, "w2", False)
+    with pytest.raises(RollcallError) as refused:
+        world.rc.enroll(
+            Enroll(
+                actor_id=ADMIN,
+                training_id=ref.id,
+                session_id=ref.sessions[0],
+                user_id="w2",
+                as_admin=True,
+                waitlist=True,
+            )
+        )
+    assert refused.value.reason is Reason.USER_DEACTIVATED
+    runs: list[bool] = []
+    made = unit_of_work.UnitOfWork.__init__
+
+    def counted(self: unit_of_work.UnitOfWork, runner: Any, optimistic: bool) -> None:
+        runs.append(optimistic)
+        made(self, runner, optimistic)
+
+    monkeypatch.setattr(unit_of_work.UnitOfWork, "__init__", counted)
+    queue(world, ref, "w3")
+    assert runs == [True]

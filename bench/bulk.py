@@ -12,35 +12,21 @@ ratio says what the bulk command saves an administrator's script.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from uuid import UUID
 
 from adapters.clock import ManualClock
 from application.commands import BulkEnroll, CreateTraining, Enroll, SessionInput
 from application.service import Rollcall
-from bench.common import T0, register, register_many
+from bench.common import T0, database, register, register_many
 from domain.errors import RollcallError
-from tests.infra import fresh_postgres_database
 
 ADMIN = "bench-admin"
-
-
-@contextlib.contextmanager
-def database(sqlite: bool) -> Iterator[str]:
-    if sqlite:
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-    else:
-        with fresh_postgres_database("rollcall_bench") as url:
-            yield url
 
 
 def prepared(url: str, people: int, seats: int) -> tuple[Rollcall, UUID, UUID, list[str]]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from adapters.store import EventStore
 from application.commands import PutUser
@@ -13,8 +17,21 @@ from domain import enrolling
 from domain.base import Context
 from domain.training import Session, Training
 from domain.user import User
+from tests.infra import fresh_postgres_database
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def database(sqlite: bool) -> Iterator[str]:
+    """A fresh database for one measurement: a SQLite file, or a PostgreSQL database
+    dropped afterwards."""
+    if sqlite:
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
+    else:
+        with fresh_postgres_database("rollcall_bench") as url:
+            yield url
 
 
 def register_many(rc: Rollcall, prefix: str, count: int) -> list[str]:

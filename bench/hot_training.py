@@ -16,15 +16,11 @@ Target (issue 14): p50 with 10,000 prior ÷ p50 with 10 <= 1.5.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 from eventsourcing.application import project_aggregate
 from sqlalchemy import text
@@ -33,24 +29,13 @@ from adapters.clock import ManualClock
 from adapters.db import engine_for
 from application.commands import CreateTraining, Enroll, SessionInput
 from application.service import Rollcall
-from bench.common import T0, register
+from bench.common import T0, database, register
 from domain import enrolling
 from domain.base import Context
 from domain.user import User
-from tests.infra import fresh_postgres_database
 
 BULK = 500
 WARM_UP = 5
-
-
-@contextlib.contextmanager
-def database(sqlite: bool) -> Iterator[str]:
-    if sqlite:
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-    else:
-        with fresh_postgres_database("rollcall_bench") as url:
-            yield url
 
 
 def hot_training(rc: Rollcall, prior: int) -> tuple[uuid.UUID, uuid.UUID]:

@@ -8,6 +8,7 @@ sessions end: their cookies open nothing, as their tokens."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -36,15 +37,6 @@ def deactivate(
     """``cmd`` (active=False) with the places the read side knows, then the user's web
     sessions ended. ``places``: already read (the API reads them without a thread)."""
     found = places_of(engine, cmd.user_id) if places is None else places
-    result = rollcall.set_active(
-        SetActive(
-            actor_id=cmd.actor_id,
-            user_id=cmd.user_id,
-            active=False,
-            trainings=[*cmd.trainings, *found],
-            if_match=cmd.if_match,
-            correlation_id=cmd.correlation_id,
-        )
-    )
+    result = rollcall.set_active(replace(cmd, active=False, trainings=[*cmd.trainings, *found]))
     signin.end_sessions_of(engine, cmd.user_id, datetime.now(UTC))
     return result

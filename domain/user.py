@@ -237,18 +237,14 @@ class User(RollcallAggregate):
         if training_id in self.bookings:
             self._trigger(self.SessionUnbooked, ctx, training_id=training_id)
 
-    def deactivate(self, ctx: Context) -> bool:
-        """Record that the user left; False if they already had (nothing recorded)."""
-        if not self.active:
-            return False
-        self._trigger(self.Deactivated, ctx)
-        return True
-
-    def reactivate(self, ctx: Context) -> bool:
+    def deactivate(self, ctx: Context) -> None:
+        """Record that the user left (nothing if they already had)."""
         if self.active:
-            return False
-        self._trigger(self.Reactivated, ctx)
-        return True
+            self._trigger(self.Deactivated, ctx)
+
+    def reactivate(self, ctx: Context) -> None:
+        if not self.active:
+            self._trigger(self.Reactivated, ctx)
 
     @property
     def is_admin(self) -> bool:

@@ -5,11 +5,13 @@ same aggregate."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
+from domain.base import Context
 from domain.errors import ValidationFailed
-from domain.user import user_aggregate_id, validate_user_id
+from domain.user import User, user_aggregate_id, validate_user_id
 
 ACCEPTED = [
     "lena",  # what the first releases accepted
@@ -54,3 +56,28 @@ def test_an_earlier_releases_id_names_the_same_aggregate() -> None:
     """No upcast is needed: the aggregate id is still uuid5 of the id's text."""
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, "https://rollcall.invalid/users")
     assert user_aggregate_id("lena") == uuid.uuid5(namespace, "lena")
+
+
+def test_a_refused_id_says_what_an_id_may_be_and_names_it() -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        validate_user_id("a/b")
+    assert refused.value.message == (
+        "user id must be 1-255 characters without control characters, '/' or spaces at "
+        "either end, and not start with 'rollcall:' or 'service:'"
+    )
+    assert refused.value.details == {"user_id": "a/b"}
+    with pytest.raises(ValidationFailed) as not_text:
+        validate_user_id(42)  # type: ignore[arg-type]
+    assert not_text.value.details == {"user_id": None}
+
+
+def test_a_user_supervises_nobody_by_a_bad_id_nor_themselves_and_books_a_seat_once() -> None:
+    ctx = Context("rollcall:system", datetime(2027, 3, 1, tzinfo=UTC), "c")
+    for supervisor in ("lena", "a/b"):
+        with pytest.raises(ValidationFailed):
+            User.register(ctx, "lena", "Lena", "lena@example.com", supervisor_id=supervisor)
+    user = User.register(ctx, "lena", "Lena", "lena@example.com")
+    training, session = uuid.uuid4(), uuid.uuid4()
+    user.book(ctx, training, session)
+    user.book(ctx, training, session)
+    assert [type(e).__name__ for e in user.collect_events()] == ["Registered", "SessionBooked"]

@@ -66,6 +66,15 @@ class PutUser(Conditional):
     supervisor_id: str | None = None
     roles: Sequence[str] = ()
     permissions: Sequence[str] = ()
+    profile: Profile | None = None
+    """What else the company's directory says; None leaves it as it is."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    external_id: str | None = None
+    timezone: str | None = None
+    locale: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +86,9 @@ class SetActive(Conditional):
     user_id: str
     active: bool
     trainings: Collection[UUID] = ()
+    removed: bool = False
+    """The company's directory deleted the entry (SCIM ``DELETE``): also recorded as
+    removed, which a reactivation undoes."""
 
 
 # -- trainings ---------------------------------------------------------------------------

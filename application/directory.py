@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from application.access import ServiceAccount
 from application.commands import PutUser, SetActive
 from application.core import Core
 from application.trainings import promote
-from application.unit_of_work import Result, UnitOfWork, expect
+from application.unit_of_work import Result, UnitOfWork, expect, fresh
 from domain import enrolling
 from domain.errors import Forbidden, NotFound, Reason, RollcallError, ValidationFailed
 from domain.user import User
-from domain.views import user_view
+from domain.views import directory_entry, user_view
 
 
 def put_user(core: Core, cmd: PutUser) -> Result:
@@ -34,6 +35,9 @@ def put_user(core: Core, cmd: PutUser) -> Result:
         else:
             expect(user, cmd.if_match)
             user.update(ctx, *details)
+        if cmd.profile is not None:
+            profile = cmd.profile
+            user.set_profile(ctx, profile.external_id, profile.timezone, profile.locale)
         return user_view(user)
 
     return core.runner.result(handle)
@@ -55,7 +59,10 @@ def set_active(core: Core, cmd: SetActive) -> Result:
         if cmd.active:
             user.reactivate(ctx)
             return {**user_view(user), "released": []}
-        user.deactivate(ctx)
+        if cmd.removed:
+            user.remove(ctx)
+        else:
+            user.deactivate(ctx)
         released = []
         for training_id in sorted({*user.bookings, *cmd.trainings}, key=str):
             try:
@@ -99,3 +106,16 @@ def get_user(core: Core, actor_id: str, user_id: str) -> dict[str, Any]:
     ):
         raise Forbidden("you may read only yourself and your direct reports")
     return user_view(user)
+
+
+def entry(core: Core, actor_id: str, key: UUID | str) -> dict[str, Any]:
+    """A directory entry as the company's directory sees it (administrators; SCIM), by
+    its aggregate id (SCIM's ``id``) or its user id, with what SCIM shows besides the
+    API's view: removed or not, when created and last changed."""
+    core.access.require_admin(actor_id)
+    if isinstance(key, str):
+        return directory_entry(core.access.user(key))
+    found = fresh(core.store, key, "user")
+    if not isinstance(found, User):
+        raise NotFound("user", str(key))
+    return directory_entry(found)

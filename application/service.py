@@ -89,6 +89,9 @@ class Rollcall:
     def get_user(self, actor_id: str, user_id: str) -> dict[str, Any]:
         return directory.get_user(self.core, actor_id, user_id)
 
+    def directory_entry(self, actor_id: str, key: UUID | str) -> dict[str, Any]:
+        return directory.entry(self.core, actor_id, key)
+
     @measured("set_active")
     def set_active(self, cmd: SetActive) -> Result:
         result = directory.set_active(self.core, cmd)

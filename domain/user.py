@@ -34,6 +34,11 @@ earlier releases accepted (letters, digits and ``._@-``) still is, and maps to t
 aggregate id, so stored ids need no upcast."""
 RESERVED = ("rollcall:", "service:")
 """Prefixes of actors that are not directory users (the system; service accounts)."""
+EXTERNAL_ID_MAX = 255
+PROFILE_FIELD_MAX = 64
+"""An IANA zone name is at most about 30 characters, a BCP 47 tag as used at most 35:
+room to spare, a bound all the same. Neither is refused when Rollcall does not know it
+(a directory sync must not fail a person over it); an unknown zone is simply not used."""
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://rollcall.invalid/users")
@@ -101,6 +106,10 @@ class User(RollcallAggregate):
             user.permissions = list(self.permissions)
             user.bookings = {}
             user.active = True
+            user.removed = False
+            user.external_id = None
+            user.timezone = None
+            user.locale = None
 
     class DetailsChanged(Event):
         """Name or email changed."""
@@ -171,6 +180,33 @@ class User(RollcallAggregate):
 
         def apply(self, user: User) -> None:
             user.active = True
+            user.removed = False
+
+    class Removed(Event):
+        """The company's directory deleted the entry (SCIM ``DELETE``; SPEC §10.3):
+        recorded after ``UserDeactivated``, so the person is a leaver like any other;
+        SCIM no longer finds them, until it creates them again (``UserReactivated``).
+        Their history stays."""
+
+        TOPIC = topic("user", "UserRemoved")
+
+        def apply(self, user: User) -> None:
+            user.removed = True
+
+    class ProfileChanged(Event):
+        """What the company's directory says of the person besides name and e-mail
+        (SPEC §10.3; null: not given): its own id for them (SCIM ``externalId``), their
+        time zone (an IANA name) and locale (a BCP 47 tag)."""
+
+        TOPIC = topic("user", "UserProfileChanged")
+        external_id: str | None
+        timezone: str | None
+        locale: str | None
+
+        def apply(self, user: User) -> None:
+            user.external_id = self.external_id
+            user.timezone = self.timezone
+            user.locale = self.locale
 
     if TYPE_CHECKING:  # state set by the events' apply(); declared for type checkers only
         user_id: str
@@ -183,6 +219,11 @@ class User(RollcallAggregate):
         """Training -> the session the user holds a seat in (from release 2 on)."""
         active: bool
         """False from ``UserDeactivated`` until ``UserReactivated`` (release 3)."""
+        removed: bool
+        """True from ``UserRemoved`` until ``UserReactivated`` (release 3)."""
+        external_id: str | None
+        timezone: str | None
+        locale: str | None
 
     @classmethod
     def register(
@@ -243,8 +284,26 @@ class User(RollcallAggregate):
             self._trigger(self.Deactivated, ctx)
 
     def reactivate(self, ctx: Context) -> None:
-        if not self.active:
+        if not self.active or self.removed:
             self._trigger(self.Reactivated, ctx)
+
+    def remove(self, ctx: Context) -> None:
+        """The directory deleted the entry: deactivated (see ``deactivate``), and
+        recorded as removed (nothing if it already was)."""
+        self.deactivate(ctx)
+        if not self.removed:
+            self._trigger(self.Removed, ctx)
+
+    def set_profile(
+        self, ctx: Context, external_id: str | None, timezone: str | None, locale: str | None
+    ) -> None:
+        profile = {
+            "external_id": _optional("external_id", external_id, EXTERNAL_ID_MAX),
+            "timezone": _optional("timezone", timezone, PROFILE_FIELD_MAX),
+            "locale": _optional("locale", locale, PROFILE_FIELD_MAX),
+        }
+        if {k: getattr(self, k) for k in profile} != profile:
+            self._trigger(self.ProfileChanged, ctx, **profile)
 
     @property
     def is_admin(self) -> bool:
@@ -262,6 +321,12 @@ def _details(name: str, email: str) -> dict[str, str]:
     if not _EMAIL.match(email) or not email.isascii():
         raise ValidationFailed("email is not a valid address", {"field": "email"})
     return {"name": name, "email": email}
+
+
+def _optional(field: str, value: str | None, max_length: int) -> str | None:
+    if value is None:
+        return None
+    return inputs.single_line(field, value, max_length).strip() or None
 
 
 def _check_supervisor(user_id: str, supervisor_id: str | None) -> None:

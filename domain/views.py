@@ -115,6 +115,17 @@ def enrollment_view(
     }
 
 
+def directory_entry(user: User) -> dict[str, Any]:
+    """``user_view`` and what the company's directory is also shown (SCIM)."""
+    return {
+        **user_view(user),
+        "key": user.id,
+        "removed": user.removed,
+        "created": user.created_on,
+        "modified": user.modified_on,
+    }
+
+
 def user_view(user: User) -> dict[str, Any]:
     return {
         "id": user.user_id,
@@ -124,5 +135,8 @@ def user_view(user: User) -> dict[str, Any]:
         "roles": list(user.roles),
         "permissions": list(user.permissions),
         "active": user.active,
+        "external_id": user.external_id,
+        "timezone": user.timezone,
+        "locale": user.locale,
         "version": user.version,
     }

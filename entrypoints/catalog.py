@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,7 @@ from application.commands import (
     CancelSession,
     CreateTraining,
     Enroll,
+    Profile,
     PutUser,
     RecordAttendance,
     SessionInput,
@@ -156,6 +158,9 @@ def _story(rc: Rollcall, clock: ManualClock) -> None:
     rc.put_user(temp)  # a temporary hire who leaves, and is taken back
     rc.set_active(SetActive(actor_id="ada", user_id="tina", active=False))
     rc.set_active(SetActive(actor_id="ada", user_id="tina", active=True))
+    where = Profile(external_id="E-1042", timezone="Europe/Zurich", locale="de-CH")
+    rc.put_user(replace(temp, profile=where))  # as the company's directory says
+    rc.set_active(SetActive(actor_id="ada", user_id="tina", active=False, removed=True))
 
 
 def _waitlist_story(rc: Rollcall, clock: ManualClock) -> UUID:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from adapters.routing import Routing
@@ -138,6 +138,10 @@ def _registered(uow: UnitOfWork, t: Tables, ev: Event) -> None:
             "permissions": ev.data["permissions"],
             "version": ev.sequence,
             "active": True,
+            "removed": False,
+            "external_id": None,
+            "timezone": None,
+            "locale": None,
         },
     )
 
@@ -168,8 +172,20 @@ def _set_active(active: bool) -> EnrollmentHandler:
     return handler
 
 
+USERS.handle(_on_user("external_id", "timezone", "locale"), User.ProfileChanged)
 USERS.handle(_set_active(False), User.Deactivated)
-USERS.handle(_set_active(True), User.Reactivated)
+
+
+@USERS.on(User.Reactivated)
+def _reactivated(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    row = uow.changed(t.users, ev.subject)
+    row.update(version=ev.sequence, active=True, removed=False)
+
+
+@USERS.on(User.Removed)
+def _removed(uow: UnitOfWork, t: Tables, ev: Event) -> None:
+    row = uow.changed(t.users, ev.subject)
+    row.update(version=ev.sequence, removed=True)
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -307,6 +323,9 @@ USER_FIELDS = (
     "roles",
     "permissions",
     "active",
+    "external_id",
+    "timezone",
+    "locale",
     "version",
 )
 
@@ -323,6 +342,15 @@ def users_page(conn: Connection, t: Tables, *, limit: int, cursor: str | None = 
     query = select(*(t.users.c[field] for field in USER_FIELDS))
     order = Order([t.users.c.user_id])
     return page(conn, query, order, cursor, limit, lambda rows: [_user(r) for r in rows])
+
+
+def listed_users(conn: Connection, t: Tables, *, offset: int, limit: int) -> tuple[int, list[str]]:
+    """The directory as SCIM lists it (entries not removed, by user id): how many there
+    are, and the user ids of ``limit`` of them from ``offset``."""
+    listed = t.users.c.removed.is_(False)
+    total = conn.execute(select(func.count()).select_from(t.users).where(listed)).scalar_one()
+    ids = select(t.users.c.user_id).where(listed).order_by(t.users.c.user_id)
+    return total, list(conn.execute(ids.offset(offset).limit(limit)).scalars())
 
 
 def training_enrollments_page(

@@ -114,6 +114,10 @@ def tables(suffix: str = "") -> Tables:
         Column("permissions", JSON, nullable=False),
         Column("version", Integer, nullable=False),
         Column("active", Boolean, nullable=False),
+        Column("removed", Boolean, nullable=False),
+        Column("external_id", String(255)),
+        Column("timezone", String(64)),
+        Column("locale", String(64)),
     )
     notifications = t(
         "notifications",

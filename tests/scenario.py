@@ -10,7 +10,14 @@ from typing import Any
 from uuid import UUID
 
 from adapters.clock import ManualClock
-from application.commands import CreateTraining, Enroll, PutUser, SessionInput, SetRestrictions
+from application.commands import (
+    CreateTraining,
+    Enroll,
+    Profile,
+    PutUser,
+    SessionInput,
+    SetRestrictions,
+)
 from application.service import SYSTEM_ACTOR, Rollcall
 from domain.user import ENROLL_USERS, VIEW_USERS_AND_ENROLL
 
@@ -122,7 +129,9 @@ class World:
             )
         ).value
 
-    def user(self, user_id: str, supervisor_id: str | None = None) -> None:
+    def user(
+        self, user_id: str, supervisor_id: str | None = None, profile: Profile | None = None
+    ) -> None:
         """A directory entry named after ``user_id``, at ``user_id@example.com`` (the
         first 40 letters and digits of it, for an identity provider's long subject)."""
         slug = "".join(c for c in user_id.lower() if c.isascii() and c.isalnum())[:40]
@@ -133,6 +142,7 @@ class World:
                 name=slug.title(),
                 email=f"{slug}@example.com",
                 supervisor_id=supervisor_id,
+                profile=profile,
             )
         )
 

@@ -20,6 +20,7 @@ from datetime import timedelta
 from application.commands import (
     CancelSession,
     Enroll,
+    Profile,
     RecordAttendance,
     SetActive,
     SetLock,
@@ -60,7 +61,8 @@ class Story:
 def every_feature(world: World) -> Story:
     """Run the story on ``world`` (its clock is moved on); return what it must tell."""
     rc, clock, told = world.rc, world.clock, Told()
-    world.user(PIA, supervisor_id=SUPERVISOR)
+    # Pia comes from the company's directory (SCIM), with its id for her and her zone.
+    world.user(PIA, supervisor_id=SUPERVISOR, profile=Profile("E-1042", "Europe/Zurich", "de-CH"))
     world.user(NOAH, supervisor_id=SUPERVISOR)
     scheduler = DeadlineScheduler(rc)
 
@@ -172,4 +174,7 @@ def every_feature(world: World) -> Story:
     told("unenrolled", SUPERVISOR)
     told("left_waitlist", SUPERVISOR)
     told("promoted", NOAH, SUPERVISOR)
+    # Then the directory deletes her entry (SCIM DELETE): she is removed as well as
+    # deactivated; nothing is left to give up, nobody is told again.
+    rc.set_active(SetActive(actor_id=ADMIN, user_id=PIA, active=False, removed=True))
     return Story(crane, forklift, told)

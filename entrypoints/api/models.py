@@ -26,9 +26,10 @@ from pydantic import (
     model_validator,
 )
 
-from application.commands import SessionInput
+from application.commands import Profile, SessionInput
 from domain import inputs
 from domain.errors import ValidationFailed
+from domain.user import EXTERNAL_ID_MAX, PROFILE_FIELD_MAX
 
 
 def _policy(check: Any, *args: Any) -> AfterValidator:
@@ -73,6 +74,22 @@ class UserIn(Body):
     supervisor_id: UserId | None = None
     roles: list[Identifier] = Field(default=[], max_length=inputs.IDENTIFIERS_MAX)
     permissions: list[Identifier] = Field(default=[], max_length=inputs.IDENTIFIERS_MAX)
+    external_id: single_line("external_id", EXTERNAL_ID_MAX) | None = Field(  # type: ignore[valid-type]
+        default=None, description="the company directory's own id for the person"
+    )
+    timezone: single_line("timezone", PROFILE_FIELD_MAX) | None = Field(  # type: ignore[valid-type]
+        default=None, description="an IANA time zone, e.g. Europe/Zurich"
+    )
+    locale: single_line("locale", PROFILE_FIELD_MAX) | None = Field(  # type: ignore[valid-type]
+        default=None, description="a BCP 47 tag, e.g. de-CH"
+    )
+
+    def profile(self) -> Profile | None:
+        """The profile when the body names any of its fields (the others are then
+        cleared), else None: left as it is."""
+        if not {"external_id", "timezone", "locale"} & self.model_fields_set:
+            return None
+        return Profile(self.external_id, self.timezone, self.locale)
 
 
 class SessionIn(Body):
@@ -348,6 +365,9 @@ class UserOut(Out):
     roles: list[str]
     permissions: list[str]
     active: bool = Field(description="false once deactivated (a leaver, SPEC §10.3)")
+    external_id: str | None = None
+    timezone: str | None = None
+    locale: str | None = None
     version: int
 
 

@@ -57,6 +57,7 @@ async def put_user(
             supervisor_id=body.supervisor_id,
             roles=body.roles,
             permissions=body.permissions,
+            profile=body.profile(),
             if_match=versions,
         ),
     )

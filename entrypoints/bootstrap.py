@@ -211,6 +211,7 @@ class Wiring:
             rate_limit=RateLimit(s.rate_limit_per_minute, s.rate_limit_burst),
             kafka=kafka,
             oidc=oidc_settings(s),
+            scim_token=s.scim_token.get_secret_value() if s.scim_token else None,
         )
 
     def factories(self, part: str) -> dict[str, Factory]:

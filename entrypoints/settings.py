@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     oidc_client_id: str | None = None
     """The pages' client at the provider: /ui/login signs in through it (PKCE)."""
     oidc_client_secret: SecretStr | None = None
+    scim_token: SecretStr | None = None
+    """The company's directory provisions users at /scim/v2 with this bearer token."""
     docs: bool = False
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60

@@ -26,6 +26,7 @@ from entrypoints.api.oidc import OidcSettings, OidcTokens
 from entrypoints.api.routes import audit, directory, enrollments, me, operations, trainings
 from entrypoints.api.routing import add_routes, operation_id
 from entrypoints.observability import registry_for
+from entrypoints.scim.app import check_scim_token, create_scim_app
 from entrypoints.ui import pages
 from projections.projector import caught_up, create_tables
 
@@ -43,6 +44,7 @@ def create_app(
     kafka: str | None = None,
     oidc: OidcSettings | None = None,
     oidc_cooldown: float = 30.0,
+    scim_token: str | None = None,
 ) -> FastAPI:
     """``docs``: serve the interactive docs at ``/docs`` (their page loads its scripts
     from a public CDN, so they are off unless ``ROLLCALL_DOCS=1``)."""
@@ -82,6 +84,8 @@ def create_app(
         add_routes(app, module.router)
     errors.install(app)
     pages.install(app)
+    if scim_token:
+        app.mount("/scim/v2", create_scim_app(app.state.api, check_scim_token(scim_token)))
 
     def user_of(request: Request) -> str | None:
         """The user a bearer token names, if it is valid (else the route answers 401)."""

@@ -1,0 +1,1 @@
+"""SCIM 2.0: the company's directory provisions Rollcall's (SPEC §10.3)."""

@@ -63,10 +63,10 @@ drills: install services
 
 # Mutation testing of domain/ (docs/quality.md): mutmut mutates a copy in mutants/ and runs,
 # for each mutant, the in-process tests that reach its function. MUTANTS narrows it to
-# patterns (the default: the rules and their deadlines; MUTANTS='domain.*' for all of it,
+# patterns (the default: the rules and their deadlines; MUTANTS='rollcall.domain.*' for all of it,
 # about an hour on two cores). mutants/ goes first on the path: the editable install
 # would otherwise give the tests the code that was not mutated. Not in CI.
-MUTANTS ?= domain.rules* domain.deadlines*
+MUTANTS ?= rollcall.domain.rules* rollcall.domain.deadlines*
 
 mutants: install
 	$(BIN)/pip install -q -e ".[test,embedded,mutants]"

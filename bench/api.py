@@ -21,13 +21,13 @@ from uuid import UUID
 
 import httpx
 
-from application.commands import CreateTraining, Enroll, SessionInput
-from application.service import Rollcall
 from bench.common import register, register_many
-from entrypoints.api.auth import issue_token
-from entrypoints.bootstrap import jwt_secret
-from entrypoints.runtime import Runtime
-from entrypoints.settings import Settings
+from rollcall.application.commands import CreateTraining, Enroll, SessionInput
+from rollcall.application.service import Rollcall
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.bootstrap import jwt_secret
+from rollcall.entrypoints.runtime import Runtime
+from rollcall.entrypoints.settings import Settings
 
 
 def trainings(rc: Rollcall, count: int) -> list[tuple[UUID, UUID]]:

@@ -20,11 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from uuid import UUID
 
-from adapters.clock import ManualClock
-from application.commands import BulkEnroll, CreateTraining, Enroll, SessionInput
-from application.service import Rollcall
+from rollcall.domain.errors import RollcallError
+
 from bench.common import T0, database, register, register_many
-from domain.errors import RollcallError
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import BulkEnroll, CreateTraining, Enroll, SessionInput
+from rollcall.application.service import Rollcall
 
 ADMIN = "bench-admin"
 

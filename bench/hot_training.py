@@ -23,16 +23,16 @@ import uuid
 from datetime import timedelta
 
 from eventsourcing.application import project_aggregate
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+from rollcall.domain.user import User
 from sqlalchemy import text
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from application.commands import CreateTraining, Enroll, SessionInput
-from application.service import Rollcall
 from bench.common import T0, database, register
-from domain import enrolling
-from domain.base import Context
-from domain.user import User
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.application.commands import CreateTraining, Enroll, SessionInput
+from rollcall.application.service import Rollcall
 
 BULK = 500
 WARM_UP = 5

@@ -37,14 +37,14 @@ from pathlib import Path
 
 import httpx
 
-from adapters.clock import ManualClock
-from adapters.embedded import free_port
-from adapters.store import collector_paused
-from application.commands import CreateTraining, SessionInput
-from application.service import Rollcall
 from bench.common import register, register_many, steadiness
 from bench.hot_training import database
-from entrypoints.api.auth import issue_token
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.embedded import free_port
+from rollcall.adapters.store import collector_paused
+from rollcall.application.commands import CreateTraining, SessionInput
+from rollcall.application.service import Rollcall
+from rollcall.entrypoints.api.auth import issue_token
 
 SECRET = "http-load-bench-secret-of-at-least-32-bytes"
 CLI = str(Path(sys.executable).with_name("rollcall"))

@@ -25,16 +25,16 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from httpx import Response
+from rollcall.domain.base import Context
+from rollcall.domain.training import Session, Training
+from rollcall.projections.projector import replay
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.store_reader import StoreReader
-from application.service import Rollcall
 from bench.common import T0, register
 from bench.hot_training import database
-from domain.base import Context
-from domain.training import Session, Training
-from projections.projector import replay
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.store_reader import StoreReader
+from rollcall.application.service import Rollcall
 from tests.api import api_client
 
 BULK = 500

@@ -32,17 +32,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import aiosmtplib
+from rollcall.consumers.mail import rendered
+from rollcall.consumers.outbox import outbox
+from rollcall.consumers.sender import Sender, SmtpConfig
 from sqlalchemy import func, select
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.embedded import free_port
-from adapters.migrations import migrate
 from bench.common import T0
 from bench.hot_training import database
-from consumers.mail import rendered
-from consumers.outbox import outbox
-from consumers.sender import Sender, SmtpConfig
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import free_port
+from rollcall.adapters.migrations import migrate
 
 HTML = "<p>Hello Sam Supervisor,</p><p>Lena Learner enrolled in <b>Fire safety</b>.</p>" * 4
 ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"

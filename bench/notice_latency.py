@@ -33,17 +33,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+from rollcall.projections.tables import LIVE
 from sqlalchemy import func, select
 
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker, free_port
-from application.commands import CreateTraining, Enroll, PutUser, SessionInput
-from application.service import SYSTEM_ACTOR, Rollcall
 from bench.common import register
 from bench.hot_training import database
-from entrypoints.runtime import Runtime
-from entrypoints.settings import Settings
-from projections.tables import LIVE
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker, free_port
+from rollcall.application.commands import CreateTraining, Enroll, PutUser, SessionInput
+from rollcall.application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.entrypoints.runtime import Runtime
+from rollcall.entrypoints.settings import Settings
 
 WATCH_SECONDS = 90
 

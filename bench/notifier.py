@@ -20,20 +20,21 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-from adapters.clock import ManualClock
-from adapters.contract import to_message
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker
-from adapters.store_reader import Decoder, StoreReader
-from application.commands import CreateTraining, SessionInput
-from application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.consumers.notifier import Notifier
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+from rollcall.domain.user import User
+from rollcall.projections.projector import Projector
+
 from bench.common import T0, register
 from bench.hot_training import database
-from consumers.notifier import Notifier
-from domain import enrolling
-from domain.base import Context
-from domain.user import User
-from projections.projector import Projector
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.contract import to_message
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.store_reader import Decoder, StoreReader
+from rollcall.application.commands import CreateTraining, SessionInput
+from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 
 BATCH = 500
 

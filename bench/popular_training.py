@@ -9,7 +9,7 @@ same run.
 
 A snapshot holds the whole seat ledger (30-40 ms to take and write at 5,000 seats)
 and one is due every 500 events; before they moved to a thread of their own
-(``adapters/snapshots.py``) every command that arrived while one was taken waited
+(``rollcall/adapters/snapshots.py``) every command that arrived while one was taken waited
 behind it. The first 2 s of each run (the processes' first loads of the training)
 are not counted. No HTTP: ``bench.http_load --trainings 1`` is the same case through
 the API, where the load generator and the server share the two cores.
@@ -26,13 +26,13 @@ import threading
 import time
 import uuid
 
-from adapters.clock import ManualClock
-from adapters.store import EventStore
-from application.commands import Enroll
-from application.service import Rollcall
 from bench.common import T0, register, register_many, steadiness
 from bench.hot_training import database
 from bench.throughput import Target, spawn_all, training
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.store import EventStore
+from rollcall.application.commands import Enroll
+from rollcall.application.service import Rollcall
 
 PROCESSES = 2
 CLIENTS = 16  # threads per process, as an API worker's request threads

@@ -21,16 +21,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
+from rollcall.projections.projector import Projector, apply_batch, caught_up, create_tables, replay
+from rollcall.projections.unit import Event
 
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker
-from adapters.kafka import KafkaPublisher, topic_names
-from adapters.relay import Relay
-from adapters.store import open_store
-from adapters.store_reader import StoreReader
 from bench.common import fill
-from projections.projector import Projector, apply_batch, caught_up, create_tables, replay
-from projections.unit import Event
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.kafka import KafkaPublisher, topic_names
+from rollcall.adapters.relay import Relay
+from rollcall.adapters.store import open_store
+from rollcall.adapters.store_reader import StoreReader
 from tests.infra import fresh_postgres_database
 
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from adapters.contract import to_message
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker
-from adapters.kafka import KafkaPublisher, ensure_topics, topic_names
-from adapters.relay import Relay
-from adapters.store import EventStore, open_store
-from adapters.store_reader import Decoder
 from bench.common import fill
+from rollcall.adapters.contract import to_message
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.kafka import KafkaPublisher, ensure_topics, topic_names
+from rollcall.adapters.relay import Relay
+from rollcall.adapters.store import EventStore, open_store
+from rollcall.adapters.store_reader import Decoder
 
 
 def raw_rate(store: EventStore, bootstrap: str, prefix: str, partitions: int) -> float:

@@ -25,14 +25,14 @@ from typing import Any
 
 import httpx
 
-from application.access import SYSTEM_ACTOR
-from application.commands import Profile, PutUser
 from bench.common import database, register
-from entrypoints.api.auth import issue_token
-from entrypoints.bootstrap import jwt_secret
-from entrypoints.runtime import Runtime
-from entrypoints.scim.resources import CORE, ENTERPRISE
-from entrypoints.settings import Settings
+from rollcall.application.access import SYSTEM_ACTOR
+from rollcall.application.commands import Profile, PutUser
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.bootstrap import jwt_secret
+from rollcall.entrypoints.runtime import Runtime
+from rollcall.entrypoints.scim.resources import CORE, ENTERPRISE
+from rollcall.entrypoints.settings import Settings
 
 TOKEN = "bench-scim-token-of-the-company-directory-0123"
 MANAGERS = 100

@@ -10,7 +10,7 @@ case: every command touches the same aggregate) and, separately, each into its o
 training. Group commit lets commands that arrive together share one transaction.
 One process is bound by the interpreter lock to one core; the last lines run the 16
 clients in two processes of 8 (two API workers), on one training and on a training
-each; on one training the two take turns at writing it (``adapters/write_turns.py``),
+each; on one training the two take turns at writing it (``rollcall/adapters/write_turns.py``),
 and the same run without turns is shown beside it. Each figure is the median of
 ``--repeat`` runs (3), with the slowest and fastest beside it: on this shared machine
 two runs in a row of the same two processes differed by up to a third, and so did the
@@ -44,12 +44,12 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 from sqlalchemy import Engine, text
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from application.commands import CreateTraining, Enroll, SessionInput
-from application.service import Rollcall
 from bench.common import T0, register, register_many, steadiness
 from bench.hot_training import database
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.application.commands import CreateTraining, Enroll, SessionInput
+from rollcall.application.service import Rollcall
 
 CLIENTS = (1, 4, 16)
 PROCESSES = 2

@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 
 from bench.common import register
-from entrypoints.api.auth import issue_token
-from entrypoints.bootstrap import jwt_secret
-from entrypoints.runtime import Runtime
-from entrypoints.settings import Settings
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.bootstrap import jwt_secret
+from rollcall.entrypoints.runtime import Runtime
+from rollcall.entrypoints.settings import Settings
 
 
 def p99(values: list[float]) -> float:

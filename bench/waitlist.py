@@ -27,13 +27,14 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from adapters.clock import ManualClock
-from application.commands import CreateTraining, Enroll, SessionInput, Unenroll
-from application.service import Rollcall
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+
 from bench.common import T0, register, register_many
 from bench.hot_training import database, ms
-from domain import enrolling
-from domain.base import Context
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import CreateTraining, Enroll, SessionInput, Unenroll
+from rollcall.application.service import Rollcall
 
 BULK = 500
 WARM_UP = 5

@@ -1,6 +1,6 @@
 """What a supervisor or a learner is told: subject, plain-text and HTML bodies from
 templates, and an iCalendar attachment for the session, times shown in the session's
-own timezone."""
+own timezone (and, for a reader in another one, in theirs too)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from icalendar import Calendar, Timezone
 from icalendar import Event as CalendarEvent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from domain.training import Session
+from rollcall.domain.inputs import known_zone
+from rollcall.domain.training import Session
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -88,15 +89,26 @@ WITHOUT_CALENDAR = frozenset({"waitlisted", "left_waitlist", "waitlist_expired"}
 """Notices about a place in line: no seat, so nothing for a calendar."""
 
 
-def when(session: Session) -> str:
-    """``Thu 11 Mar 2027, 10:00–12:00 CET (UTC+01:00), Europe/Berlin``."""
-    zone = ZoneInfo(session.timezone)
+def when(session: Session, reader_zone: str | None = None) -> str:
+    """``Thu 11 Mar 2027, 10:00–12:00 CET (UTC+01:00), Europe/Berlin``: where the
+    session is held. For a reader whose time zone (from the company's directory, SPEC
+    §10.3) is another one Rollcall knows, their own time follows:
+    ``... Europe/Berlin; for you Thu 11 Mar 2027, 04:00–06:00 EST (UTC-05:00)``."""
+    held = _span(session, ZoneInfo(session.timezone))
+    zone = known_zone(reader_zone)
+    if zone is None or zone.key == session.timezone:
+        return f"{held}, {session.timezone}"
+    mine = _span(session, zone)
+    return held if mine == held else f"{held}, {session.timezone}; for you {mine}"
+
+
+def _span(session: Session, zone: ZoneInfo) -> str:
     start, end = session.starts_at.astimezone(zone), session.ends_at.astimezone(zone)
     offset = start.strftime("%z")
     end_text = end.strftime("%H:%M") if end.date() == start.date() else end.strftime("%d %b %H:%M")
     return (
         f"{start.strftime('%a %d %b %Y, %H:%M')}–{end_text} {start.tzname()} "
-        f"(UTC{offset[:3]}:{offset[3:]}), {session.timezone}"
+        f"(UTC{offset[:3]}:{offset[3:]})"
     )
 
 
@@ -125,9 +137,11 @@ class Notice:
         subjects = LEARNER_SUBJECTS if self.to_learner else SUBJECTS
         return subjects[self.kind].format(learner=self.learner_name, training=self.training_title)
 
-    def context(self, recipient_name: str) -> dict[str, Any]:
+    def context(self, recipient_name: str, zone: str | None = None) -> dict[str, Any]:
+        """``zone``: the recipient's time zone, if their directory entry has one."""
+
         def session(s: Session) -> dict[str, str]:
-            return {"when": when(s), "location": s.location}
+            return {"when": when(s, zone), "location": s.location}
 
         return {
             "recipient_name": recipient_name,
@@ -147,11 +161,13 @@ class Notice:
             "by_admin": self.by_admin,
         }
 
-    def text(self, recipient_name: str) -> str:
-        return _templates.get_template("notice.txt.j2").render(self.context(recipient_name))
+    def text(self, recipient_name: str, zone: str | None = None) -> str:
+        context = self.context(recipient_name, zone)
+        return _templates.get_template("notice.txt.j2").render(context)
 
-    def html(self, recipient_name: str) -> str:
-        return _templates.get_template("notice.html.j2").render(self.context(recipient_name))
+    def html(self, recipient_name: str, zone: str | None = None) -> str:
+        context = self.context(recipient_name, zone)
+        return _templates.get_template("notice.html.j2").render(context)
 
     @property
     def ics_method(self) -> str:

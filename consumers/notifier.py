@@ -27,20 +27,20 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
-from adapters.clock import Clock, SystemClock
-from adapters.consumer_loop import ConsumerLoop
-from adapters.contract import Event, by_ce_type, event_type_of
-from adapters.contract import event_id as event_id_of
-from adapters.db import advance_positions, create_schema, get_positions
-from adapters.kafka import DEAD_LETTER, topic_names
-from adapters.migrations import migrate
-from adapters.store import EventStore
-from adapters.store_reader import AsOf, StoreReader
-from consumers.mail import Notice
-from consumers.notices import NOTICES, Addressed, Facts, notices
-from consumers.outbox import outbox
-from domain.user import User
-from projections.tables import LIVE
+from rollcall.adapters.clock import Clock, SystemClock
+from rollcall.adapters.consumer_loop import ConsumerLoop
+from rollcall.adapters.contract import Event, by_ce_type, event_type_of
+from rollcall.adapters.contract import event_id as event_id_of
+from rollcall.adapters.db import advance_positions, create_schema, get_positions
+from rollcall.adapters.kafka import DEAD_LETTER, topic_names
+from rollcall.adapters.migrations import migrate
+from rollcall.adapters.store import EventStore
+from rollcall.adapters.store_reader import AsOf, StoreReader
+from rollcall.consumers.mail import Notice
+from rollcall.consumers.notices import NOTICES, Addressed, Facts, notices
+from rollcall.consumers.outbox import outbox
+from rollcall.domain.user import User
+from rollcall.projections.tables import LIVE
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Entry:
             "recipient_email": recipient.email,
             "subject": notice.subject,
             "text": self.row["body"],
-            "html": notice.html(recipient.name),
+            "html": notice.html(recipient.name, recipient.timezone),
             "ics": notice.ics(time),
             "ics_method": notice.ics_method,
             "created_at": time,
@@ -192,7 +192,7 @@ class NoticeWriter:
                 "event_id": event_id,
                 "kind": notice.kind,
                 "title": told.subject,
-                "body": told.text(recipient.name),
+                "body": told.text(recipient.name, recipient.timezone),
                 "data": {"learner_id": learner.user_id, "session_id": str(notice.session.id)},
                 "position": event.position,
                 "created_at": event.time,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
 
-from adapters.db import Instant
+from rollcall.adapters.db import Instant
 
-outbox_metadata = MetaData()  # the table is made by adapters/migrations, never by create_all
+outbox_metadata = (
+    MetaData()
+)  # the table is made by rollcall/adapters/migrations, never by create_all
 outbox = Table(
     "nf_outbox",
     outbox_metadata,

@@ -19,8 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.relativedelta import relativedelta
-
-from domain.errors import ValidationFailed
+from rollcall.domain.errors import ValidationFailed
 
 
 class Unit(StrEnum):

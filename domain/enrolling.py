@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from domain.base import Context
-from domain.enrollment import Enrollment
-from domain.errors import NotFound, Reason, RollcallError, RuleViolation, StaleRead
-from domain.rules import (
+from rollcall.domain.base import Context
+from rollcall.domain.enrollment import Enrollment
+from rollcall.domain.errors import NotFound, Reason, RollcallError, RuleViolation, StaleRead
+from rollcall.domain.rules import (
     Refusal,
     Warning,
     decide,
@@ -33,7 +33,7 @@ from domain.rules import (
     switch_refusals,
     unenroll_warnings,
 )
-from domain.training import Session, Training
+from rollcall.domain.training import Session, Training
 
 
 class ConfirmationRequired(RuleViolation):

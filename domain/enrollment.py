@@ -12,10 +12,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
-from domain.base import Context, RollcallAggregate, topic
-from domain.errors import Reason, RuleViolation, ValidationFailed
-from domain.reminders import Reminder
-from domain.training import DeadlineKind, Session
+from rollcall.domain.base import Context, RollcallAggregate, topic
+from rollcall.domain.errors import Reason, RuleViolation, ValidationFailed
+from rollcall.domain.reminders import Reminder
+from rollcall.domain.training import DeadlineKind, Session
 
 
 class ParticipantStatus(StrEnum):
@@ -193,7 +193,7 @@ class Enrollment(RollcallAggregate):
         expired: bool
         """Ended in line: registration closed before a seat freed up."""
         reminded: frozenset[str]
-        """The keys of the reminders sent (``domain.reminders.Reminder.key``)."""
+        """The keys of the reminders sent (``rollcall.domain.reminders.Reminder.key``)."""
 
     @classmethod
     def enroll(

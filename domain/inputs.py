@@ -11,9 +11,9 @@ import re
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
-from domain.errors import ValidationFailed
+from rollcall.domain.errors import ValidationFailed
 
 NAME_MAX = 200
 TITLE_MAX = 300
@@ -92,6 +92,15 @@ def timezone(field: str, value: Any) -> str:
             {"field": field, "value": value if isinstance(value, str) else None},
         )
     return value
+
+
+def known_zone(name: str | None) -> ZoneInfo | None:
+    """The IANA zone of that name, or None: none given, or not one Rollcall knows (a
+    person's time zone comes from the company's directory as given, SPEC §10.3: kept,
+    and used only when it is one of these)."""
+    if not isinstance(name, str) or name not in _zones() or name in {"localtime", "Factory"}:
+        return None
+    return ZoneInfo(name)
 
 
 def bounded_list(field: str, values: Any, max_items: int) -> list[Any]:

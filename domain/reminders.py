@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.deadlines import Offset, Restriction, Unit
-from domain.errors import ValidationFailed
+from rollcall.domain.deadlines import Offset, Restriction, Unit
+from rollcall.domain.errors import ValidationFailed
 
 MAX_BEFORE_SESSION = 5
 

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.deadlines import zone_info
-from domain.enrollment import Enrollment
-from domain.errors import Reason, RuleViolation
-from domain.training import DeadlineKind, Session, SessionSelection, Training
-from domain.user import User
+from rollcall.domain.deadlines import zone_info
+from rollcall.domain.enrollment import Enrollment
+from rollcall.domain.errors import Reason, RuleViolation
+from rollcall.domain.training import DeadlineKind, Session, SessionSelection, Training
+from rollcall.domain.user import User
 
 # What an administrator may override (R13); everything else binds them too (R7 above all).
 OVERRIDABLE = frozenset(

@@ -22,12 +22,11 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Snapshot as AggregateSnapshot
 from eventsourcing.utils import register_topic
 from immutables import Map
-
-from domain import inputs
-from domain.base import Context, RollcallAggregate, topic
-from domain.deadlines import Restriction, require_aware, zone_info
-from domain.errors import NotFound, Reason, RuleViolation, ValidationFailed
-from domain.reminders import Reminder, Reminders, reminders_of
+from rollcall.domain import inputs
+from rollcall.domain.base import Context, RollcallAggregate, topic
+from rollcall.domain.deadlines import Restriction, require_aware, zone_info
+from rollcall.domain.errors import NotFound, Reason, RuleViolation, ValidationFailed
+from rollcall.domain.reminders import Reminder, Reminders, reminders_of
 
 MAX_CAPACITY = 100_000
 
@@ -588,7 +587,7 @@ class Training(RollcallAggregate, TrainingState):
 
     class Snapshot(AggregateSnapshot):
         """The whole state of a training at one version, so that loading it replays only
-        the events after the latest snapshot (``adapters/store.py`` takes them at gaps
+        the events after the latest snapshot (``rollcall/adapters/store.py`` takes them at gaps
         that grow with the history, ``snapshot_step``): a training of 10,000 seats took
         0.4 s to replay.
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain import inputs
-from domain.base import Context, RollcallAggregate, topic
-from domain.errors import ValidationFailed
+from rollcall.domain import inputs
+from rollcall.domain.base import Context, RollcallAggregate, topic
+from rollcall.domain.errors import ValidationFailed
 
 ADMIN_ROLE = "admin"
 VIEW_USERS_AND_ENROLL = "view_users_and_enroll"

@@ -4,7 +4,7 @@ object, JSON-ready.
 The answers to commands (built from the aggregates just saved) and the read models'
 lists (built from their rows, restored as aggregates) both go through these functions,
 so an object looks the same wherever the API returns it; the HTTP layer's response
-models (``entrypoints/api/models.py``) describe exactly these shapes.
+models (``rollcall/entrypoints/api/models.py``) describe exactly these shapes.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from domain.enrollment import Enrollment
-from domain.rules import (
+from rollcall.domain.enrollment import Enrollment
+from rollcall.domain.rules import (
     Conflict,
     available_actions,
     local,
     r6_registration_open,
     training_status,
 )
-from domain.training import DeadlineKind, Session, Training
-from domain.user import User
+from rollcall.domain.training import DeadlineKind, Session, Training
+from rollcall.domain.user import User
 
 
 def iso(instant: datetime | None) -> str | None:

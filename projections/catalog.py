@@ -11,17 +11,24 @@ from typing import Any
 from uuid import UUID
 
 from immutables import Map
+from rollcall.domain.deadlines import Restriction
+from rollcall.domain.reminders import Reminders
+from rollcall.domain.training import (
+    DeadlineKind,
+    Seat,
+    Session,
+    SessionSelection,
+    Training,
+    lines_of,
+)
+from rollcall.domain.views import session_view, training_view
+from rollcall.projections.paging import Order, Page, page
+from rollcall.projections.tables import Tables
+from rollcall.projections.unit import Event, Row, UnitOfWork
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
-from adapters.routing import Routing
-from domain.deadlines import Restriction
-from domain.reminders import Reminders
-from domain.training import DeadlineKind, Seat, Session, SessionSelection, Training, lines_of
-from domain.views import session_view, training_view
-from projections.paging import Order, Page, page
-from projections.tables import Tables
-from projections.unit import Event, Row, UnitOfWork
+from rollcall.adapters.routing import Routing
 
 
 def _deadlines(training: Row, session: Row) -> dict[str, datetime | None]:

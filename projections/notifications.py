@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rollcall.domain.errors import NotFound
+from rollcall.projections.paging import Order, Page, page
+from rollcall.projections.tables import Tables
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, RowMapping
-
-from domain.errors import NotFound
-from projections.paging import Order, Page, page
-from projections.tables import Tables
 
 
 def entries_page(

@@ -9,18 +9,18 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from rollcall.domain.enrollment import Enrollment
+from rollcall.domain.rules import Conflict, Held, overlapping
+from rollcall.domain.user import User
+from rollcall.domain.views import enrollment_view, session_view
+from rollcall.projections.catalog import restore_trainings
+from rollcall.projections.paging import Order, Page, page
+from rollcall.projections.tables import Tables
+from rollcall.projections.unit import Event, Row, UnitOfWork
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from adapters.routing import Routing
-from domain.enrollment import Enrollment
-from domain.rules import Conflict, Held, overlapping
-from domain.user import User
-from domain.views import enrollment_view, session_view
-from projections.catalog import restore_trainings
-from projections.paging import Order, Page, page
-from projections.tables import Tables
-from projections.unit import Event, Row, UnitOfWork
+from rollcall.adapters.routing import Routing
 
 EnrollmentHandler = Callable[[UnitOfWork, Tables, Event], None]
 ENROLLMENTS: Routing[EnrollmentHandler] = Routing("projector", ["enrollment"])
@@ -331,7 +331,7 @@ USER_FIELDS = (
 
 
 def _user(row: Any) -> dict[str, Any]:
-    """A directory row in the shape of ``domain.views.user_view``."""
+    """A directory row in the shape of ``rollcall.domain.views.user_view``."""
     found = {field: row[field] for field in USER_FIELDS}
     found["id"] = found.pop("user_id")
     return found

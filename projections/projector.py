@@ -20,21 +20,27 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from rollcall.projections.catalog import TRAININGS, on_training_event
+from rollcall.projections.people import ENROLLMENTS, USERS, on_enrollment_event, on_user_event
+from rollcall.projections.tables import LIVE, Tables, tables
+from rollcall.projections.unit import Event, UnitOfWork
 from sqlalchemy import Engine, String, delete, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from adapters.consumer_loop import ConsumerLoop
-from adapters.contract import event_type_of
-from adapters.db import advance_position, create_schema, drop_schema, get_position, lock_schema
-from adapters.kafka import DEAD_LETTER, consumer, topic_names
-from adapters.migrations import migrate
-from adapters.store import EventStore
-from adapters.store_reader import StoreReader, last_position, latest_versions
-from projections.catalog import TRAININGS, on_training_event
-from projections.people import ENROLLMENTS, USERS, on_enrollment_event, on_user_event
-from projections.tables import LIVE, Tables, tables
-from projections.unit import Event, UnitOfWork
+from rollcall.adapters.consumer_loop import ConsumerLoop
+from rollcall.adapters.contract import event_type_of
+from rollcall.adapters.db import (
+    advance_position,
+    create_schema,
+    drop_schema,
+    get_position,
+    lock_schema,
+)
+from rollcall.adapters.kafka import DEAD_LETTER, consumer, topic_names
+from rollcall.adapters.migrations import migrate
+from rollcall.adapters.store import EventStore
+from rollcall.adapters.store_reader import StoreReader, last_position, latest_versions
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
     Text,
 )
 
-from adapters.db import Instant
+from rollcall.adapters.db import Instant
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 
-from adapters.contract import Event
+from rollcall.adapters.contract import Event
 
 __all__ = ["Event", "Row", "UnitOfWork"]
 

@@ -12,16 +12,16 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx import Response
+from rollcall.projections.projector import replay
 from sqlalchemy import Engine
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.store_reader import StoreReader
-from application.service import Rollcall
-from entrypoints.api.app import create_app
-from entrypoints.api.auth import issue_token
-from entrypoints.api.limits import RateLimit
-from projections.projector import replay
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.store_reader import StoreReader
+from rollcall.application.service import Rollcall
+from rollcall.entrypoints.api.app import create_app
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.api.limits import RateLimit
 from tests.scenario import ADMIN, ENROLLER, LEARNER, MANAGER, OTHER, SUPERVISOR, VIEWER, World
 
 SECRET = "in-process-api-suite-secret-of-32-bytes!"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from adapters import logs
-from adapters.clock import ManualClock
-from adapters.embedded import LocalBroker
-from adapters.kafka import KafkaPublisher
-from application.service import Rollcall
+from rollcall.adapters import logs
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.kafka import KafkaPublisher
+from rollcall.application.service import Rollcall
 from tests.api import Client, api_client
 from tests.infra import fresh_postgres_database, truncate_postgres
 

@@ -19,7 +19,7 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from entrypoints.settings import Settings
+from rollcall.entrypoints.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("ROLLCALL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

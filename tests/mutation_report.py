@@ -20,8 +20,9 @@ _EQUIVALENT = re.compile(r"^- `(?P<name>[\w.ǁ]+__mutmut_\d+)`", re.MULTILINE)
 
 
 def module_of(mutant: str) -> str:
-    """``domain.rules.x_f__mutmut_3`` and ``domain.training.xǁTrainingǁf__mutmut_1``
-    are of ``domain.rules`` and ``domain.training``."""
+    """``rollcall.domain.rules.x_f__mutmut_3`` and
+    ``rollcall.domain.training.xǁTrainingǁf__mutmut_1`` are of ``rollcall.domain.rules``
+    and ``rollcall.domain.training``."""
     return mutant.split(".x", 1)[0]
 
 

@@ -10,22 +10,22 @@ from collections import Counter
 from typing import Any
 
 from kafka.consumer.fetcher import ConsumerRecord
+from rollcall.consumers.notices import NOTICES
+from rollcall.consumers.notifier import SEEN, Notifier
+from rollcall.consumers.outbox import outbox
+from rollcall.consumers.sender import Sender, ServerAway, SmtpConfig
+from rollcall.projections.projector import REPLAYED, Projector, caught_up, replay
+from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for, get_positions
-from adapters.embedded import LocalBroker, MailCatcher
-from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
-from adapters.relay import Relay
-from adapters.store_reader import StoreReader
-from application.service import Rollcall
-from consumers.notices import NOTICES
-from consumers.notifier import SEEN, Notifier
-from consumers.outbox import outbox
-from consumers.sender import Sender, ServerAway, SmtpConfig
-from projections.projector import REPLAYED, Projector, caught_up, replay
-from projections.tables import LIVE
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for, get_positions
+from rollcall.adapters.embedded import LocalBroker, MailCatcher
+from rollcall.adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
+from rollcall.adapters.relay import Relay
+from rollcall.adapters.store_reader import StoreReader
+from rollcall.application.service import Rollcall
 from tests.infra import read_topics, wait_for
 
 

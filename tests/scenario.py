@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from adapters.clock import ManualClock
-from application.commands import (
+from rollcall.domain.user import ENROLL_USERS, VIEW_USERS_AND_ENROLL
+
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import (
     CreateTraining,
     Enroll,
     Profile,
@@ -18,8 +20,7 @@ from application.commands import (
     SessionInput,
     SetRestrictions,
 )
-from application.service import SYSTEM_ACTOR, Rollcall
-from domain.user import ENROLL_USERS, VIEW_USERS_AND_ENROLL
+from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 
 ADMIN = "ada"
 LEARNER = "lena"

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from application.commands import (
+from rollcall.application.commands import (
     CancelSession,
     Enroll,
     Profile,
@@ -31,7 +31,7 @@ from application.commands import (
     UpdateSession,
     UpdateTraining,
 )
-from application.scheduler import DeadlineScheduler
+from rollcall.application.scheduler import DeadlineScheduler
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, TrainingRef, World, days_before
 
 PIA = "auth0|" + "5f7c8ec7c33c6c004bbafe82" * 10

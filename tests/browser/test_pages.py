@@ -20,10 +20,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from adapters.embedded import free_port
-from entrypoints.api.auth import issue_token
-from entrypoints.api.deps import STALE_HEADER
-from entrypoints.ui.signin import sign_in_link
+from rollcall.adapters.embedded import free_port
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.api.deps import STALE_HEADER
+from rollcall.entrypoints.ui.signin import sign_in_link
 from tests.infra import wait_for
 
 pytestmark = pytest.mark.browser

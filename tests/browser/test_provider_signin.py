@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from adapters.embedded import free_port
+from rollcall.adapters.embedded import free_port
 from tests.browser.test_pages import Server, accessible, browser
 from tests.infra import wait_for
 

@@ -29,18 +29,18 @@ import httpx
 import psycopg
 import pytest
 from kafka import KafkaProducer
+from rollcall.domain.errors import Reason, RuleViolation
+from rollcall.projections.projector import caught_up, create_tables, replay
 
-from adapters.clock import ManualClock, SystemClock
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker, MailCatcher, free_port
-from adapters.faults import is_transient
-from adapters.kafka import topic_names
-from adapters.store_reader import StoreReader
-from application.commands import Enroll, SetReminders, Unenroll
-from application.scheduler import DeadlineScheduler
-from application.service import Rollcall
-from domain.errors import Reason, RuleViolation
-from projections.projector import caught_up, create_tables, replay
+from rollcall.adapters.clock import ManualClock, SystemClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker, MailCatcher, free_port
+from rollcall.adapters.faults import is_transient
+from rollcall.adapters.kafka import topic_names
+from rollcall.adapters.store_reader import StoreReader
+from rollcall.application.commands import Enroll, SetReminders, Unenroll
+from rollcall.application.scheduler import DeadlineScheduler
+from rollcall.application.service import Rollcall
 from tests.infra import truncate_postgres, wait_for
 from tests.pipeline import dump
 from tests.scenario import ADMIN, SUPERVISOR, World
@@ -540,8 +540,8 @@ def test_sender_killed_repeatedly_resends_at_most_one_mail_per_kill(
 
     from aiosmtpd.controller import Controller
 
-    from adapters.kafka import KafkaPublisher
-    from adapters.relay import Relay
+    from rollcall.adapters.kafka import KafkaPublisher
+    from rollcall.adapters.relay import Relay
 
     received: list[Any] = []
 

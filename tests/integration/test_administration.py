@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from application.commands import CreateTraining
+from rollcall.application.commands import CreateTraining
 from tests.api import Client, restrictions, session
 from tests.scenario import ADMIN, LEARNER, MANAGER, OTHER, SUPERVISOR
 

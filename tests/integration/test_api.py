@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rollcall.domain import inputs
 
-from application.commands import PutUser
-from application.service import SYSTEM_ACTOR
-from domain import inputs
-from entrypoints.api.auth import issue_token
+from rollcall.application.commands import PutUser
+from rollcall.application.service import SYSTEM_ACTOR
+from rollcall.entrypoints.api.auth import issue_token
 from tests.api import SECRET, USERS, Client, restrictions, session
 from tests.scenario import ADMIN, LEARNER, MANAGER, OTHER, SUPERVISOR
 

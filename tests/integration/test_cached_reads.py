@@ -1,6 +1,6 @@
 """A command reads from its process's cache without asking the database, and no rule is
 ever decided on a stale copy: two services on one store, as two API processes are, each
-with its own cache (application/service.py, adapters/store.py).
+with its own cache (rollcall/application/service.py, rollcall/adapters/store.py).
 
 Each test makes one service's cache stale through the other, then acts through the
 stale one: a write must meet the store's version check and run again (R7), a refusal
@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from rollcall.domain.errors import Reason, RollcallError
 
-from adapters.clock import ManualClock
-from adapters.store import CopyLockedRepository
-from application.commands import Enroll, PutUser, Unenroll
-from application.service import Rollcall
-from domain.errors import Reason, RollcallError
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.store import CopyLockedRepository
+from rollcall.application.commands import Enroll, PutUser, Unenroll
+from rollcall.application.service import Rollcall
 from tests.integration.test_capacity import seat_ledger_matches_enrollments
 from tests.scenario import ADMIN, World, two_services
 
@@ -110,7 +110,7 @@ def test_after_a_conflict_the_next_try_reads_fresh_not_what_was_cached_before_th
         pause(seconds)
 
     enroll(other, training, next(waiting))  # the first try will conflict
-    monkeypatch.setattr("application.unit_of_work.time.sleep", busy_other_process)
+    monkeypatch.setattr("rollcall.application.unit_of_work.time.sleep", busy_other_process)
 
     enrolled = enroll(world.rc, training, "ann")
 
@@ -134,7 +134,7 @@ def test_an_aggregate_another_process_writes_is_read_fresh_while_it_keeps_writin
     doubt = CopyLockedRepository.DOUBT_SECONDS
 
     def at(offset: float) -> None:
-        monkeypatch.setattr("adapters.store.monotonic", lambda: now + offset)
+        monkeypatch.setattr("rollcall.adapters.store.monotonic", lambda: now + offset)
 
     at(0)
     enroll(world.rc, training, "cy")  # its guess conflicts, and it runs again fresh

@@ -183,7 +183,7 @@ def test_a_command_on_a_data_dir_without_data_says_so_and_links_go_to_the_runnin
     """Issue 41: run outside the server's directory, a command says which data dir it
     opened and that it was empty; ``login-link`` names the address of the server that
     runs on the data dir (its ``serve.json``), not a fixed port."""
-    from entrypoints import serving
+    from rollcall.entrypoints import serving
 
     first = run(tmp_path, *ADD_ADMIN)
     assert f"no Rollcall data in {(tmp_path / 'var').resolve()}" in first.stderr

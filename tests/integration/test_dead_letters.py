@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
+from rollcall.consumers.notices import NOTICES, Facts
+from rollcall.domain.enrollment import Enrollment
 
-from adapters.clock import ManualClock
-from adapters.contract import Event
-from adapters.embedded import LocalBroker, MailCatcher
-from application.commands import Switch
-from application.service import Rollcall
-from consumers.notices import NOTICES, Facts
-from domain.enrollment import Enrollment
-from entrypoints.observability import registry_for
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.contract import Event
+from rollcall.adapters.embedded import LocalBroker, MailCatcher
+from rollcall.application.commands import Switch
+from rollcall.application.service import Rollcall
+from rollcall.entrypoints.observability import registry_for
 from tests.integration.test_cli import run
 from tests.pipeline import Pipeline
 from tests.scenario import LEARNER, SUPERVISOR, World

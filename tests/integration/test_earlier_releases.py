@@ -19,18 +19,18 @@ from uuid import UUID
 import httpx
 import jsonschema
 import pytest
+from rollcall.consumers.outbox import outbox
+from rollcall.projections.projector import replay
+from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, func, select, text
 
-from adapters.clock import ManualClock
-from adapters.contract import by_ce_type, shipped_schemas
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker, MailCatcher, free_port
-from adapters.store_reader import Decoder, StoreReader
-from application.commands import CreateTraining, Enroll, PutUser, SessionInput
-from application.service import Rollcall
-from consumers.outbox import outbox
-from projections.projector import replay
-from projections.tables import LIVE
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.contract import by_ce_type, shipped_schemas
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker, MailCatcher, free_port
+from rollcall.adapters.store_reader import Decoder, StoreReader
+from rollcall.application.commands import CreateTraining, Enroll, PutUser, SessionInput
+from rollcall.application.service import Rollcall
 from tests.conftest import T0
 from tests.infra import fresh_postgres_database, wait_for
 from tests.integration.test_cli import run

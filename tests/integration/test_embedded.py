@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from adapters.embedded import free_port
+from rollcall.adapters.embedded import free_port
 from tests.infra import wait_for
 
 

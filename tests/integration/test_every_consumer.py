@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.clock import ManualClock
-from adapters.contract import by_ce_type
-from adapters.embedded import LocalBroker, MailCatcher
-from adapters.store_reader import Decoder
-from application.service import Rollcall
-from entrypoints.catalog import _story as sample_story
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.contract import by_ce_type
+from rollcall.adapters.embedded import LocalBroker, MailCatcher
+from rollcall.adapters.store_reader import Decoder
+from rollcall.application.service import Rollcall
+from rollcall.entrypoints.catalog import _story as sample_story
 from tests.pipeline import Pipeline, dump, replayed
 from tests.scenario import World
 from tests.story import every_feature

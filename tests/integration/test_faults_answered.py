@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.clock import ManualClock
-from application.commands import PutUser
-from application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import PutUser
+from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 from tests.api import Client, api_client
 from tests.conftest import T0
 from tests.infra import PG_ADMIN_URL, other_connections

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.clock import ManualClock
-from adapters.embedded import LocalBroker, MailCatcher
-from entrypoints.api.auth import issue_token
-from entrypoints.runtime import Runtime
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.embedded import LocalBroker, MailCatcher
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.runtime import Runtime
 from tests.conftest import T0
 from tests.infra import runtime_settings, wait_for
 from tests.scenario import (

@@ -17,14 +17,14 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine, func, select
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.embedded import free_port
-from application.commands import PutUser, Unenroll
-from application.service import Rollcall
-from entrypoints.api.app import create_app
-from entrypoints.api.auth import issue_token
-from entrypoints.api.idempotency import keys
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import free_port
+from rollcall.application.commands import PutUser, Unenroll
+from rollcall.application.service import Rollcall
+from rollcall.entrypoints.api.app import create_app
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.api.idempotency import keys
 from tests.scenario import ADMIN, LEARNER, OTHER, World
 
 SECRET = "http-conventions-suite-secret-of-32-bytes"

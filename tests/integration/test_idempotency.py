@@ -10,14 +10,14 @@ from datetime import UTC
 from uuid import UUID
 
 import pytest
+from rollcall.domain.errors import Reason, RollcallError
 from sqlalchemy import select, update
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.idempotency import RequestKey, keys, requested
-from application.commands import Enroll
-from application.service import Rollcall
-from domain.errors import Reason, RollcallError
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.idempotency import RequestKey, keys, requested
+from rollcall.application.commands import Enroll
+from rollcall.application.service import Rollcall
 from tests.api import Client
 from tests.scenario import LEARNER, World
 

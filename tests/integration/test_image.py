@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from adapters.contract import generated_files
-from adapters.embedded import free_port
-from adapters.migrations import head
+from rollcall.adapters.contract import generated_files
+from rollcall.adapters.embedded import free_port
+from rollcall.adapters.migrations import head
 from tests.integration.test_cli import ADD_ADMIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,15 @@ def build_stage_sources() -> list[str]:
 
 def test_the_build_stage_copies_every_package_and_the_project_metadata() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == [
+        "rollcall",
+        "rollcall.*",
+    ]
+    linked = {  # the design card's folders, which rollcall/ links to
+        str(p.resolve().relative_to(ROOT)) for p in (ROOT / "rollcall").iterdir() if p.is_symlink()
+    }
+    assert linked == {"domain", "projections", "consumers"}
+    packages = {"rollcall", *linked}
     copied = set(build_stage_sources())
     assert {"pyproject.toml", project["project"]["readme"]} <= copied
     assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
@@ -51,8 +59,9 @@ def test_a_wheel_built_from_the_image_sources_installs_and_runs(tmp_path: Path) 
     context = tmp_path / "context"
     for source in build_stage_sources():
         origin, target = ROOT / source, context / source
-        if origin.is_dir():
-            shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"))
+        if origin.is_dir():  # as Docker's COPY: links stay links
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(origin, target, symlinks=True, ignore=ignore)
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, target)
@@ -71,17 +80,23 @@ def test_a_wheel_built_from_the_image_sources_installs_and_runs(tmp_path: Path) 
     )
 
     (entry_points,) = site.glob("rollcall-*.dist-info/entry_points.txt")
-    assert "rollcall = entrypoints.cli:main" in entry_points.read_text()
+    assert "rollcall = rollcall.entrypoints.cli:main" in entry_points.read_text()
+    # SPEC §10.3: one top-level import package; the design card's folders are inside it.
+    installed = {p.name for p in site.iterdir() if not p.name.endswith(".dist-info")}
+    assert installed - {"bin"} == {"rollcall"}
+    for top_level in site.glob("rollcall-*.dist-info/top_level.txt"):
+        assert top_level.read_text().split() == ["rollcall"]
     templates = sorted(p.name for p in (ROOT / "consumers" / "templates").iterdir())
-    assert sorted(p.name for p in (site / "consumers" / "templates").iterdir()) == templates
+    shipped = site / "rollcall" / "consumers" / "templates"
+    assert sorted(p.name for p in shipped.iterdir()) == templates
 
     # The installed copy, not this checkout, answers: run from elsewhere, site first.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLCALL_")}
     env |= {"PYTHONPATH": str(site), "ROLLCALL_DATA_DIR": str(tmp_path / "data")}
     script = (
-        "import sys, entrypoints.cli, consumers.mail; "
-        "print(entrypoints.cli.__file__, consumers.mail.__file__, file=sys.stderr); "
-        "sys.argv = ['rollcall', *sys.argv[1:]]; entrypoints.cli.main()"
+        "import sys, rollcall.entrypoints.cli as cli, rollcall.consumers.mail as mail; "
+        "print(cli.__file__, mail.__file__, file=sys.stderr); "
+        "sys.argv = ['rollcall', *sys.argv[1:]]; cli.main()"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, *ADD_ADMIN],
@@ -125,6 +140,14 @@ def test_the_wheel_runs_in_an_empty_venv_with_its_declared_dependencies_alone(
         text=True,
         check=True,
     ).stdout.lower()
+    # PyPI's packages named as Rollcall's layers once were change nothing (SPEC §10.3):
+    # Rollcall imports only its own package. (Their code alone: ``adapters`` would pull
+    # in a machine-learning stack.)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "-q", "install", "--no-deps", "entrypoints", "adapters"],
+        check=True,
+        timeout=600,
+    )
     assert "aiosmtpd" not in installed, "the embedded extra leaked into the image"
     assert "calfkit" not in installed, "the embedded extra leaked into the image"
     assert "pytest" not in installed
@@ -144,7 +167,8 @@ def test_the_wheel_runs_in_an_empty_venv_with_its_declared_dependencies_alone(
         [
             str(venv / "bin" / "python"),
             "-c",
-            "from adapters.contract import shipped_schemas; from adapters.migrations import head;"
+            "from rollcall.adapters.contract import shipped_schemas; "
+            "from rollcall.adapters.migrations import head;"
             "print(len(shipped_schemas()), head())",
         ],
         cwd=tmp_path,

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from rollcall.consumers.outbox import outbox
+from rollcall.projections.projector import create_tables, replay, shape_is_stale
+from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, Table, inspect, select, text
 
-from adapters import migrations
-from adapters.clock import ManualClock
-from adapters.db import (
+from rollcall.adapters import migrations
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import (
     SCHEMA,
     SCHEMA_VERSION,
     advance_positions,
@@ -28,12 +31,9 @@ from adapters.db import (
     positions,
     set_positions,
 )
-from adapters.store import EventStore, store_env
-from adapters.store_reader import StoreReader
-from application.service import Rollcall
-from consumers.outbox import outbox
-from projections.projector import create_tables, replay, shape_is_stale
-from projections.tables import LIVE
+from rollcall.adapters.store import EventStore, store_env
+from rollcall.adapters.store_reader import StoreReader
+from rollcall.application.service import Rollcall
 from tests.infra import fresh_postgres_database
 from tests.scenario import World
 

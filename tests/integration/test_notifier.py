@@ -27,14 +27,18 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from icalendar import Calendar
 from kafka import KafkaProducer
+from rollcall.consumers.outbox import outbox
+from rollcall.consumers.sender import Sender, SmtpConfig
+from rollcall.projections.notifications import entries, entries_page, mark_read, unread_count
+from rollcall.projections.tables import LIVE
 from sqlalchemy import select
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker, MailCatcher, free_port
-from adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
-from adapters.relay import Relay
-from application.commands import (
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker, MailCatcher, free_port
+from rollcall.adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
+from rollcall.adapters.relay import Relay
+from rollcall.application.commands import (
     CancelSession,
     Enroll,
     SetLock,
@@ -44,12 +48,8 @@ from application.commands import (
     UpdateSession,
     UpdateTraining,
 )
-from application.scheduler import DeadlineScheduler
-from application.service import Rollcall
-from consumers.outbox import outbox
-from consumers.sender import Sender, SmtpConfig
-from projections.notifications import entries, entries_page, mark_read, unread_count
-from projections.tables import LIVE
+from rollcall.application.scheduler import DeadlineScheduler
+from rollcall.application.service import Rollcall
 from tests.infra import due_mails, read_topics, wait_for
 from tests.pipeline import Pipeline
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World

@@ -12,8 +12,8 @@ import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.commands import PutUser
-from application.service import SYSTEM_ACTOR
+from rollcall.application.commands import PutUser
+from rollcall.application.service import SYSTEM_ACTOR
 from tests.api import Client, restrictions, session
 from tests.scenario import ADMIN, LEARNER
 

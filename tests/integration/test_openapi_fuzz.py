@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 from schemathesis.generation import GenerationMode
 
-from adapters.clock import ManualClock
-from adapters.embedded import LocalBroker
-from entrypoints.api.auth import issue_token
-from entrypoints.runtime import Runtime
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.runtime import Runtime
 from tests.conftest import T0
 from tests.infra import runtime_settings
 from tests.scenario import ADMIN, World

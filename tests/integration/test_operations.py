@@ -18,15 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rollcall.consumers.outbox import outbox
 from sqlalchemy import func, select
 
-from adapters.clock import ManualClock
-from adapters.db import get_position
-from adapters.embedded import LocalBroker, free_port
-from consumers.outbox import outbox
-from entrypoints import bootstrap
-from entrypoints.api.auth import issue_token
-from entrypoints.runtime import Runtime
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import get_position
+from rollcall.adapters.embedded import LocalBroker, free_port
+from rollcall.entrypoints import bootstrap
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.runtime import Runtime
 from tests.api import session
 from tests.conftest import T0
 from tests.infra import runtime_settings, wait_for
@@ -359,9 +359,9 @@ def test_the_workers_socket_answers_keep_alive_requests_without_waiting_for_acks
 
     import uvicorn
 
-    from entrypoints.cli import listening_socket
+    from rollcall.entrypoints.cli import listening_socket
 
-    config = uvicorn.Config("entrypoints.asgi:create", factory=True, port=free_port())
+    config = uvicorn.Config("rollcall.entrypoints.asgi:create", factory=True, port=free_port())
     listening = listening_socket(config)
     try:
         assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from entrypoints.ui import signin
+from rollcall.entrypoints.ui import signin
 from tests.api import SECRET, Client, session
 from tests.scenario import ADMIN, LEARNER
 
@@ -153,3 +153,23 @@ def test_a_csv_of_people_is_enrolled_from_the_administrators_page(client: Client
     )
     assert "error=forbidden" in forbidden.headers["location"]
     assert client.stored() == before
+
+
+def test_a_learner_whose_directory_names_a_time_zone_reads_their_own_time_too(
+    client: Client,
+) -> None:
+    """SPEC §10.3: the pages show a session where it is held and, for a person whose
+    entry names another time zone (from the company's directory), on their clock too;
+    a zone Rollcall does not know changes nothing."""
+    enrolled(client, "Fire safety")  # held in Europe/Berlin (tests/api.py)
+    client.project()
+    signed_in(client, LEARNER)
+    assert "; for you " not in client.http.get("/ui/").text
+    entry = client.ok("GET", f"/v1/users/{LEARNER}", ADMIN)
+    mine = {k: entry[k] for k in ("name", "email", "supervisor_id", "roles", "permissions")}
+    for zone, shown in (("America/New_York", True), ("Mars/Olympus_Mons", False)):
+        client.ok("PUT", f"/v1/users/{LEARNER}", ADMIN, json={**mine, "timezone": zone})
+        for page in ("/ui/", "/ui/catalog"):
+            text = client.http.get(page).text
+            assert ("; for you " in text) is shown, (zone, page)
+            assert ("(UTC-0" in text) is shown, (zone, page)

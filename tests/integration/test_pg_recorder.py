@@ -1,4 +1,4 @@
-"""The store's PostgreSQL recorder (``adapters/pg_recorder.py``, issue 14): a save is one
+"""The store's PostgreSQL recorder (``rollcall/adapters/pg_recorder.py``, issue 14): a save is one
 round trip under the table lock that wakes the relay, a cold load is one round trip, and
 what they return is what the table holds.
 
@@ -22,17 +22,17 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 from psycopg.pq import Trace
+from rollcall.domain.base import Context
+from rollcall.domain.training import Training
+from rollcall.domain.user import User, user_aggregate_id
 
-from adapters import pg_recorder
-from adapters import store as store_module
-from adapters.clock import ManualClock
-from adapters.idempotency import RequestKey
-from adapters.idempotency import row as idempotency_row
-from adapters.pg_recorder import INT8, Prepared, store_error
-from application.service import Rollcall
-from domain.base import Context
-from domain.training import Training
-from domain.user import User, user_aggregate_id
+from rollcall.adapters import pg_recorder
+from rollcall.adapters import store as store_module
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.idempotency import RequestKey
+from rollcall.adapters.idempotency import row as idempotency_row
+from rollcall.adapters.pg_recorder import INT8, Prepared, store_error
+from rollcall.application.service import Rollcall
 from tests.conftest import T0
 from tests.infra import truncate_postgres
 from tests.scenario import World

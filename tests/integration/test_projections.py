@@ -14,15 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rollcall.projections.catalog import catalog
+from rollcall.projections.people import enrollments_of, roster, team
+from rollcall.projections.projector import (
+    Projector,
+    apply_batch,
+    caught_up,
+    create_tables,
+    kafka_events,
+    replay,
+)
+from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, select
 
-from adapters.clock import ManualClock, SystemClock
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker
-from adapters.kafka import KafkaPublisher
-from adapters.relay import Relay
-from adapters.store_reader import StoreReader
-from application.commands import (
+from rollcall.adapters.clock import ManualClock, SystemClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.kafka import KafkaPublisher
+from rollcall.adapters.relay import Relay
+from rollcall.adapters.store_reader import StoreReader
+from rollcall.application.commands import (
     CancelSession,
     Enroll,
     PutUser,
@@ -33,18 +44,7 @@ from application.commands import (
     UpdateSession,
     UpdateTraining,
 )
-from application.service import Rollcall
-from projections.catalog import catalog
-from projections.people import enrollments_of, roster, team
-from projections.projector import (
-    Projector,
-    apply_batch,
-    caught_up,
-    create_tables,
-    kafka_events,
-    replay,
-)
-from projections.tables import LIVE
+from rollcall.application.service import Rollcall
 from tests.infra import wait_for
 from tests.pipeline import dump
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World, days_before
@@ -398,8 +398,8 @@ def test_fast_store_reading_equals_the_library_mapper(
     defer to the mapper when an event class has moved on to a new version."""
     import dataclasses
 
-    from adapters.contract import registry
-    from adapters.store_reader import read_fast
+    from rollcall.adapters.contract import registry
+    from rollcall.adapters.store_reader import read_fast
 
     reader = StoreReader(rollcall.store, engine_for(database_url))
 

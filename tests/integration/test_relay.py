@@ -17,16 +17,16 @@ import typer
 from kafka.consumer.fetcher import ConsumerRecord
 from referencing import Registry, Resource
 
-from adapters import contract
-from adapters.clock import ManualClock
-from adapters.contract import by_ce_type, event_id, generated_files
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker
-from adapters.kafka import KafkaPublisher, topic_names
-from adapters.relay import Relay, StoreNews
-from application.commands import SetLock, Switch, Unenroll
-from application.service import Rollcall
-from entrypoints.catalog import contract_files, samples
+from rollcall.adapters import contract
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.contract import by_ce_type, event_id, generated_files
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.kafka import KafkaPublisher, topic_names
+from rollcall.adapters.relay import Relay, StoreNews
+from rollcall.application.commands import SetLock, Switch, Unenroll
+from rollcall.application.service import Rollcall
+from rollcall.entrypoints.catalog import contract_files, samples
 from tests.infra import other_connections, read_topics, truncate_postgres, wait_for
 from tests.scenario import ADMIN, LEARNER, OTHER, World, days_before
 
@@ -226,8 +226,9 @@ def test_checked_in_contract_matches_the_code() -> None:
 
 
 def test_contract_drift_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
-    from adapters import contract
-    from domain.enrollment import Enrollment
+    from rollcall.domain.enrollment import Enrollment
+
+    from rollcall.adapters import contract
 
     before = generated_files()["enrollment/Enrolled.v1.json"]
     contract.registry.cache_clear()
@@ -289,8 +290,9 @@ def test_a_new_version_keeps_the_schemas_of_earlier_ones(
 ) -> None:
     """Policy (docs/contract.md): a breaking change adds vN+1; vN's schema stays checked
     in and shipped. Anything else that is not generated is removed."""
-    from domain.enrollment import Enrollment
-    from entrypoints.cli import schemas
+    from rollcall.domain.enrollment import Enrollment
+
+    from rollcall.entrypoints.cli import schemas
 
     schemas(out=tmp_path, check=False)
     (tmp_path / "enrollment" / "Stray.v1.json").write_text("{}")

@@ -8,10 +8,10 @@ from collections import Counter
 from datetime import timedelta
 from uuid import UUID
 
-from adapters.clock import ManualClock
-from application.commands import CancelSession, SetRestrictions, Unenroll, UpdateSession
-from application.scheduler import DeadlineScheduler
-from application.service import Rollcall
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import CancelSession, SetRestrictions, Unenroll, UpdateSession
+from rollcall.application.scheduler import DeadlineScheduler
+from rollcall.application.service import Rollcall
 from tests.scenario import ADMIN, LEARNER, OTHER, TrainingRef, World, days_before
 
 

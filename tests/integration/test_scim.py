@@ -21,11 +21,11 @@ import pytest
 from scim2_client import BaseSyncSCIMClient
 from scim2_tester import Status, check_server
 
-from adapters.clock import ManualClock
-from adapters.embedded import LocalBroker, MailCatcher
-from entrypoints.api.auth import issue_token
-from entrypoints.runtime import Runtime
-from entrypoints.scim.resources import CORE, ENTERPRISE
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.embedded import LocalBroker, MailCatcher
+from rollcall.entrypoints.api.auth import issue_token
+from rollcall.entrypoints.runtime import Runtime
+from rollcall.entrypoints.scim.resources import CORE, ENTERPRISE
 from tests.conftest import T0
 from tests.infra import runtime_settings, wait_for
 from tests.scenario import ADMIN, World

@@ -7,9 +7,10 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from rollcall.domain.errors import Reason, RollcallError
 
-from adapters.clock import ManualClock
-from application.commands import (
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import (
     CancelSession,
     CreateTraining,
     Enroll,
@@ -21,8 +22,7 @@ from application.commands import (
     Unenroll,
     UpdateSession,
 )
-from application.service import SYSTEM_ACTOR, Rollcall
-from domain.errors import Reason, RollcallError
+from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 from tests.scenario import (
     ADMIN,
     ENROLLER,
@@ -429,7 +429,7 @@ def test_not_found(world: World) -> None:
     ],
 )
 def test_validation_errors_store_nothing(world: World, bad: dict[str, str]) -> None:
-    from application.commands import SessionInput
+    from rollcall.application.commands import SessionInput
 
     now = world.clock.now()
     good = SessionInput(now + timedelta(days=1), now + timedelta(days=1, hours=1), "UTC")
@@ -499,7 +499,7 @@ def test_conflict_after_retries_are_exhausted(
         return original_save(*aggregates, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world.rc.store, "save", save_after_competitor)
-    monkeypatch.setattr("application.unit_of_work.MAX_ATTEMPTS", 3)
+    monkeypatch.setattr("rollcall.application.unit_of_work.MAX_ATTEMPTS", 3)
     try:
         with refused(Reason.CONFLICT):
             world.enroll(training, LEARNER, 0)
@@ -528,7 +528,7 @@ def test_cancelling_a_session_unenrolls_its_participants_atomically(world: World
 
 
 def test_rescheduling_moves_deadlines_and_cannot_drop_capacity_below_seats(world: World) -> None:
-    from application.commands import SessionInput
+    from rollcall.application.commands import SessionInput
 
     training = world.training(days=(10, 20), capacity=2, stop_registration=days_before(12))
     with refused(Reason.REGISTRATION_CLOSED):
@@ -575,7 +575,7 @@ def test_directory_updates_record_only_what_changed(world: World) -> None:
             supervisor_id=OTHER,
         )
     )
-    from domain.user import user_aggregate_id
+    from rollcall.domain.user import user_aggregate_id
 
     history = world.rc.history(ADMIN, user_aggregate_id(LEARNER))
     assert [e["type"] for e in history] == [

@@ -14,9 +14,9 @@ import pytest
 from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import IntegrityError
 
-from adapters import store as store_module
-from adapters.clock import ManualClock
-from application.commands import (
+from rollcall.adapters import store as store_module
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import (
     CancelSession,
     Enroll,
     SetLock,
@@ -26,8 +26,8 @@ from application.commands import (
     Unenroll,
     UpdateSession,
 )
-from application.service import Rollcall
-from domain.training import Training
+from rollcall.application.service import Rollcall
+from rollcall.domain.training import Training
 from tests.infra import truncate_postgres
 from tests.scenario import ADMIN, World
 
@@ -168,7 +168,7 @@ def test_a_snapshot_that_fails_never_fails_the_command_that_made_it_due(
         answer = world.enroll(training)
         assert answer["active"] is True
         assert set(replayed(rc, training.id).participants) == {answer["user_id"]}
-        with caplog.at_level(logging.ERROR, logger="adapters.snapshots"):
+        with caplog.at_level(logging.ERROR, logger="rollcall.adapters.snapshots"):
             assert rc.store.settle_snapshots(timeout=30)
         assert "a snapshot could not be taken" in caplog.text
         assert "the snapshot store is full" in caplog.text
@@ -236,7 +236,7 @@ def test_a_new_process_loads_a_training_from_its_snapshot(
     program = (
         "import sys\n"
         "from uuid import UUID\n"
-        "from application.service import Rollcall\n"
+        "from rollcall.application.service import Rollcall\n"
         "rc = Rollcall.open(sys.argv[1])\n"
         "training = rc.store.repository.get(UUID(sys.argv[2]))\n"
         "print(','.join(sorted(training.participants)))\n"

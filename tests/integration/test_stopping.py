@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.embedded import LocalBroker, MailCatcher, free_port
+from rollcall.adapters.embedded import LocalBroker, MailCatcher, free_port
 from tests.infra import wait_for
 
 CLI = str(Path(sys.executable).with_name("rollcall"))

@@ -1,6 +1,6 @@
 """The store's PostgreSQL connections: a connection the server cut is replaced before a
 command uses it, and a quiet one is used without a round trip to check it
-(``adapters.store.QuietCheck``)."""
+(``rollcall.adapters.store.QuietCheck``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from adapters.clock import ManualClock
-from adapters.store import QuietCheck
-from application.service import Rollcall
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.store import QuietCheck
+from rollcall.application.service import Rollcall
 from tests.conftest import T0
 from tests.infra import other_connections, truncate_postgres, wait_for
 from tests.scenario import LEARNER, World

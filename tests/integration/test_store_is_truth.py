@@ -16,25 +16,25 @@ from pathlib import Path
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 from kafka import KafkaAdminClient, KafkaProducer
-
-from adapters.clock import ManualClock
-from adapters.contract import CONTENT_TYPE, Message, to_message
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker, MailCatcher, free_port
-from adapters.kafka import DEAD_LETTER, KafkaPublisher, Receipt, Refused, topic_names
-from adapters.relay import Relay
-from adapters.store_reader import Decoder, StoreReader
-from application.commands import PutUser, Switch
-from application.service import Rollcall
-from consumers.notifier import Notifier
-from consumers.sender import Sender, SmtpConfig
-from projections.projector import (
+from rollcall.consumers.notifier import Notifier
+from rollcall.consumers.sender import Sender, SmtpConfig
+from rollcall.projections.projector import (
     ProjectionGap,
     Projector,
     apply_batch,
     create_tables,
     replay,
 )
+
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.contract import CONTENT_TYPE, Message, to_message
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker, MailCatcher, free_port
+from rollcall.adapters.kafka import DEAD_LETTER, KafkaPublisher, Receipt, Refused, topic_names
+from rollcall.adapters.relay import Relay
+from rollcall.adapters.store_reader import Decoder, StoreReader
+from rollcall.application.commands import PutUser, Switch
+from rollcall.application.service import Rollcall
 from tests.infra import read_topics, wait_for
 from tests.integration.test_projections import dump
 from tests.integration.test_relay import relay_for, story
@@ -353,8 +353,9 @@ def test_no_event_larger_than_the_stated_maximum_is_ever_stored(
 ) -> None:
     """The input policy keeps requests far below EVENT_BYTES_MAX; the store itself is
     the last guard, whatever path a command took."""
-    from adapters import store
-    from domain.errors import ValidationFailed
+    from rollcall.domain.errors import ValidationFailed
+
+    from rollcall.adapters import store
 
     World(rollcall, clock)
     before = rollcall.store.recorder.max_notification_id()

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker
-from adapters.kafka import KafkaPublisher, topic_names
-from adapters.relay import Relay
-from application.service import Rollcall
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.kafka import KafkaPublisher, topic_names
+from rollcall.adapters.relay import Relay
+from rollcall.application.service import Rollcall
 from tests.integration.test_relay import story
 from tests.scenario import World
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "subscriber.py"
-SAMPLES = ROOT / "adapters" / "schemas" / "samples"
+SAMPLES = ROOT / "rollcall" / "adapters" / "schemas" / "samples"
 
 
 def subscriber(bootstrap: str, prefix: str, group: str, seen: Path) -> list[str]:

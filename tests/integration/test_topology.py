@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rollcall.projections.projector import caught_up, create_tables, replay
 from sqlalchemy import Engine, inspect
 
-from adapters.clock import ManualClock
-from adapters.db import engine_for
-from adapters.embedded import LocalBroker, MailCatcher
-from adapters.migrations import migrate
-from adapters.store import open_store
-from adapters.store_reader import StoreReader
-from application.commands import Enroll, PutUser
-from application.service import Rollcall
-from projections.projector import caught_up, create_tables, replay
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.db import engine_for
+from rollcall.adapters.embedded import LocalBroker, MailCatcher
+from rollcall.adapters.migrations import migrate
+from rollcall.adapters.store import open_store
+from rollcall.adapters.store_reader import StoreReader
+from rollcall.application.commands import Enroll, PutUser
+from rollcall.application.service import Rollcall
 from tests.infra import fresh_postgres_database, truncate_postgres, wait_for
 from tests.integration.test_projections import dump, scenario
 from tests.scenario import ADMIN, SUPERVISOR, World

@@ -9,9 +9,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from rollcall.domain.errors import RollcallError
+from rollcall.domain.training import Training
 
-from adapters.clock import ManualClock
-from application.commands import (
+from rollcall.adapters.clock import ManualClock
+from rollcall.application.commands import (
     CancelSession,
     Enroll,
     SetLock,
@@ -19,10 +21,8 @@ from application.commands import (
     Unenroll,
     UpdateSession,
 )
-from application.scheduler import DeadlineScheduler
-from application.service import Rollcall
-from domain.errors import RollcallError
-from domain.training import Training
+from rollcall.application.scheduler import DeadlineScheduler
+from rollcall.application.service import Rollcall
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, TrainingRef, World, days_before
 
 

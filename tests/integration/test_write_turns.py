@@ -1,5 +1,5 @@
 """Turns between processes at writing a training that they all write
-(adapters/write_turns.py): two services on one PostgreSQL store, as two API workers.
+(rollcall/adapters/write_turns.py): two services on one PostgreSQL store, as two API workers.
 
 Once both doubt a training (their saves conflicted), the leader of a group waits for
 the other's turn before it reads the training, so its save meets no conflict; a turn
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from adapters.clock import ManualClock
-from adapters.store import connect, store_env
-from adapters.write_turns import WriteTurns
-from application.service import Rollcall
+from rollcall.adapters.clock import ManualClock
+from rollcall.adapters.store import connect, store_env
+from rollcall.adapters.write_turns import WriteTurns
+from rollcall.application.service import Rollcall
 from tests.infra import truncate_postgres
 from tests.integration.test_cached_reads import enroll
 from tests.integration.test_capacity import seat_ledger_matches_enrollments

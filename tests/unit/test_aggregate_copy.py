@@ -9,10 +9,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain import enrolling
-from domain.base import Context
-from domain.training import Session, Training
-from domain.user import User
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+from rollcall.domain.training import Session, Training
+from rollcall.domain.user import User
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 CTX = Context("admin", T0, "copy-test")

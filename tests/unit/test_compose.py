@@ -16,8 +16,8 @@ from typer._click.core import Command, Context  # Typer bundles its own Click
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
-from entrypoints.cli import app as cli_app
-from entrypoints.settings import Settings
+from rollcall.entrypoints.cli import app as cli_app
+from rollcall.entrypoints.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yaml"
 KNOWN = {f"ROLLCALL_{name.upper()}" for name in Settings.model_fields}

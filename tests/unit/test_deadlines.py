@@ -10,9 +10,8 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from hypothesis import given
 from hypothesis import strategies as st
-
-from domain.deadlines import Offset, Restriction, Unit
-from domain.errors import ValidationFailed
+from rollcall.domain.deadlines import Offset, Restriction, Unit
+from rollcall.domain.errors import ValidationFailed
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"

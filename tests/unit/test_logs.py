@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kafka import errors
 
-from adapters import logs
+from rollcall.adapters import logs
 
 
 @pytest.fixture

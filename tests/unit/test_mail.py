@@ -15,8 +15,8 @@ import pytest
 from icalendar import Calendar, Timezone
 from icalendar import Event as CalendarEvent
 
-from consumers.mail import Notice, rendered
-from domain.training import Session
+from rollcall.consumers.mail import Notice, rendered
+from rollcall.domain.training import Session
 
 WHEN = datetime(2027, 3, 1, 9, 30, tzinfo=UTC)
 ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:PUBLISH\r\nEND:VCALENDAR\r\n"
@@ -122,3 +122,20 @@ def test_the_calendar_is_what_icalendar_writes_for_the_whole_of_it(kind: str) ->
     whole.add_component(event)
     assert notice.ics(WHEN) == whole.to_ical().decode()
     assert notice.ics(WHEN) == notice.ics(WHEN)  # the cached parts are not consumed
+
+
+def test_a_reader_in_another_time_zone_also_reads_their_own_time() -> None:
+    """SPEC §10.3: the time zone the company's directory gives a person is used in what
+    they are told: the session's time where it is held, then theirs. The same zone, one
+    Rollcall does not know, or none: the session's time alone."""
+    starts = datetime(2027, 3, 11, 9, 0, tzinfo=UTC)
+    session = Session(uuid4(), starts, starts + timedelta(hours=2), "Europe/Berlin", "Hall", 9)
+    notice = Notice("enrolled", "Lena", "Fire safety", session)
+    held = "Thu 11 Mar 2027, 10:00–12:00 CET (UTC+01:00), Europe/Berlin"
+    theirs = "for you Thu 11 Mar 2027, 04:00–06:00 EST (UTC-05:00)"
+    assert f"{held}; {theirs}" in notice.text("Sam", "America/New_York")
+    assert theirs in notice.html("Sam", "America/New_York")
+    for zone in (None, "", "Europe/Berlin", "Mars/Olympus_Mons", "../../etc/passwd"):
+        text = notice.text("Sam", zone)
+        assert held in text
+        assert "for you" not in text

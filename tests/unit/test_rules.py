@@ -8,13 +8,12 @@ from uuid import UUID, uuid4
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from domain import enrolling
-from domain.base import Context
-from domain.deadlines import Offset, Restriction, Unit
-from domain.enrollment import Attendance, Enrollment, ParticipantStatus
-from domain.errors import Reason, RuleViolation
-from domain.rules import (
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+from rollcall.domain.deadlines import Offset, Restriction, Unit
+from rollcall.domain.enrollment import Attendance, Enrollment, ParticipantStatus
+from rollcall.domain.errors import Reason, RuleViolation
+from rollcall.domain.rules import (
     CANNOT_CANCEL_LATER,
     REENROLLMENT_NOT_POSSIBLE,
     available_actions,
@@ -26,7 +25,7 @@ from domain.rules import (
     switch_refusals,
     unenroll_warnings,
 )
-from domain.training import DeadlineKind, Session, Training
+from rollcall.domain.training import DeadlineKind, Session, Training
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 CTX = Context("ada", NOW, "corr-1")

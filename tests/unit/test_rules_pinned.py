@@ -10,13 +10,12 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-
-from domain import enrolling
-from domain.base import Context
-from domain.deadlines import MAX_AMOUNT, Offset, Restriction, Unit
-from domain.enrollment import Attendance
-from domain.errors import Reason, RuleViolation, ValidationFailed
-from domain.rules import (
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+from rollcall.domain.deadlines import MAX_AMOUNT, Offset, Restriction, Unit
+from rollcall.domain.enrollment import Attendance
+from rollcall.domain.errors import Reason, RuleViolation, ValidationFailed
+from rollcall.domain.rules import (
     CANNOT_CANCEL_LATER,
     REENROLLMENT_NOT_POSSIBLE,
     Refusal,
@@ -36,8 +35,9 @@ from domain.rules import (
     training_status,
     unenroll_warnings,
 )
-from domain.training import DeadlineKind, Session, Training
-from domain.user import User
+from rollcall.domain.training import DeadlineKind, Session, Training
+from rollcall.domain.user import User
+
 from tests.unit.test_rules import CTX, NOW, enroll, make_training, restrict
 
 
@@ -311,7 +311,7 @@ def test_deadlines_are_utc_instants_and_an_hour_said_twice_is_its_first() -> Non
     occurrence (fold 0), whatever occurrence the session starts at."""
     from datetime import datetime
 
-    from domain.deadlines import UTC, require_aware, zone_info
+    from rollcall.domain.deadlines import UTC, require_aware, zone_info
 
     berlin = zone_info("Europe/Berlin")
     second = datetime(2027, 10, 31, 2, 30, tzinfo=berlin, fold=1)  # 01:30 UTC
@@ -334,7 +334,7 @@ def test_deadlines_are_utc_instants_and_an_hour_said_twice_is_its_first() -> Non
 def test_a_clock_whose_zone_knows_no_offset_is_not_aware() -> None:
     from datetime import datetime, tzinfo
 
-    from domain.deadlines import require_aware
+    from rollcall.domain.deadlines import require_aware
 
     class Nowhere(tzinfo):
         def utcoffset(self, dt: datetime | None) -> None:

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy.exc
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from adapters.faults import Backoff, is_transient
-from entrypoints.supervisor import Loop, Supervisor
+from rollcall.adapters.faults import Backoff, is_transient
+from rollcall.entrypoints.supervisor import Loop, Supervisor
 
 
 def flaky(failures: int, ran: threading.Event) -> tuple[list[int], Loop]:
@@ -37,14 +37,14 @@ def test_a_failed_part_is_rebuilt_and_restarted_with_one_line_per_failure(
     ran = threading.Event()
     built, factory = flaky(2, ran)
     supervisor = Supervisor(restart=True, first_backoff=0.01, max_backoff=0.02)
-    with caplog.at_level(logging.ERROR, logger="entrypoints.supervisor"):
+    with caplog.at_level(logging.ERROR, logger="rollcall.entrypoints.supervisor"):
         supervisor.start("relay", factory)  # type: ignore[arg-type]
         assert ran.wait(5)
     assert supervisor.shutdown(timeout=5)
     assert len(built) == 3
     assert supervisor.restarts == {"relay": 2}
     # Only the supervisor's lines: Kafka clients left by earlier tests may log meanwhile.
-    ours = [r for r in caplog.records if r.name == "entrypoints.supervisor"]
+    ours = [r for r in caplog.records if r.name == "rollcall.entrypoints.supervisor"]
     failures = [r.getMessage() for r in ours]
     assert len(failures) == 2
     assert all(m.startswith("relay failed: ConnectionError: attempt") for m in failures)

@@ -8,10 +8,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-
-from domain.base import Context
-from domain.errors import ValidationFailed
-from domain.user import User, user_aggregate_id, validate_user_id
+from rollcall.domain.base import Context
+from rollcall.domain.errors import ValidationFailed
+from rollcall.domain.user import User, user_aggregate_id, validate_user_id
 
 ACCEPTED = [
     "lena",  # what the first releases accepted

@@ -21,7 +21,8 @@ from bench.common import fill
 from rollcall.adapters.contract import to_message
 from rollcall.adapters.db import engine_for
 from rollcall.adapters.embedded import LocalBroker
-from rollcall.adapters.kafka import KafkaPublisher, ensure_topics, topic_names
+from rollcall.adapters.kafka import KafkaPublisher, topic_names
+from rollcall.adapters.kafka_cluster import Topics, ensure_topics
 from rollcall.adapters.relay import Relay
 from rollcall.adapters.store import EventStore, open_store
 from rollcall.adapters.store_reader import Decoder
@@ -34,7 +35,7 @@ def raw_rate(store: EventStore, bootstrap: str, prefix: str, partitions: int) ->
     while batch := store.recorder.select_notifications(start=start, limit=10_000):
         messages.extend(to_message(decoder.event(n)) for n in batch)
         start = batch[-1].id + 1
-    ensure_topics(bootstrap, prefix, partitions)
+    ensure_topics(bootstrap, Topics(prefix, partitions))
     topics = topic_names(prefix)
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,

@@ -22,6 +22,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from rollcall.adapters.faults import Backoff, describe, is_transient
 from rollcall.adapters.kafka import consumer
+from rollcall.adapters.kafka_cluster import connection
 from rollcall.adapters.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class ConsumerLoop:
         if self.dead_letter_topic is None:
             raise error
         if self._dead_letters is None:
-            self._dead_letters = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            self._dead_letters = KafkaProducer(**connection(self.bootstrap), acks="all")
         headers = [
             ("error", reason.encode()[:1000]),
             ("consumer", self.part.encode()),

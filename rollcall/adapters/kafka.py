@@ -3,7 +3,6 @@ and consumer settings. Standard Kafka protocol only (production runs Apache Kafk
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -11,19 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import (
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    TopicAlreadyExistsError,
-)
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from rollcall.adapters.contract import AGGREGATES, Message
+from rollcall.adapters.kafka_cluster import DEAD_LETTER, UNLIMITED, Topics, connection
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER = "deadletter"
+__all__ = ["DEAD_LETTER", "UNLIMITED", "KafkaPublisher", "consumer", "topic_names"]
 
 FETCH_MAX_WAIT_MS = 50
 """The longest a fetch waits for records. Apache Kafka answers as soon as records
@@ -41,63 +35,7 @@ CONSUMER_GROUP_SETTINGS: dict[str, Any] = {
 
 def topic_names(prefix: str) -> dict[str, str]:
     """Aggregate -> topic name, plus the dead-letter topic."""
-    names = {aggregate: f"{prefix}.{aggregate}" for aggregate in AGGREGATES}
-    names[DEAD_LETTER] = f"{prefix}.{DEAD_LETTER}"
-    return names
-
-
-UNLIMITED = -1
-
-
-def ensure_topics(
-    bootstrap: str, prefix: str, partitions: int, retention_ms: int = UNLIMITED
-) -> list[str]:
-    """Create our topics explicitly (auto-creation would pick its own partition count);
-    return the existing ones whose retention is shorter than asked."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        create_missing(admin, prefix, partitions, retention_ms)
-        return short_retention(admin, prefix, retention_ms)
-    finally:
-        admin.close()
-
-
-def create_missing(
-    admin: KafkaAdminClient, prefix: str, partitions: int, retention_ms: int = UNLIMITED
-) -> list[str]:
-    """Create the topics that are missing, with unlimited retention by default
-    (subscribers and a replay from Kafka need the whole history); return their names."""
-    existing = set(admin.list_topics())
-    created = []
-    for name in topic_names(prefix).values():
-        if name not in existing:
-            topic = NewTopic(name, partitions, 1, topic_configs={"retention.ms": str(retention_ms)})
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([topic])
-                created.append(name)
-    return created
-
-
-def short_retention(admin: KafkaAdminClient, prefix: str, retention_ms: int) -> list[str]:
-    """Our topics whose ``retention.ms`` keeps less than ``retention_ms`` (-1: forever).
-    Brokers that cannot describe configurations report nothing."""
-    wanted = float("inf") if retention_ms < 0 else retention_ms
-    resources = [
-        ConfigResource(ConfigResourceType.TOPIC, name, configs={"retention.ms": None})
-        for name in topic_names(prefix).values()
-    ]
-    try:
-        described = admin.describe_configs(resources, config_filter="all")
-    except KafkaError:
-        log.debug("the broker cannot describe topic configurations", exc_info=True)
-        return []
-    short = []
-    for name, configs in sorted(described.get("topic", {}).items()):
-        entry = configs.get("retention.ms")
-        value = entry.get("value") if isinstance(entry, dict) else entry
-        if value is not None and 0 <= int(value) < wanted:
-            short.append(f"{name} (retention.ms={int(value)})")
-    return short
+    return Topics(prefix).names
 
 
 class PublishError(Exception):
@@ -130,15 +68,19 @@ class KafkaPublisher:
         retention_ms: int = UNLIMITED,
         max_message_bytes: int = 1_000_000,
         check_topics: bool = True,
+        replication_factor: int = 1,
+        min_insync_replicas: int | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.check_topics = check_topics
         """Ask the broker how the topics are configured (the embedded broker cannot
         answer: it drops the connection of a DescribeConfigs request)."""
+        self.spec = Topics(
+            prefix, partitions, replication_factor, min_insync_replicas, retention_ms
+        )
         self.prefix = prefix
-        self.topics = topic_names(prefix)
+        self.topics = self.spec.names
         self.partitions = partitions
-        self.retention_ms = retention_ms
         self.max_message_bytes = max_message_bytes
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
@@ -152,13 +94,11 @@ class KafkaPublisher:
         partition count, or lose them.
         """
         if self._admin is None:
-            self._admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap, request_timeout_ms=5_000
-            )
-        create_missing(self._admin, self.prefix, self.partitions, self.retention_ms)
+            self._admin = KafkaAdminClient(**connection(self.bootstrap), request_timeout_ms=5_000)
+        self.spec.create_missing(self._admin)
         if self._producer is None:
             self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap,
+                **connection(self.bootstrap),
                 acks="all",
                 linger_ms=5,
                 batch_size=262_144,
@@ -176,19 +116,13 @@ class KafkaPublisher:
 
     def prepare(self) -> None:
         """Connect and create the topics now (before consumers subscribe to them);
-        warn about existing topics that keep less history than configured."""
+        warn, once each, of existing topics made otherwise than the settings say
+        (``rollcall topics --check`` lists the same)."""
         try:
             self._connect()
             assert self._admin is not None
-            checked = self.check_topics
-            for topic in (
-                short_retention(self._admin, self.prefix, self.retention_ms) if checked else ()
-            ):
-                log.warning(
-                    "topic %s keeps less than ROLLCALL_KAFKA_RETENTION_MS: subscribers and "
-                    "`rollcall replay --source kafka` will miss older events",
-                    topic,
-                )
+            for mismatch in self.spec.mismatches(self._admin, configs=self.check_topics):
+                log.warning("topic %s (rollcall topics --check)", mismatch)
         except (KafkaError, OSError) as error:
             self.close()
             raise PublishError(str(error)) from error
@@ -263,9 +197,7 @@ class KafkaPublisher:
         try:
             self._connect()
             if self._probe is None:
-                self._probe = KafkaConsumer(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=10_000
-                )
+                self._probe = KafkaConsumer(**connection(self.bootstrap), request_timeout_ms=10_000)
             exists = {
                 topic: self._probe.partitions_for_topic(topic) or set()
                 for topic in {t for t, _ in partitions}
@@ -296,7 +228,7 @@ class KafkaPublisher:
 
 def consumer(bootstrap: str, group_id: str | None, **settings: Any) -> KafkaConsumer:
     return KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **connection(bootstrap),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

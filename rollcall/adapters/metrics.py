@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from rollcall.domain.errors import RollcallError
 
@@ -34,6 +34,17 @@ DEAD_LETTERS = Counter(
     "rollcall_dead_letters_total",
     "Records this process sent to the dead-letter topic, by part and the topic they came from.",
     ["part", "topic"],
+    registry=None,
+)
+
+RELAY_LEADER = Gauge(
+    "rollcall_relay_leader",
+    "1 while this process's relay leads (publishes); 0 while it stands by.",
+    registry=None,
+)
+SCHEDULER_LEADER = Gauge(
+    "rollcall_scheduler_leader",
+    "1 while this process's scheduler leads (records deadlines, sends reminders); 0 else.",
     registry=None,
 )
 

@@ -36,6 +36,8 @@ from rollcall.adapters.contract import Message, event_id, to_message
 from rollcall.adapters.db import get_position, positions_named, set_positions
 from rollcall.adapters.faults import Backoff, describe, is_transient
 from rollcall.adapters.kafka import PublishError, Receipt, Refused
+from rollcall.adapters.leadership import RETRY, Leadership
+from rollcall.adapters.metrics import RELAY_LEADER
 from rollcall.adapters.migrations import migrate
 from rollcall.adapters.store import EventStore
 from rollcall.adapters.store_reader import Decoder
@@ -64,6 +66,7 @@ class Relay:
         name: str = "relay",
         batch_size: int = 2000,
         check_interval: float = 1.0,
+        leadership: Leadership | None = None,
     ) -> None:
         self.store = store
         self.decoder = Decoder(store.mapper)
@@ -75,9 +78,18 @@ class Relay:
         self.republished = 0
         """How many times the relay found the broker had lost records and started over."""
         self._checked_at = float("-inf")
+        self.leadership = leadership
+        """None: this relay is the only one (tests, benchmarks); else it publishes only
+        while it leads (``adapters/leadership.py``), and stands by otherwise."""
+        self.leading = leadership is None
         migrate(engine)
-        with engine.connect() as conn:
-            self.position = get_position(conn, name)
+        self._resume()
+
+    def _resume(self) -> None:
+        """Where publishing goes on from: the position and marks in the database (which
+        another relay, leading before this one, may have moved)."""
+        with self.engine.connect() as conn:
+            self.position = get_position(conn, self.name)
             self.marks = {
                 _partition(key): offset
                 for key, offset in positions_named(conn, self._mark_prefix).items()
@@ -194,6 +206,9 @@ class Relay:
         news = StoreNews(self.engine, getattr(self.store.recorder, "channel_name", None))
         try:
             while not stop.is_set():
+                if not self._leads():
+                    stop.wait(RETRY)
+                    continue
                 try:
                     published = self.run_once()
                 except (PublishError, Exception) as error:
@@ -212,6 +227,24 @@ class Relay:
         finally:
             news.close()
             self.publisher.close()
+            if self.leadership is not None:
+                self.leadership.release()
+                RELAY_LEADER.set(0)
+
+    def _leads(self) -> bool:
+        """Does this relay lead now? One that has just begun to lead goes on from the
+        position its predecessor saved: at most the batch the predecessor had in flight
+        is published again, with the same event ids."""
+        if self.leadership is None:
+            return True
+        leads = self.leadership.leads()
+        if leads and not self.leading:
+            self._resume()
+            self._checked_at = float("-inf")
+            log.info("relay: publishing from position %d", self.position)
+        self.leading = leads
+        RELAY_LEADER.set(1 if leads else 0)
+        return leads
 
 
 class StoreNews:

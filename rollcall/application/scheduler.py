@@ -20,6 +20,8 @@ from uuid import UUID
 
 from rollcall.adapters.contract import registry
 from rollcall.adapters.faults import Backoff, describe, is_transient
+from rollcall.adapters.leadership import Leadership
+from rollcall.adapters.metrics import SCHEDULER_LEADER
 from rollcall.application.service import Rollcall
 from rollcall.domain.training import DeadlineKind, Training
 
@@ -64,9 +66,14 @@ def next_reminder(
 
 
 class DeadlineScheduler:
-    def __init__(self, rollcall: Rollcall, batch_size: int = 5000) -> None:
+    def __init__(
+        self, rollcall: Rollcall, batch_size: int = 5000, leadership: Leadership | None = None
+    ) -> None:
         self.rc = rollcall
         self.batch_size = batch_size
+        self.leadership = leadership
+        """With two schedulers on one store, the one that leads does the work (each
+        command is idempotent: two would only do it twice); None: this one alone."""
         self.position = 0  # in-memory: a restart re-reads training events (the catch-up)
         self._due: dict[UUID, datetime] = {}
         self._reminded_until: dict[UUID, datetime] = {}
@@ -120,6 +127,12 @@ class DeadlineScheduler:
         propagates to the supervisor (which restarts the scheduler: it catches up)."""
         backoff = Backoff(first=interval, cap=30.0)
         while not stop.is_set():
+            if self.leadership is not None:
+                leads = self.leadership.leads()
+                SCHEDULER_LEADER.set(1 if leads else 0)
+                if not leads:
+                    stop.wait(interval)
+                    continue
             try:
                 self.tick()
             except Exception as error:

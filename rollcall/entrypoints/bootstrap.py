@@ -25,6 +25,8 @@ from sqlalchemy import Engine
 from rollcall.adapters.clock import Clock
 from rollcall.adapters.db import engine_for
 from rollcall.adapters.kafka import KafkaPublisher
+from rollcall.adapters.kafka_cluster import Security, secure
+from rollcall.adapters.leadership import Leadership
 from rollcall.adapters.relay import Relay
 from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.scheduler import DeadlineScheduler
@@ -71,6 +73,15 @@ def jwt_secret(settings: Settings) -> str:
             with os.fdopen(fd, "w") as file:
                 file.write(secrets.token_urlsafe(48))
     return check_secret(path.read_text().strip())
+
+
+def checked_security(settings: Settings) -> Security:
+    """How this process's Kafka clients connect; refused with one line per mistake."""
+    security = settings.kafka_security
+    problems = security.problems()
+    if problems:
+        raise ValidationFailed("\n".join(problems))
+    return security
 
 
 def require_kafka(settings: Settings) -> str:
@@ -145,6 +156,9 @@ class Wiring:
     scheduler_interval: float = 1.0
     built: dict[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        secure(checked_security(self.settings))
+
     @cached_property
     def mail_queued(self) -> threading.Event:
         """The notifier sets it when it queues mail; the sender beside it wakes."""
@@ -171,10 +185,14 @@ class Wiring:
             s.kafka_retention_ms,
             # The embedded broker (``rollcall serve`` started it) cannot describe topics.
             check_topics=bool(s.kafka_bootstrap),
+            replication_factor=s.kafka_replication_factor,
+            min_insync_replicas=s.kafka_min_insync_replicas,
         )
 
     def relay(self) -> Relay:
-        return Relay(self.rollcall.store, self.engine, self.publisher())
+        """A relay that publishes while it leads; a second one stands by (SPEC §10.5)."""
+        leadership = Leadership(self.engine, "relay")
+        return Relay(self.rollcall.store, self.engine, self.publisher(), leadership=leadership)
 
     def projector(self) -> Projector:
         return Projector(self.engine, self._kafka, self.settings.topic_prefix, self.reader)
@@ -196,7 +214,7 @@ class Wiring:
         return Sender(self.engine, smtp, self.clock, lease, wake=self.mail_queued)
 
     def scheduler(self) -> DeadlineScheduler:
-        return DeadlineScheduler(self.rollcall)
+        return DeadlineScheduler(self.rollcall, leadership=Leadership(self.engine, "scheduler"))
 
     def api(self, kafka: str | None) -> FastAPI:
         """The HTTP API on this process's application service and database."""

@@ -24,16 +24,16 @@ import sqlalchemy.exc
 import typer
 import uvicorn
 from eventsourcing.persistence import OperationalError as PersistenceOperationalError
+from kafka.errors import KafkaError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from uvicorn.supervisors import Multiprocess
 
-from rollcall.adapters import dead_letters, logs, migrations
+from rollcall.adapters import dead_letters, kafka_cluster, logs, migrations
 from rollcall.adapters.contract import SCHEMAS, superseded
 from rollcall.adapters.db import check_database, engine_for
 from rollcall.adapters.dead_letters import DeadLetter
-from rollcall.adapters.kafka import ensure_topics, topic_names
 from rollcall.adapters.store_reader import Decoder, StoreReader
 from rollcall.application.commands import PutUser, SetActive
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
@@ -111,12 +111,22 @@ def load_settings() -> Settings:
         if name.startswith("ROLLCALL_") and name not in known:
             typer.echo(f"warning: {name} is not a Rollcall setting; ignored", err=True)
     try:
-        return Settings()
+        settings = Settings()
     except pydantic.ValidationError as error:
         first = error.errors()[0]
-        variable = "ROLLCALL_" + "_".join(str(part) for part in first["loc"]).upper()
-        typer.echo(f"error: {variable}: {first['msg']}", err=True)
+        message = first["msg"].removeprefix("Value error, ")
+        if first["loc"]:  # a variable's own mistake; else one of several together
+            variable = "ROLLCALL_" + "_".join(str(part) for part in first["loc"]).upper()
+            message = f"{variable}: {message}"
+        typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
+    problems = settings.kafka_security.problems()
+    for problem in problems:  # all of them at once: one line each
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    kafka_cluster.secure(settings.kafka_security)
+    return settings
 
 
 def _version(show: bool) -> None:
@@ -336,22 +346,26 @@ def migrate() -> None:
 
 
 @app.command()
-def topics() -> None:
-    """Create the Kafka topics (ROLLCALL_KAFKA_PARTITIONS partitions, retention
-    ROLLCALL_KAFKA_RETENTION_MS) if missing; report existing ones that keep less."""
+def topics(
+    check: Annotated[
+        bool, typer.Option(help="exit 1 if an existing topic is made otherwise than set")
+    ] = False,
+) -> None:
+    """Create the Kafka topics if missing (ROLLCALL_KAFKA_PARTITIONS, _REPLICATION_FACTOR,
+    _MIN_INSYNC_REPLICAS, _RETENTION_MS), and report existing ones made otherwise:
+    fewer partitions or replicas, less retention, compaction; one line each."""
     settings = load_settings()
+    wanted = settings.kafka_topics
     with refusals_as_exit():
-        short = ensure_topics(
-            bootstrap.require_kafka(settings),
-            settings.topic_prefix,
-            settings.kafka_partitions,
-            settings.kafka_retention_ms,
-        )
-    for topic in short:
-        typer.echo(
-            f"warning: {topic} keeps less history than ROLLCALL_KAFKA_RETENTION_MS", err=True
-        )
-    typer.echo(f"topics ready: {', '.join(topic_names(settings.topic_prefix).values())}")
+        try:
+            mismatches = kafka_cluster.ensure_topics(bootstrap.require_kafka(settings), wanted)
+        except KafkaError as error:
+            raise ValidationFailed(f"the broker cannot be reached: {error}") from None
+    for mismatch in mismatches:
+        typer.echo(f"{'error' if check else 'warning'}: topic {mismatch}", err=True)
+    if check and mismatches:
+        raise typer.Exit(1)
+    typer.echo(f"topics ready: {', '.join(wanted.names.values())}")
 
 
 def serve_everything(settings: Settings, host: str, port: int) -> None:

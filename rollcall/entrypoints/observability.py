@@ -18,11 +18,18 @@ from kafka import KafkaAdminClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, func, inspect, select
 
 from rollcall.adapters.db import get_position
 from rollcall.adapters.faults import describe
-from rollcall.adapters.metrics import COMMAND_SECONDS, COMMANDS, DEAD_LETTERS
+from rollcall.adapters.kafka_cluster import connection
+from rollcall.adapters.metrics import (
+    COMMAND_SECONDS,
+    COMMANDS,
+    DEAD_LETTERS,
+    RELAY_LEADER,
+    SCHEDULER_LEADER,
+)
 from rollcall.adapters.store import EventStore
 from rollcall.consumers.outbox import MAIL_ATTEMPTS, outbox
 from rollcall.projections.tables import LIVE
@@ -39,7 +46,11 @@ class SystemState(Collector):
         stored = self.store.recorder.max_notification_id() or 0
         with self.engine.connect() as conn:
             relayed = get_position(conn, "relay")
-            applied = conn.execute(select(func.max(LIVE.applied.c.position))).scalar() or 0
+            # No read models before a projector first ran (a relay alone, say).
+            projected = inspect(conn).has_table(LIVE.applied.name)
+            applied = None
+            if projected:
+                applied = conn.execute(select(func.max(LIVE.applied.c.position))).scalar() or 0
             unsent = outbox.c.sent_at.is_(None)
             pending = conn.execute(
                 select(func.count())
@@ -56,11 +67,12 @@ class SystemState(Collector):
             "Stored events the relay has not published yet.",
             value=max(0, stored - relayed),
         )
-        yield GaugeMetricFamily(
-            "rollcall_projector_lag_events",
-            "Stored events after the newest one the read models have applied.",
-            value=max(0, stored - applied),
-        )
+        if applied is not None:
+            yield GaugeMetricFamily(
+                "rollcall_projector_lag_events",
+                "Stored events after the newest one the read models have applied.",
+                value=max(0, stored - applied),
+            )
         yield GaugeMetricFamily(
             "rollcall_mail_outbox_pending", "Mails waiting to be sent.", value=pending
         )
@@ -73,7 +85,14 @@ class SystemState(Collector):
 
 def registry_for(engine: Engine, store: EventStore) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (COMMANDS, COMMAND_SECONDS, DEAD_LETTERS, SystemState(engine, store)):
+    leaders = (RELAY_LEADER, SCHEDULER_LEADER)
+    for collector in (
+        COMMANDS,
+        COMMAND_SECONDS,
+        DEAD_LETTERS,
+        *leaders,
+        SystemState(engine, store),
+    ):
         registry.register(collector)
     return registry
 
@@ -93,7 +112,7 @@ def problems(engine: Engine, store: EventStore, kafka: str | None) -> dict[str, 
     if kafka:
         try:
             _reachable(kafka)
-            admin = KafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=2000)
+            admin = KafkaAdminClient(**connection(kafka), request_timeout_ms=2000)
             try:
                 admin.list_topics()
             finally:

@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rollcall.adapters.kafka_cluster import Security, Topics
 from rollcall.adapters.logs import LogFormat
 
 
@@ -18,8 +19,19 @@ class Settings(BaseSettings):
     database_url: str | None = None
     kafka_bootstrap: str | None = None
     topic_prefix: str = "rollcall"
-    kafka_partitions: int = 4
+    kafka_partitions: int = Field(default=4, ge=1)
     kafka_retention_ms: int = -1
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    """Replicas of each topic Rollcall creates: 3 on a cluster of three brokers."""
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1)
+    """Replicas that must have a record before it is acknowledged (with acks=all)."""
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None
@@ -52,6 +64,39 @@ class Settings(BaseSettings):
         if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
             raise ValueError("ROLLCALL_OIDC_ISSUER must be the provider's URL")
         return self
+
+    @model_validator(mode="after")
+    def _replicas_that_exist(self) -> Self:
+        insync = self.kafka_min_insync_replicas
+        if insync is not None and insync > self.kafka_replication_factor:
+            raise ValueError(
+                "ROLLCALL_KAFKA_MIN_INSYNC_REPLICAS cannot exceed ROLLCALL_KAFKA_REPLICATION_FACTOR"
+                " (no write could ever be acknowledged)"
+            )
+        return self
+
+    @property
+    def kafka_security(self) -> Security:
+        password = self.kafka_sasl_password
+        return Security(
+            protocol=self.kafka_security_protocol.upper(),
+            sasl_mechanism=self.kafka_sasl_mechanism.upper() if self.kafka_sasl_mechanism else None,
+            username=self.kafka_sasl_username,
+            password=password.get_secret_value() if password else None,
+            ca_file=self.kafka_ssl_cafile,
+            cert_file=self.kafka_ssl_certfile,
+            key_file=self.kafka_ssl_keyfile,
+        )
+
+    @property
+    def kafka_topics(self) -> Topics:
+        return Topics(
+            self.topic_prefix,
+            self.kafka_partitions,
+            self.kafka_replication_factor,
+            self.kafka_min_insync_replicas,
+            self.kafka_retention_ms,
+        )
 
     @property
     def resolved_database_url(self) -> str:

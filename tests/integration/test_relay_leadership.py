@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,11 +26,11 @@ from rollcall.adapters.embedded import LocalBroker, free_port
 from rollcall.adapters.kafka import topic_names
 from rollcall.adapters.leadership import Leadership, lock_key
 from rollcall.application.commands import PutUser
+from rollcall.application.scheduler import DeadlineScheduler
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 from tests.conftest import T0
 from tests.infra import fresh_postgres_database, read_topics, wait_for
 
-pytestmark = pytest.mark.postgres
 CLI = str(Path(sys.executable).with_name("rollcall"))
 RATE = 200
 """Commands a second, as SPEC §10.5's figure says."""
@@ -108,6 +109,7 @@ def published(broker: LocalBroker, prefix: str, expected: int) -> Counter[str]:
     return Counter(dict(r.headers)["ce_id"].decode() for r in records)
 
 
+@pytest.mark.postgres
 def test_two_relays_publish_each_event_once_and_the_standby_takes_over_within_5_s(
     store: tuple[str, Rollcall], broker: LocalBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -142,6 +144,7 @@ def test_two_relays_publish_each_event_once_and_the_standby_takes_over_within_5_
         relays.stop()
 
 
+@pytest.mark.postgres
 def test_one_leads_a_part_at_a_time_and_a_standby_follows_when_it_lets_go(
     store: tuple[str, Rollcall],
 ) -> None:
@@ -169,4 +172,31 @@ def test_one_leads_a_part_at_a_time_and_a_standby_follows_when_it_lets_go(
     finally:
         first.release()
         second.release()
+        engine.dispose()
+
+
+def test_on_sqlite_a_file_lock_leads_and_a_stopped_scheduler_lets_go(tmp_path: Path) -> None:
+    """One process owns a SQLite file anyway; two on one machine are kept apart by a
+    lock on a file beside it. A scheduler that stops (or fails) lets its lead go, so the
+    one started after it leads."""
+    url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    engine = engine_for(url)
+    rc = Rollcall.open(url, ManualClock(T0))
+    first = Leadership(engine, "scheduler")
+    try:
+        scheduler = DeadlineScheduler(rc, leadership=first)
+        stop = threading.Event()
+        running = threading.Thread(target=scheduler.run, args=(stop, 0.05))
+        running.start()
+        wait_for(lambda: first._held is not None)
+        second = Leadership(engine, "scheduler")
+        assert not second.leads()
+        stop.set()
+        running.join(10)
+        time.sleep(1.1)  # a standby asks again every second
+        assert second.leads()
+        second.release()
+    finally:
+        first.release()
+        rc.close()
         engine.dispose()

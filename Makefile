@@ -29,8 +29,8 @@ run: install
 	  $(BIN)/rollcall demo; wait $$server
 
 lint: install
-	$(BIN)/ruff check --output-format concise .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache --output-format concise .
+	$(BIN)/ruff format --no-cache --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 

@@ -20,12 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from uuid import UUID
 
-from rollcall.domain.errors import RollcallError
-
 from bench.common import T0, database, register, register_many
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import BulkEnroll, CreateTraining, Enroll, SessionInput
 from rollcall.application.service import Rollcall
+from rollcall.domain.errors import RollcallError
 
 ADMIN = "bench-admin"
 

@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rollcall.adapters.store import EventStore
+from rollcall.application.commands import PutUser
+from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 from rollcall.domain import enrolling
 from rollcall.domain.base import Context
 from rollcall.domain.training import Session, Training
 from rollcall.domain.user import User
-
-from rollcall.adapters.store import EventStore
-from rollcall.application.commands import PutUser
-from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 from tests.infra import fresh_postgres_database
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)

@@ -23,9 +23,6 @@ import uuid
 from datetime import timedelta
 
 from eventsourcing.application import project_aggregate
-from rollcall.domain import enrolling
-from rollcall.domain.base import Context
-from rollcall.domain.user import User
 from sqlalchemy import text
 
 from bench.common import T0, database, register
@@ -33,6 +30,9 @@ from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.db import engine_for
 from rollcall.application.commands import CreateTraining, Enroll, SessionInput
 from rollcall.application.service import Rollcall
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+from rollcall.domain.user import User
 
 BULK = 500
 WARM_UP = 5

@@ -25,9 +25,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from httpx import Response
-from rollcall.domain.base import Context
-from rollcall.domain.training import Session, Training
-from rollcall.projections.projector import replay
 
 from bench.common import T0, register
 from bench.hot_training import database
@@ -35,6 +32,9 @@ from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.db import engine_for
 from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.service import Rollcall
+from rollcall.domain.base import Context
+from rollcall.domain.training import Session, Training
+from rollcall.projections.projector import replay
 from tests.api import api_client
 
 BULK = 500

@@ -32,9 +32,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import aiosmtplib
-from rollcall.consumers.mail import rendered
-from rollcall.consumers.outbox import outbox
-from rollcall.consumers.sender import Sender, SmtpConfig
 from sqlalchemy import func, select
 
 from bench.common import T0
@@ -43,6 +40,9 @@ from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.db import engine_for
 from rollcall.adapters.embedded import free_port
 from rollcall.adapters.migrations import migrate
+from rollcall.consumers.mail import rendered
+from rollcall.consumers.outbox import outbox
+from rollcall.consumers.sender import Sender, SmtpConfig
 
 HTML = "<p>Hello Sam Supervisor,</p><p>Lena Learner enrolled in <b>Fire safety</b>.</p>" * 4
 ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"

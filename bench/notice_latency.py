@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from rollcall.projections.tables import LIVE
 from sqlalchemy import func, select
 
 from bench.common import register
@@ -44,6 +43,7 @@ from rollcall.application.commands import CreateTraining, Enroll, PutUser, Sessi
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 from rollcall.entrypoints.runtime import Runtime
 from rollcall.entrypoints.settings import Settings
+from rollcall.projections.tables import LIVE
 
 WATCH_SECONDS = 90
 

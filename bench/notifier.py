@@ -20,12 +20,6 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-from rollcall.consumers.notifier import Notifier
-from rollcall.domain import enrolling
-from rollcall.domain.base import Context
-from rollcall.domain.user import User
-from rollcall.projections.projector import Projector
-
 from bench.common import T0, register
 from bench.hot_training import database
 from rollcall.adapters.clock import ManualClock
@@ -35,6 +29,11 @@ from rollcall.adapters.embedded import LocalBroker
 from rollcall.adapters.store_reader import Decoder, StoreReader
 from rollcall.application.commands import CreateTraining, SessionInput
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.consumers.notifier import Notifier
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
+from rollcall.domain.user import User
+from rollcall.projections.projector import Projector
 
 BATCH = 500
 

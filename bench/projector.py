@@ -21,8 +21,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
-from rollcall.projections.projector import Projector, apply_batch, caught_up, create_tables, replay
-from rollcall.projections.unit import Event
 
 from bench.common import fill
 from rollcall.adapters.db import engine_for
@@ -31,6 +29,8 @@ from rollcall.adapters.kafka import KafkaPublisher, topic_names
 from rollcall.adapters.relay import Relay
 from rollcall.adapters.store import open_store
 from rollcall.adapters.store_reader import StoreReader
+from rollcall.projections.projector import Projector, apply_batch, caught_up, create_tables, replay
+from rollcall.projections.unit import Event
 from tests.infra import fresh_postgres_database
 
 

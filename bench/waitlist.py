@@ -27,14 +27,13 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from rollcall.domain import enrolling
-from rollcall.domain.base import Context
-
 from bench.common import T0, register, register_many
 from bench.hot_training import database, ms
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import CreateTraining, Enroll, SessionInput, Unenroll
 from rollcall.application.service import Rollcall
+from rollcall.domain import enrolling
+from rollcall.domain.base import Context
 
 BULK = 500
 WARM_UP = 5

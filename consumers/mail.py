@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Timezone
+from icalendar import Calendar, Timezone, vCalAddress
 from icalendar import Event as CalendarEvent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -85,6 +85,8 @@ LEARNER_SUBJECTS = {
     "reminder": "Reminder: {training}",
     "deadline_reminder": "Reminder: last moment to cancel or change {training}",
 }
+DEFAULT_ORGANIZER = "rollcall@localhost"
+"""The sender of the embedded default (``ROLLCALL_MAIL_FROM``)."""
 WITHOUT_CALENDAR = frozenset({"waitlisted", "left_waitlist", "waitlist_expired"})
 """Notices about a place in line: no seat, so nothing for a calendar."""
 
@@ -173,11 +175,12 @@ class Notice:
     def ics_method(self) -> str:
         return "CANCEL" if self.kind == "unenrolled" else "PUBLISH"
 
-    def ics(self, stamp: datetime) -> str | None:
+    def ics(self, stamp: datetime, organizer: str = DEFAULT_ORGANIZER) -> str | None:
         """The session as a calendar event: one UID per enrollment, so a switch or a
         new time moves the one event (a higher SEQUENCE) and an unenrollment cancels
-        it; times in the session's zone, described by its VTIMEZONE. None for a place
-        in line, which holds no seat."""
+        it; times in the session's zone, described by its VTIMEZONE; ``organizer``
+        (the mail's sender) as the ORGANIZER that RFC 5546 asks of a PUBLISH and a
+        CANCEL. None for a place in line, which holds no seat."""
         if self.kind in WITHOUT_CALENDAR:
             return None
         event = CalendarEvent()
@@ -190,12 +193,20 @@ class Notice:
         event.add("dtstamp", stamp)
         event.add("location", self.session.location)
         event.add("status", "CANCELLED" if self.ics_method == "CANCEL" else "CONFIRMED")
+        event.add("organizer", _organizer(organizer))
         # The calendar's head and its zone are the same for many mails: written once,
         # and the event put between them (what icalendar writes for the whole calendar).
         head = _calendar_head(self.ics_method)
         zone = _vtimezone(self.session.timezone, self.session.starts_at.year)
         written: bytes = event.to_ical()
         return head + zone + written.decode() + "END:VCALENDAR\r\n"
+
+
+@functools.lru_cache(maxsize=4)
+def _organizer(address: str) -> vCalAddress:
+    organizer = vCalAddress(f"mailto:{address}")
+    organizer.params["CN"] = "Rollcall"
+    return organizer
 
 
 @functools.lru_cache(maxsize=4)

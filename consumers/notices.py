@@ -14,15 +14,15 @@ from dataclasses import dataclass, replace
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+
+from rollcall.adapters.contract import Event
+from rollcall.adapters.routing import Routing
+from rollcall.adapters.store_reader import AsOf
 from rollcall.consumers.mail import Notice
 from rollcall.domain.enrolling import LEAVER
 from rollcall.domain.enrollment import Enrollment
 from rollcall.domain.training import Training
 from rollcall.domain.user import User, user_aggregate_id
-
-from rollcall.adapters.contract import Event
-from rollcall.adapters.routing import Routing
-from rollcall.adapters.store_reader import AsOf
 
 log = logging.getLogger(__name__)
 

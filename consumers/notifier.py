@@ -36,7 +36,7 @@ from rollcall.adapters.kafka import DEAD_LETTER, topic_names
 from rollcall.adapters.migrations import migrate
 from rollcall.adapters.store import EventStore
 from rollcall.adapters.store_reader import AsOf, StoreReader
-from rollcall.consumers.mail import Notice
+from rollcall.consumers.mail import DEFAULT_ORGANIZER, Notice
 from rollcall.consumers.notices import NOTICES, Addressed, Facts, notices
 from rollcall.consumers.outbox import outbox
 from rollcall.domain.user import User
@@ -64,7 +64,7 @@ class Entry:
     row: dict[str, Any]
     mail: tuple[Notice, User, datetime]
 
-    def outbox_row(self, due: datetime) -> dict[str, Any]:
+    def outbox_row(self, due: datetime, organizer: str) -> dict[str, Any]:
         notice, recipient, time = self.mail
         return {
             "message_id": self.row["notification_id"],
@@ -75,7 +75,7 @@ class Entry:
             "subject": notice.subject,
             "text": self.row["body"],
             "html": notice.html(recipient.name, recipient.timezone),
-            "ics": notice.ics(time),
+            "ics": notice.ics(time, organizer),
             "ics_method": notice.ics_method,
             "created_at": time,
             "attempts": 0,
@@ -93,8 +93,11 @@ class NoticeWriter:
         clock: Clock | None = None,
         reader: StoreReader | None = None,
         queued: threading.Event | None = None,
+        organizer: str = DEFAULT_ORGANIZER,
     ) -> None:
         self.engine = engine
+        self.organizer = organizer
+        """The mails' sender (``ROLLCALL_MAIL_FROM``): the calendar events' ORGANIZER."""
         self.reader = reader or StoreReader(store, engine)
         self.facts = Facts(AsOf(store, engine))
         self.queued = queued or threading.Event()
@@ -218,7 +221,8 @@ class NoticeWriter:
             return 0
         conn.execute(LIVE.notifications.insert(), [entry.row for entry in fresh.values()])
         now = self.clock.now()  # due now, however old the event
-        conn.execute(outbox.insert(), [entry.outbox_row(now) for entry in fresh.values()])
+        rows = [entry.outbox_row(now, self.organizer) for entry in fresh.values()]
+        conn.execute(outbox.insert(), rows)
         return len(fresh)
 
 
@@ -234,8 +238,9 @@ class Notifier(NoticeWriter):
         clock: Clock | None = None,
         reader: StoreReader | None = None,
         queued: threading.Event | None = None,
+        organizer: str = DEFAULT_ORGANIZER,
     ) -> None:
-        super().__init__(engine, store, clock, reader, queued)
+        super().__init__(engine, store, clock, reader, queued, organizer)
         names = topic_names(prefix)
         self.loop = ConsumerLoop(
             bootstrap,

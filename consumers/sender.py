@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiosmtplib
-from rollcall.consumers.mail import rendered
-from rollcall.consumers.outbox import MAIL_ATTEMPTS, outbox
 from sqlalchemy import Engine, and_, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from rollcall.adapters.clock import Clock, SystemClock
 from rollcall.adapters.faults import Backoff, describe, is_transient
 from rollcall.adapters.migrations import migrate
+from rollcall.consumers.mail import rendered
+from rollcall.consumers.outbox import MAIL_ATTEMPTS, outbox
 
 log = logging.getLogger(__name__)
 

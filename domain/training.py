@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Snapshot as AggregateSnapshot
 from eventsourcing.utils import register_topic
 from immutables import Map
+
 from rollcall.domain import inputs
 from rollcall.domain.base import Context, RollcallAggregate, topic
 from rollcall.domain.deadlines import Restriction, require_aware, zone_info

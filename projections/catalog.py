@@ -11,6 +11,10 @@ from typing import Any
 from uuid import UUID
 
 from immutables import Map
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.engine import Connection
+
+from rollcall.adapters.routing import Routing
 from rollcall.domain.deadlines import Restriction
 from rollcall.domain.reminders import Reminders
 from rollcall.domain.training import (
@@ -25,10 +29,6 @@ from rollcall.domain.views import session_view, training_view
 from rollcall.projections.paging import Order, Page, page
 from rollcall.projections.tables import Tables
 from rollcall.projections.unit import Event, Row, UnitOfWork
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
-from sqlalchemy.engine import Connection
-
-from rollcall.adapters.routing import Routing
 
 
 def _deadlines(training: Row, session: Row) -> dict[str, datetime | None]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
 from rollcall.domain.errors import NotFound
 from rollcall.projections.paging import Order, Page, page
 from rollcall.projections.tables import Tables
-from sqlalchemy import func, select, update
-from sqlalchemy.engine import Connection, RowMapping
 
 
 def entries_page(

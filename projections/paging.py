@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rollcall.domain.errors import ValidationFailed
 from sqlalchemy import ColumnElement, Select, and_, false, or_
 from sqlalchemy.engine import Connection, RowMapping
+
+from rollcall.domain.errors import ValidationFailed
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

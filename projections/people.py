@@ -9,6 +9,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from rollcall.adapters.routing import Routing
 from rollcall.domain.enrollment import Enrollment
 from rollcall.domain.rules import Conflict, Held, overlapping
 from rollcall.domain.user import User
@@ -17,10 +21,6 @@ from rollcall.projections.catalog import restore_trainings
 from rollcall.projections.paging import Order, Page, page
 from rollcall.projections.tables import Tables
 from rollcall.projections.unit import Event, Row, UnitOfWork
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
-
-from rollcall.adapters.routing import Routing
 
 EnrollmentHandler = Callable[[UnitOfWork, Tables, Event], None]
 ENROLLMENTS: Routing[EnrollmentHandler] = Routing("projector", ["enrollment"])

@@ -20,10 +20,6 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from rollcall.projections.catalog import TRAININGS, on_training_event
-from rollcall.projections.people import ENROLLMENTS, USERS, on_enrollment_event, on_user_event
-from rollcall.projections.tables import LIVE, Tables, tables
-from rollcall.projections.unit import Event, UnitOfWork
 from sqlalchemy import Engine, String, delete, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -41,6 +37,10 @@ from rollcall.adapters.kafka import DEAD_LETTER, consumer, topic_names
 from rollcall.adapters.migrations import migrate
 from rollcall.adapters.store import EventStore
 from rollcall.adapters.store_reader import StoreReader, last_position, latest_versions
+from rollcall.projections.catalog import TRAININGS, on_training_event
+from rollcall.projections.people import ENROLLMENTS, USERS, on_enrollment_event, on_user_event
+from rollcall.projections.tables import LIVE, Tables, tables
+from rollcall.projections.unit import Event, UnitOfWork
 
 log = logging.getLogger(__name__)
 

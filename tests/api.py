@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx import Response
-from rollcall.projections.projector import replay
 from sqlalchemy import Engine
 
 from rollcall.adapters.clock import ManualClock
@@ -22,6 +21,7 @@ from rollcall.application.service import Rollcall
 from rollcall.entrypoints.api.app import create_app
 from rollcall.entrypoints.api.auth import issue_token
 from rollcall.entrypoints.api.limits import RateLimit
+from rollcall.projections.projector import replay
 from tests.scenario import ADMIN, ENROLLER, LEARNER, MANAGER, OTHER, SUPERVISOR, VIEWER, World
 
 SECRET = "in-process-api-suite-secret-of-32-bytes!"

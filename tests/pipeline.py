@@ -10,12 +10,6 @@ from collections import Counter
 from typing import Any
 
 from kafka.consumer.fetcher import ConsumerRecord
-from rollcall.consumers.notices import NOTICES
-from rollcall.consumers.notifier import SEEN, Notifier
-from rollcall.consumers.outbox import outbox
-from rollcall.consumers.sender import Sender, ServerAway, SmtpConfig
-from rollcall.projections.projector import REPLAYED, Projector, caught_up, replay
-from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
@@ -26,6 +20,12 @@ from rollcall.adapters.kafka import DEAD_LETTER, KafkaPublisher, topic_names
 from rollcall.adapters.relay import Relay
 from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.service import Rollcall
+from rollcall.consumers.notices import NOTICES
+from rollcall.consumers.notifier import SEEN, Notifier
+from rollcall.consumers.outbox import outbox
+from rollcall.consumers.sender import Sender, ServerAway, SmtpConfig
+from rollcall.projections.projector import REPLAYED, Projector, caught_up, replay
+from rollcall.projections.tables import LIVE
 from tests.infra import read_topics, wait_for
 
 

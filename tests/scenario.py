@@ -9,8 +9,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from rollcall.domain.user import ENROLL_USERS, VIEW_USERS_AND_ENROLL
-
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import (
     CreateTraining,
@@ -21,6 +19,7 @@ from rollcall.application.commands import (
     SetRestrictions,
 )
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.domain.user import ENROLL_USERS, VIEW_USERS_AND_ENROLL
 
 ADMIN = "ada"
 LEARNER = "lena"

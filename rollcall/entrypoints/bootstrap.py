@@ -206,6 +206,7 @@ class Wiring:
             self.clock,
             self.reader,
             queued=self.mail_queued,
+            organizer=self.settings.mail_from,
         )
 
     def sender(self) -> Sender:

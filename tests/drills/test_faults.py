@@ -29,8 +29,6 @@ import httpx
 import psycopg
 import pytest
 from kafka import KafkaProducer
-from rollcall.domain.errors import Reason, RuleViolation
-from rollcall.projections.projector import caught_up, create_tables, replay
 
 from rollcall.adapters.clock import ManualClock, SystemClock
 from rollcall.adapters.db import engine_for
@@ -41,6 +39,8 @@ from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.commands import Enroll, SetReminders, Unenroll
 from rollcall.application.scheduler import DeadlineScheduler
 from rollcall.application.service import Rollcall
+from rollcall.domain.errors import Reason, RuleViolation
+from rollcall.projections.projector import caught_up, create_tables, replay
 from tests.infra import truncate_postgres, wait_for
 from tests.pipeline import dump
 from tests.scenario import ADMIN, SUPERVISOR, World

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from rollcall.domain import inputs
 
 from rollcall.application.commands import PutUser
 from rollcall.application.service import SYSTEM_ACTOR
+from rollcall.domain import inputs
 from rollcall.entrypoints.api.auth import issue_token
 from tests.api import SECRET, USERS, Client, restrictions, session
 from tests.scenario import ADMIN, LEARNER, MANAGER, OTHER, SUPERVISOR
@@ -533,6 +533,14 @@ def test_openapi_has_stable_operation_ids_and_a_typed_answer_for_every_route(
             assert model["properties"], (method, path)
             for status in ("401", "422"):
                 assert status in operation["responses"], (method, path, status)
+            for status in ("429", "503"):  # what to wait is said (SPEC §10.2)
+                if status in operation["responses"]:
+                    assert "Retry-After" in operation["responses"][status]["headers"]
+            headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            if method == "post":
+                assert "Idempotency-Key" in headers, (method, path)
+            if (method, path) == ("put", "/v1/users/{user_id}"):
+                assert "If-Match" in headers  # a conditional write says so
     assert seen == OPERATIONS
     assert set(document["paths"]) == {  # SPEC §7's routes
         "/v1/users/{user_id}",

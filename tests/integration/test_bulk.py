@@ -10,10 +10,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from rollcall.domain.training import Training
 
 from rollcall.application.commands import PutUser, SetActive
 from rollcall.application.service import SYSTEM_ACTOR
+from rollcall.domain.training import Training
 from tests.api import Client
 from tests.scenario import ADMIN, LEARNER, MANAGER
 

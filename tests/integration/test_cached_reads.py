@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from rollcall.domain.errors import Reason, RollcallError
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.store import CopyLockedRepository
 from rollcall.application.commands import Enroll, PutUser, Unenroll
 from rollcall.application.service import Rollcall
+from rollcall.domain.errors import Reason, RollcallError
 from tests.integration.test_capacity import seat_ledger_matches_enrollments
 from tests.scenario import ADMIN, World, two_services
 

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from rollcall.domain.enrollment import Enrollment
-from rollcall.domain.errors import Reason, RollcallError
-from rollcall.domain.training import Training
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import Enroll, SetLock, Switch, Unenroll
 from rollcall.application.service import Rollcall
+from rollcall.domain.enrollment import Enrollment
+from rollcall.domain.errors import Reason, RollcallError
+from rollcall.domain.training import Training
 from tests.conftest import T0
 from tests.infra import emptied_store
 from tests.scenario import ADMIN, World

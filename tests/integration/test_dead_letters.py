@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
-from rollcall.consumers.notices import NOTICES, Facts
-from rollcall.domain.enrollment import Enrollment
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.contract import Event
 from rollcall.adapters.embedded import LocalBroker, MailCatcher
 from rollcall.application.commands import Switch
 from rollcall.application.service import Rollcall
+from rollcall.consumers.notices import NOTICES, Facts
+from rollcall.domain.enrollment import Enrollment
 from rollcall.entrypoints.observability import registry_for
 from tests.integration.test_cli import run
 from tests.pipeline import Pipeline

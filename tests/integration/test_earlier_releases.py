@@ -19,9 +19,6 @@ from uuid import UUID
 import httpx
 import jsonschema
 import pytest
-from rollcall.consumers.outbox import outbox
-from rollcall.projections.projector import replay
-from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, func, select, text
 
 from rollcall.adapters.clock import ManualClock
@@ -31,6 +28,9 @@ from rollcall.adapters.embedded import LocalBroker, MailCatcher, free_port
 from rollcall.adapters.store_reader import Decoder, StoreReader
 from rollcall.application.commands import CreateTraining, Enroll, PutUser, SessionInput
 from rollcall.application.service import Rollcall
+from rollcall.consumers.outbox import outbox
+from rollcall.projections.projector import replay
+from rollcall.projections.tables import LIVE
 from tests.conftest import T0
 from tests.infra import fresh_postgres_database, wait_for
 from tests.integration.test_cli import run

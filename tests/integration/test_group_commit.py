@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from rollcall.domain.errors import Reason, RollcallError
 
 from rollcall.adapters import logs
 from rollcall.application.commands import Enroll, SetLock, SetRestrictions
 from rollcall.application.service import Result, Rollcall
+from rollcall.domain.errors import Reason, RollcallError
 from tests.scenario import ADMIN, LEARNER, OTHER, World
 
 Outcome = Result | RollcallError

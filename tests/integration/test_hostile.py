@@ -15,17 +15,17 @@ from uuid import uuid4
 import httpx
 import jwt
 import pytest
-from rollcall.domain.errors import ValidationFailed
-from rollcall.projections.projector import replay
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.embedded import LocalBroker, MailCatcher
 from rollcall.adapters.store_reader import StoreReader
+from rollcall.domain.errors import ValidationFailed
 from rollcall.entrypoints.api.app import create_app
 from rollcall.entrypoints.api.auth import ALGORITHM, issue_token
 from rollcall.entrypoints.bootstrap import jwt_secret
 from rollcall.entrypoints.runtime import Runtime
 from rollcall.entrypoints.settings import Settings
+from rollcall.projections.projector import replay
 from tests.conftest import T0
 from tests.infra import due_mails, runtime_settings, wait_for
 from tests.integration.test_projections import dump
@@ -359,11 +359,11 @@ def test_a_mail_that_cannot_be_built_is_recorded_retried_and_given_up(
     """A row written by an older release with a CR/LF in its subject: the mail library
     refuses the header. The error lands on the row, the mail is retried with backoff,
     then given up after the limit; the SMTP server never sees an injected header."""
-    from rollcall.consumers.outbox import outbox
-    from rollcall.consumers.sender import Sender, SmtpConfig
     from sqlalchemy import select
 
     from rollcall.adapters.db import engine_for
+    from rollcall.consumers.outbox import outbox
+    from rollcall.consumers.sender import Sender, SmtpConfig
 
     engine = engine_for(database_url)
     with MailCatcher() as catcher:
@@ -406,12 +406,12 @@ def test_a_mail_server_that_is_down_costs_one_bounded_round(
     """Nobody listens on the SMTP port: a round stops at the first failed connection
     (the server is away, not the mail) and returns, charging no mail an attempt and
     leaving every one due and unclaimed for the next look (SPEC §10.2)."""
-    from rollcall.consumers.outbox import outbox
-    from rollcall.consumers.sender import Sender, ServerAway, SmtpConfig
     from sqlalchemy import select
 
     from rollcall.adapters.db import engine_for
     from rollcall.adapters.embedded import free_port
+    from rollcall.consumers.outbox import outbox
+    from rollcall.consumers.sender import Sender, ServerAway, SmtpConfig
 
     engine = engine_for(database_url)
     sender = Sender(engine, SmtpConfig("127.0.0.1", free_port(), "rollcall@example.com"), clock)

@@ -10,7 +10,6 @@ from datetime import UTC
 from uuid import UUID
 
 import pytest
-from rollcall.domain.errors import Reason, RollcallError
 from sqlalchemy import select, update
 
 from rollcall.adapters.clock import ManualClock
@@ -18,6 +17,7 @@ from rollcall.adapters.db import engine_for
 from rollcall.adapters.idempotency import RequestKey, keys, requested
 from rollcall.application.commands import Enroll
 from rollcall.application.service import Rollcall
+from rollcall.domain.errors import Reason, RollcallError
 from tests.api import Client
 from tests.scenario import LEARNER, World
 

@@ -10,15 +10,15 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from rollcall.domain.enrollment import Enrollment
-from rollcall.domain.errors import Reason, RollcallError
-from rollcall.domain.training import Training
-from rollcall.domain.user import User, user_aggregate_id
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.application import unit_of_work
 from rollcall.application.commands import Enroll, SetActive, Unenroll
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.domain.enrollment import Enrollment
+from rollcall.domain.errors import Reason, RollcallError
+from rollcall.domain.training import Training
+from rollcall.domain.user import User, user_aggregate_id
 from rollcall.entrypoints.ui import signin
 from tests.api import SECRET, Client
 from tests.scenario import (

@@ -14,9 +14,6 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from rollcall.consumers.outbox import outbox
-from rollcall.projections.projector import create_tables, replay, shape_is_stale
-from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, Table, inspect, select, text
 
 from rollcall.adapters import migrations
@@ -34,6 +31,9 @@ from rollcall.adapters.db import (
 from rollcall.adapters.store import EventStore, store_env
 from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.service import Rollcall
+from rollcall.consumers.outbox import outbox
+from rollcall.projections.projector import create_tables, replay, shape_is_stale
+from rollcall.projections.tables import LIVE
 from tests.infra import fresh_postgres_database
 from tests.scenario import World
 

@@ -27,10 +27,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from icalendar import Calendar
 from kafka import KafkaProducer
-from rollcall.consumers.outbox import outbox
-from rollcall.consumers.sender import Sender, SmtpConfig
-from rollcall.projections.notifications import entries, entries_page, mark_read, unread_count
-from rollcall.projections.tables import LIVE
 from sqlalchemy import select
 
 from rollcall.adapters.clock import ManualClock
@@ -50,6 +46,10 @@ from rollcall.application.commands import (
 )
 from rollcall.application.scheduler import DeadlineScheduler
 from rollcall.application.service import Rollcall
+from rollcall.consumers.outbox import outbox
+from rollcall.consumers.sender import Sender, SmtpConfig
+from rollcall.projections.notifications import entries, entries_page, mark_read, unread_count
+from rollcall.projections.tables import LIVE
 from tests.infra import due_mails, read_topics, wait_for
 from tests.pipeline import Pipeline
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World

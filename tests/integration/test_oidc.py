@@ -20,11 +20,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from rollcall.domain.errors import Reason, RollcallError
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import PutUser
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.domain.errors import Reason, RollcallError
 from rollcall.entrypoints.api.oidc import OidcSettings, OidcTokens
 from tests.api import Client, api_client
 from tests.scenario import LEARNER

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from rollcall.consumers.outbox import outbox
 from sqlalchemy import func, select
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.db import get_position
 from rollcall.adapters.embedded import LocalBroker, free_port
+from rollcall.consumers.outbox import outbox
 from rollcall.entrypoints import bootstrap
 from rollcall.entrypoints.api.auth import issue_token
 from rollcall.entrypoints.runtime import Runtime

@@ -22,9 +22,6 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 from psycopg.pq import Trace
-from rollcall.domain.base import Context
-from rollcall.domain.training import Training
-from rollcall.domain.user import User, user_aggregate_id
 
 from rollcall.adapters import pg_recorder
 from rollcall.adapters import store as store_module
@@ -33,6 +30,9 @@ from rollcall.adapters.idempotency import RequestKey
 from rollcall.adapters.idempotency import row as idempotency_row
 from rollcall.adapters.pg_recorder import INT8, Prepared, store_error
 from rollcall.application.service import Rollcall
+from rollcall.domain.base import Context
+from rollcall.domain.training import Training
+from rollcall.domain.user import User, user_aggregate_id
 from tests.conftest import T0
 from tests.infra import truncate_postgres
 from tests.scenario import World

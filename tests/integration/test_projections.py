@@ -14,17 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rollcall.projections.catalog import catalog
-from rollcall.projections.people import enrollments_of, roster, team
-from rollcall.projections.projector import (
-    Projector,
-    apply_batch,
-    caught_up,
-    create_tables,
-    kafka_events,
-    replay,
-)
-from rollcall.projections.tables import LIVE
 from sqlalchemy import Engine, select
 
 from rollcall.adapters.clock import ManualClock, SystemClock
@@ -45,6 +34,17 @@ from rollcall.application.commands import (
     UpdateTraining,
 )
 from rollcall.application.service import Rollcall
+from rollcall.projections.catalog import catalog
+from rollcall.projections.people import enrollments_of, roster, team
+from rollcall.projections.projector import (
+    Projector,
+    apply_batch,
+    caught_up,
+    create_tables,
+    kafka_events,
+    replay,
+)
+from rollcall.projections.tables import LIVE
 from tests.infra import wait_for
 from tests.pipeline import dump
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World, days_before

@@ -226,9 +226,8 @@ def test_checked_in_contract_matches_the_code() -> None:
 
 
 def test_contract_drift_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rollcall.domain.enrollment import Enrollment
-
     from rollcall.adapters import contract
+    from rollcall.domain.enrollment import Enrollment
 
     before = generated_files()["enrollment/Enrolled.v1.json"]
     contract.registry.cache_clear()
@@ -291,7 +290,6 @@ def test_a_new_version_keeps_the_schemas_of_earlier_ones(
     """Policy (docs/contract.md): a breaking change adds vN+1; vN's schema stays checked
     in and shipped. Anything else that is not generated is removed."""
     from rollcall.domain.enrollment import Enrollment
-
     from rollcall.entrypoints.cli import schemas
 
     schemas(out=tmp_path, check=False)

@@ -10,12 +10,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from rollcall.domain.errors import ValidationFailed
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import SetReminders, Switch, UpdateSession
 from rollcall.application.scheduler import DeadlineScheduler
 from rollcall.application.service import Rollcall
+from rollcall.domain.errors import ValidationFailed
 from tests.scenario import ADMIN, LEARNER, OTHER, TrainingRef, World, days_before
 
 

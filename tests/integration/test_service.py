@@ -7,7 +7,6 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from rollcall.domain.errors import Reason, RollcallError
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import (
@@ -23,6 +22,7 @@ from rollcall.application.commands import (
     UpdateSession,
 )
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
+from rollcall.domain.errors import Reason, RollcallError
 from tests.scenario import (
     ADMIN,
     ENROLLER,

@@ -16,15 +16,6 @@ from pathlib import Path
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 from kafka import KafkaAdminClient, KafkaProducer
-from rollcall.consumers.notifier import Notifier
-from rollcall.consumers.sender import Sender, SmtpConfig
-from rollcall.projections.projector import (
-    ProjectionGap,
-    Projector,
-    apply_batch,
-    create_tables,
-    replay,
-)
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.contract import CONTENT_TYPE, Message, to_message
@@ -35,6 +26,15 @@ from rollcall.adapters.relay import Relay
 from rollcall.adapters.store_reader import Decoder, StoreReader
 from rollcall.application.commands import PutUser, Switch
 from rollcall.application.service import Rollcall
+from rollcall.consumers.notifier import Notifier
+from rollcall.consumers.sender import Sender, SmtpConfig
+from rollcall.projections.projector import (
+    ProjectionGap,
+    Projector,
+    apply_batch,
+    create_tables,
+    replay,
+)
 from tests.infra import read_topics, wait_for
 from tests.integration.test_projections import dump
 from tests.integration.test_relay import relay_for, story
@@ -353,9 +353,8 @@ def test_no_event_larger_than_the_stated_maximum_is_ever_stored(
 ) -> None:
     """The input policy keeps requests far below EVENT_BYTES_MAX; the store itself is
     the last guard, whatever path a command took."""
-    from rollcall.domain.errors import ValidationFailed
-
     from rollcall.adapters import store
+    from rollcall.domain.errors import ValidationFailed
 
     World(rollcall, clock)
     before = rollcall.store.recorder.max_notification_id()

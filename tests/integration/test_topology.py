@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rollcall.projections.projector import caught_up, create_tables, replay
 from sqlalchemy import Engine, inspect
 
 from rollcall.adapters.clock import ManualClock
@@ -30,6 +29,7 @@ from rollcall.adapters.store import open_store
 from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.commands import Enroll, PutUser
 from rollcall.application.service import Rollcall
+from rollcall.projections.projector import caught_up, create_tables, replay
 from tests.infra import fresh_postgres_database, truncate_postgres, wait_for
 from tests.integration.test_projections import dump, scenario
 from tests.scenario import ADMIN, SUPERVISOR, World

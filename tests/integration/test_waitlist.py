@@ -9,8 +9,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from rollcall.domain.errors import RollcallError
-from rollcall.domain.training import Training
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.application.commands import (
@@ -23,6 +21,8 @@ from rollcall.application.commands import (
 )
 from rollcall.application.scheduler import DeadlineScheduler
 from rollcall.application.service import Rollcall
+from rollcall.domain.errors import RollcallError
+from rollcall.domain.training import Training
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, TrainingRef, World, days_before
 
 

@@ -10,6 +10,7 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from hypothesis import given
 from hypothesis import strategies as st
+
 from rollcall.domain.deadlines import Offset, Restriction, Unit
 from rollcall.domain.errors import ValidationFailed
 

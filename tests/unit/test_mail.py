@@ -12,7 +12,7 @@ from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
-from icalendar import Calendar, Timezone
+from icalendar import Calendar, Timezone, vCalAddress
 from icalendar import Event as CalendarEvent
 
 from rollcall.consumers.mail import Notice, rendered
@@ -119,9 +119,14 @@ def test_the_calendar_is_what_icalendar_writes_for_the_whole_of_it(kind: str) ->
     event.add("dtstamp", WHEN)
     event.add("location", "Hall; 2")
     event.add("status", "CANCELLED" if kind == "unenrolled" else "CONFIRMED")
+    organizer = vCalAddress("mailto:training@example.com")
+    organizer.params["CN"] = "Rollcall"
+    event.add("organizer", organizer)  # RFC 5546: a PUBLISH and a CANCEL name one
     whole.add_component(event)
-    assert notice.ics(WHEN) == whole.to_ical().decode()
-    assert notice.ics(WHEN) == notice.ics(WHEN)  # the cached parts are not consumed
+    written = notice.ics(WHEN, "training@example.com")
+    assert written == whole.to_ical().decode()
+    assert written == notice.ics(WHEN, "training@example.com")  # cached parts not consumed
+    assert "ORGANIZER;CN=Rollcall:mailto:training@example.com" in written
 
 
 def test_a_reader_in_another_time_zone_also_reads_their_own_time() -> None:

@@ -4,13 +4,13 @@ it reads, that it handles or ignores it; an undeclared type is refused loudly.""
 from __future__ import annotations
 
 import pytest
+
+from rollcall.adapters.contract import AGGREGATES, UnknownEventType, registry
+from rollcall.adapters.routing import Routing, Undeclared
 from rollcall.consumers.notices import NOTICES
 from rollcall.domain.enrollment import Enrollment
 from rollcall.domain.training import Training
 from rollcall.projections.projector import ROUTING
-
-from rollcall.adapters.contract import AGGREGATES, UnknownEventType, registry
-from rollcall.adapters.routing import Routing, Undeclared
 
 CONSUMERS = {
     "projector": list(ROUTING),

@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from rollcall.domain import enrolling
 from rollcall.domain.base import Context
 from rollcall.domain.deadlines import Offset, Restriction, Unit

@@ -10,6 +10,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+
 from rollcall.domain import enrolling
 from rollcall.domain.base import Context
 from rollcall.domain.deadlines import MAX_AMOUNT, Offset, Restriction, Unit
@@ -37,7 +38,6 @@ from rollcall.domain.rules import (
 )
 from rollcall.domain.training import DeadlineKind, Session, Training
 from rollcall.domain.user import User
-
 from tests.unit.test_rules import CTX, NOW, enroll, make_training, restrict
 
 

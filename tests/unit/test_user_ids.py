@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
 from rollcall.domain.base import Context
 from rollcall.domain.errors import ValidationFailed
 from rollcall.domain.user import User, user_aggregate_id, validate_user_id

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.service import Rollcall
 from rollcall.domain.errors import RollcallError
-from rollcall.entrypoints.api import errors
+from rollcall.entrypoints.api import documented, errors
 from rollcall.entrypoints.api.auth import Tokens, check_secret
 from rollcall.entrypoints.api.correlation import CorrelationMiddleware
 from rollcall.entrypoints.api.deps import Api
@@ -83,6 +83,7 @@ def create_app(
     for module in ROUTERS:
         add_routes(app, module.router)
     errors.install(app)
+    documented.install(app)
     pages.install(app)
     if scim_token:
         app.mount("/scim/v2", create_scim_app(app.state.api, check_scim_token(scim_token)))

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
+from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event, from_structured_event
+from cloudevents.core.exceptions import CloudEventValidationError
 from kafka import KafkaAdminClient, KafkaProducer
 
 from rollcall.adapters.clock import ManualClock
@@ -142,7 +143,7 @@ def test_a_topic_deleted_between_the_check_and_the_batch_is_noticed_from_its_rec
     assert len(ids) == stored + 1
 
 
-def test_records_carry_the_structured_mode_content_type_a_cloudevents_sdk_reads(
+def test_the_cloudevents_sdk_reads_every_record_as_structured_and_none_auto_detected(
     rollcall: Rollcall,
     clock: ManualClock,
     database_url: str,
@@ -159,6 +160,8 @@ def test_records_carry_the_structured_mode_content_type_a_cloudevents_sdk_reads(
         assert headers["content-type"] == CONTENT_TYPE.encode()
         message = KafkaMessage(headers=headers, key=record.key, value=record.value)
         event = from_structured_event(message)
+        with pytest.raises(CloudEventValidationError):  # docs/subscribing.md's warning
+            from_kafka_event(message)  # binary mode, for the ce_ headers
         assert event.get_id() == headers["ce_id"].decode()
         assert event.get_type() == headers["ce_type"].decode()
         assert isinstance(event.get_data(), dict)

@@ -337,6 +337,18 @@ def cloudevent_schema(data_ref: str | None = None) -> dict[str, Any]:
     }
 
 
+KAFKA_KEY = {
+    "key": {
+        "type": "string",
+        "format": "uuid",
+        "description": "the aggregate's id (the CloudEvent's subject): one aggregate's "
+        "events share a partition, in order",
+    },
+    "bindingVersion": "0.5.0",
+}
+"""How a record is keyed, in AsyncAPI's Kafka message binding."""
+
+
 def asyncapi_document(prefix: str = "rollcall") -> dict[str, Any]:
     """AsyncAPI 3.0 description of the topics, generated from the registry."""
     types = list(registry().values())
@@ -362,12 +374,14 @@ def asyncapi_document(prefix: str = "rollcall") -> dict[str, Any]:
                     },
                 },
                 "payload": cloudevent_schema(f"#/components/schemas/{t.ce_type}"),
+                "bindings": {"kafka": KAFKA_KEY},
             }
             channel_messages[t.ce_type] = {"$ref": f"#/components/messages/{t.ce_type}"}
         channels[aggregate] = {
             "address": f"{prefix}.{aggregate}",
             "description": f"Every {aggregate} event in store order; key = aggregate id.",
             "messages": channel_messages,
+            "servers": [{"$ref": "#/servers/kafka"}],
         }
         operations[f"publish_{aggregate}"] = {
             "action": "send",
@@ -386,6 +400,21 @@ def asyncapi_document(prefix: str = "rollcall") -> dict[str, Any]:
             "in store order per aggregate.",
         },
         "defaultContentType": "application/cloudevents+json",
+        "servers": {
+            "kafka": {
+                "host": "{bootstrap}",
+                "protocol": "kafka",
+                "description": "The deployment's brokers; the security protocol and SASL "
+                "mechanism are its ROLLCALL_KAFKA_SECURITY_PROTOCOL and "
+                "ROLLCALL_KAFKA_SASL_MECHANISM (docs/operations.md).",
+                "variables": {
+                    "bootstrap": {
+                        "description": "ROLLCALL_KAFKA_BOOTSTRAP of the deployment",
+                        "default": "localhost:9092",
+                    }
+                },
+            }
+        },
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},

@@ -247,6 +247,14 @@ def test_asyncapi_document_describes_every_topic_and_event() -> None:
     addresses = {c["address"] for c in document["channels"].values()}
     assert addresses == {"rollcall.enrollment", "rollcall.training", "rollcall.user"}
     assert set(document["components"]["messages"]) == set(by_ce_type())
+    # Where the brokers are, and how records are keyed (issue 41): every channel is on
+    # the deployment's server, every message keyed by its aggregate's id.
+    assert document["servers"]["kafka"]["protocol"] == "kafka"
+    for channel in document["channels"].values():
+        assert channel["servers"] == [{"$ref": "#/servers/kafka"}]
+    for message in document["components"]["messages"].values():
+        key = message["bindings"]["kafka"]["key"]
+        assert (key["type"], key["format"]) == ("string", "uuid")
 
 
 def test_relay_runs_as_its_own_process(

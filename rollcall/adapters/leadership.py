@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -88,7 +89,9 @@ class Leadership:
         return conn
 
     def _take_file(self) -> IO[str] | None:
-        database = self.engine.url.database or "rollcall"
+        database = self.engine.url.database
+        if not database or database == ":memory:":  # one process has it: that one leads
+            return Path(os.devnull).open("a")
         file = Path(f"{database}.{self.name}.lead").open("a")  # noqa: SIM115 (held open)
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)

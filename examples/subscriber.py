@@ -14,9 +14,11 @@ It shows the three things every subscriber must do:
    one partition; across aggregates, use ``position`` (the store's order) if you need
    a global order.
 
-Run it against a broker Rollcall publishes to:
+Run it beside ``make run`` (it finds the local broker in ``var/serve.json``), or
+against the broker a deployment publishes to:
 
-    python examples/subscriber.py --bootstrap 127.0.0.1:9092 --prefix rollcall
+    python examples/subscriber.py
+    python examples/subscriber.py --bootstrap kafka-1:9092 --prefix rollcall
 
 It prints one line per event it handles: ``position type subject``.
 """
@@ -26,9 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
+from pathlib import Path
 
 from kafka import KafkaConsumer
 
@@ -114,20 +118,40 @@ def handle(db: sqlite3.Connection, value: bytes) -> str | None:
     return line
 
 
+def broker_of(data_dir: Path) -> str | None:
+    """``ROLLCALL_KAFKA_BOOTSTRAP``, else the embedded broker of the ``rollcall serve``
+    running on ``data_dir`` (it listens on a port chosen at start, written down in
+    ``serve.json`` while the server runs)."""
+    if os.environ.get("ROLLCALL_KAFKA_BOOTSTRAP"):
+        return os.environ["ROLLCALL_KAFKA_BOOTSTRAP"]
+    try:
+        return str(json.loads((data_dir / "serve.json").read_text())["kafka"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    parser.add_argument(
+        "--bootstrap",
+        help="Kafka bootstrap servers; by default ROLLCALL_KAFKA_BOOTSTRAP, else the broker "
+        "of the `rollcall serve` running on --data-dir (its serve.json)",
+    )
+    parser.add_argument("--data-dir", default="var", help="where `rollcall serve` keeps data")
     parser.add_argument("--prefix", default="rollcall", help="Rollcall's topic prefix")
     parser.add_argument("--group", default="example-subscriber", help="consumer group id")
     parser.add_argument("--seen", default="subscriber.sqlite3", help="the dedupe database")
     parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    bootstrap = args.bootstrap or broker_of(Path(args.data_dir))
+    if bootstrap is None:
+        parser.error("no broker: pass --bootstrap, or start `rollcall serve` first")
 
     db = open_seen(args.seen)
     consumer = KafkaConsumer(
         *(f"{args.prefix}.{aggregate}" for aggregate in AGGREGATES),
-        bootstrap_servers=args.bootstrap,
+        bootstrap_servers=bootstrap,
         group_id=args.group,
         auto_offset_reset="earliest",  # a new group starts from the whole history
         enable_auto_commit=False,  # committed after the effects, below

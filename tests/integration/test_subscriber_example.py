@@ -5,6 +5,7 @@ broker and handles every event once, though Rollcall publishes its history twice
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from rollcall.adapters.embedded import LocalBroker
 from rollcall.adapters.kafka import KafkaPublisher, topic_names
 from rollcall.adapters.relay import Relay
 from rollcall.application.service import Rollcall
+from rollcall.entrypoints import serving
 from tests.integration.test_relay import story
 from tests.scenario import World
 
@@ -26,13 +28,18 @@ EXAMPLE = ROOT / "examples" / "subscriber.py"
 SAMPLES = ROOT / "rollcall" / "adapters" / "schemas" / "samples"
 
 
-def subscriber(bootstrap: str, prefix: str, group: str, seen: Path) -> list[str]:
+def subscriber(
+    bootstrap: str | None, prefix: str, group: str, seen: Path, data_dir: Path | None = None
+) -> list[str]:
+    """The example run as docs/subscribing.md says; with ``bootstrap`` None, as beside
+    ``make run``: it finds the broker in ``data_dir``'s serve.json."""
+    where = ["--bootstrap", bootstrap] if bootstrap else ["--data-dir", str(data_dir)]
+    env = {k: v for k, v in os.environ.items() if k != "ROLLCALL_KAFKA_BOOTSTRAP"}
     done = subprocess.run(
         [
             sys.executable,
             str(EXAMPLE),
-            "--bootstrap",
-            bootstrap,
+            *where,
             "--prefix",
             prefix,
             "--group",
@@ -45,6 +52,7 @@ def subscriber(bootstrap: str, prefix: str, group: str, seen: Path) -> list[str]
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
@@ -88,3 +96,7 @@ def test_the_example_subscriber_handles_every_event_once(
     assert sorted(int(line.split()[0]) for line in lines) == [n.id for n in stored] + [99_001]
     # Another group reads everything again; the dedupe store says it was all handled.
     assert subscriber(broker.bootstrap, topic_prefix, "g2", seen) == []
+    # Beside a running `rollcall serve`: no address given, the one it wrote down is used.
+    serving.write(tmp_path, "http://127.0.0.1:8000", broker.bootstrap)
+    fresh = tmp_path / "fresh.sqlite3"
+    assert len(subscriber(None, topic_prefix, "g3", fresh, data_dir=tmp_path)) == len(lines)

@@ -285,3 +285,25 @@ def test_what_the_service_refuses_it_says_in_scims_shape(directory: Directory) -
     no_mail = {**lena, "emails": []}
     directory.error("PUT", f"/Users/{lena['id']}", 400, json=no_mail)
     assert directory.ok("GET", f"/Users/{lena['id']}") == lena
+
+
+def test_hostile_input_is_a_scim_400_and_stores_nothing(directory: Directory) -> None:
+    """SPEC §9.7 through SCIM: control characters, a body that is not JSON or not an
+    object, an over-long value are 400 in SCIM's shape and store nothing; markup is
+    kept as text."""
+    (supervisor,) = _find(directory, "sam")
+    base = _person(directory, supervisor["id"])
+    for body in (
+        {**base, "userName": "tina\x00temp"},
+        {**base, "name": {"formatted": "Tina\nTemp"}},
+        {**base, "timezone": "Europe/Zurich\r\nX-Injected: 1"},
+        {**base, "userName": "x" * 256},
+        {**base, "emails": [{"value": "not an address"}]},
+    ):
+        directory.error("POST", "/Users", 400, json=body)
+    for raw in (b"{not json", b"[1, 2]", b'"text"'):
+        directory.error("POST", "/Users", 400, content=raw)
+    assert _find(directory, AZURE_ID) == []
+    markup = {**base, "name": {"formatted": "<script>alert(1)</script> & Co"}}
+    created = directory.ok("POST", "/Users", 201, json=markup)
+    assert created["name"]["formatted"] == "<script>alert(1)</script> & Co"

@@ -78,9 +78,7 @@ class KafkaPublisher:
         self.spec = Topics(
             prefix, partitions, replication_factor, min_insync_replicas, retention_ms
         )
-        self.prefix = prefix
         self.topics = self.spec.names
-        self.partitions = partitions
         self.max_message_bytes = max_message_bytes
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
@@ -188,7 +186,7 @@ class KafkaPublisher:
         return [
             (self.topics[aggregate], partition)
             for aggregate in AGGREGATES
-            for partition in range(self.partitions)
+            for partition in range(self.spec.partitions)
         ]
 
     def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:

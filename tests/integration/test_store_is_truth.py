@@ -93,7 +93,7 @@ class DeletesTopicsBeforePublishing(KafkaPublisher):
         if self.armed:
             self.armed = False
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-            admin.delete_topics([topic_names(self.prefix)[a] for a in TOPICS])
+            admin.delete_topics([topic_names(self.spec.prefix)[a] for a in TOPICS])
             admin.close()
         return super().publish(messages, unreadable)
 

@@ -41,8 +41,14 @@ BULK = 500
 WARM_UP = 10
 
 
-def fill(rc: Rollcall, count: int) -> None:
-    """``count`` trainings created a second apart, sessions from day -30 to day +30."""
+def fill(
+    rc: Rollcall,
+    count: int,
+    days: tuple[float, float] = (-30, 30),
+    locations: tuple[str, ...] = ("Room",),
+) -> None:
+    """``count`` trainings created a second apart, each with two sessions starting
+    between ``days`` around the clock, the n-th training's in ``locations[n % len]``."""
     rng = random.Random(7)
     for first in range(0, count, BULK):
         batch = []
@@ -50,20 +56,25 @@ def fill(rc: Rollcall, count: int) -> None:
             ctx = Context("admin", T0 - timedelta(days=60) + timedelta(seconds=i), "bench-fill")
             training = Training.create(ctx, f"Training {i} {rng.choice(['safety', 'law', 'ux'])}")
             for _ in range(2):
-                start = T0 + timedelta(days=rng.uniform(-30, 30))
+                start = T0 + timedelta(days=rng.uniform(*days))
                 session = Session.validated(
-                    uuid.uuid4(), start, start + timedelta(hours=2), "Europe/Berlin", "Room", 20
+                    uuid.uuid4(),
+                    start,
+                    start + timedelta(hours=2),
+                    "Europe/Berlin",
+                    locations[i % len(locations)],
+                    20,
                 )
                 training.add_session(ctx, session)
             batch.append(training)
         rc.store.save(*batch)
 
 
-def timed(call: Callable[..., Response], paths: list[str]) -> list[float]:
+def timed(call: Callable[..., Response], paths: list[str], user: str = "admin") -> list[float]:
     took = []
     for path in paths:
         started = time.perf_counter()
-        response = call("GET", path, "admin")
+        response = call("GET", path, user)
         took.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.text
     return took[WARM_UP:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -242,9 +243,10 @@ for _change, _classes in (
 # -- queries ----------------------------------------------------------------------------
 
 
-def open_for_registration(t: Tables, now: datetime) -> Any:
-    """SQL for R6/R11 "open": not cancelled, not started, registration deadline ahead."""
-    s = t.sessions.c
+def open_for_registration(t: Tables, now: datetime, sessions: Any = None) -> Any:
+    """SQL for R6/R11 "open": not cancelled, not started, registration deadline ahead.
+    ``sessions``: the sessions table or an alias of it (the live one if not given)."""
+    s = (t.sessions if sessions is None else sessions).c
     return and_(
         s.cancelled.is_(False),
         s.starts_at > now,
@@ -253,30 +255,105 @@ def open_for_registration(t: Tables, now: datetime) -> Any:
     )
 
 
-def catalog(conn: Connection, t: Tables, now: datetime) -> list[dict[str, Any]]:
-    """R11: trainings with at least one session open for registration, earliest first."""
+@dataclass(frozen=True)
+class CatalogFilter:
+    """What a learner narrows the catalog to (SPEC §10.6): ``q`` in the title (any case),
+    sessions starting in [``starts_from``, ``starts_before``), ``location`` in the
+    session's location (any case). A training is listed with its matching sessions."""
+
+    q: str | None = None
+    starts_from: datetime | None = None
+    starts_before: datetime | None = None
+    location: str | None = None
+
+    def sessions(self, t: Tables, now: datetime, sessions: Any) -> ColumnElement[bool]:
+        """The sessions of ``sessions`` (a table or alias) the catalog shows."""
+        s = sessions.c
+        conditions = [open_for_registration(t, now, sessions)]
+        if self.starts_from is not None:
+            conditions.append(s.starts_at >= self.starts_from)
+        if self.starts_before is not None:
+            conditions.append(s.starts_at < self.starts_before)
+        if self.location:
+            conditions.append(_contains(s.location, self.location))
+        return and_(*conditions)
+
+
+def _contains(column: Any, text: str) -> ColumnElement[bool]:
+    """``text`` anywhere in ``column``, any case; ``%`` and ``_`` are literal."""
+    return func.lower(column).contains(text.lower(), autoescape=True)
+
+
+def catalog_page(
+    conn: Connection,
+    t: Tables,
+    now: datetime,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    narrowed: CatalogFilter = CatalogFilter(),
+) -> Page:
+    """R11: trainings with at least one session open for registration, a page at a time,
+    each placed by its earliest open session (then its id), with its open sessions.
+
+    Index-backed whatever the catalog's size: the open sessions are walked in start
+    order (``ix_rm_sessions_start``) and a session is a training's place in the list
+    only when no earlier open session of the same training exists (a probe of
+    ``ix_rm_sessions_training``); so a page costs its own rows, and only the page's
+    trainings are read and rebuilt for the views."""
+    s, earlier = t.sessions.alias("s"), t.sessions.alias("earlier")
+    shown = narrowed.sessions(t, now, s)
+    first = ~exists().where(
+        earlier.c.training_id == s.c.training_id,
+        narrowed.sessions(t, now, earlier),
+        or_(
+            earlier.c.starts_at < s.c.starts_at,
+            and_(earlier.c.starts_at == s.c.starts_at, earlier.c.session_id < s.c.session_id),
+        ),
+    )
+    query = select(s.c.training_id, s.c.starts_at, s.c.session_id).where(shown, first)
+    if narrowed.q:
+        query = query.join(t.trainings, t.trainings.c.training_id == s.c.training_id).where(
+            _contains(t.trainings.c.title, narrowed.q)
+        )
+    order = Order([s.c.starts_at, s.c.session_id], frozenset({0}))
+
+    def shape(rows: list[Any]) -> list[dict[str, Any]]:
+        return _entries(conn, t, now, [row["training_id"] for row in rows], narrowed)
+
+    return page(conn, query, order, cursor, limit, shape)
+
+
+def _entries(
+    conn: Connection, t: Tables, now: datetime, ids: list[str], narrowed: CatalogFilter
+) -> list[dict[str, Any]]:
+    """The catalog entries of the trainings ``ids`` (at most a page), in that order."""
+    if not ids:
+        return []
+    s = t.sessions
     rows = conn.execute(
-        select(t.sessions.c.session_id, t.sessions.c.training_id, t.sessions.c.seats_taken)
-        .where(open_for_registration(t, now))
-        .order_by(t.sessions.c.starts_at, t.sessions.c.session_id)
+        select(s.c.session_id, s.c.training_id, s.c.seats_taken)
+        .where(s.c.training_id.in_(ids), narrowed.sessions(t, now, s))
+        .order_by(s.c.starts_at, s.c.session_id)
     ).all()
-    trainings = restore_trainings(conn, t, {r.training_id for r in rows}, participants=False)
-    entries: dict[str, dict[str, Any]] = {}
+    trainings = restore_trainings(conn, t, set(ids), participants=False)
+    entries: dict[str, dict[str, Any]] = {
+        i: {
+            "id": i,
+            "title": trainings[i].title,
+            "description": trainings[i].description,
+            "session_selection": trainings[i].session_selection.value,
+            "locked": trainings[i].locked,
+            "sessions": [],
+        }
+        for i in ids
+    }
     for row in rows:
         training = trainings[row.training_id]
-        entry = entries.setdefault(
-            row.training_id,
-            {
-                "id": row.training_id,
-                "title": training.title,
-                "description": training.description,
-                "session_selection": training.session_selection.value,
-                "locked": training.locked,
-                "sessions": [],
-            },
-        )
         session = training.session(UUID(row.session_id))
-        entry["sessions"].append(session_view(training, session, now, row.seats_taken))
+        entries[row.training_id]["sessions"].append(
+            session_view(training, session, now, row.seats_taken)
+        )
     return list(entries.values())
 
 
@@ -315,7 +392,7 @@ def trainings_page(
     if status is not None:
         query = query.where(status_condition(t, status, now))
     if q:
-        query = query.where(func.lower(t.trainings.c.title).contains(q.lower(), autoescape=True))
+        query = query.where(_contains(t.trainings.c.title, q))
     order = Order([t.trainings.c.created_at, t.trainings.c.training_id], frozenset({0}))
 
     def shape(rows: list[Any]) -> list[dict[str, Any]]:

@@ -139,7 +139,13 @@ def tables(suffix: str = "") -> Tables:
         Column("position", BigInteger, nullable=False),
     )
     Index(f"ix_rm_trainings_created{suffix}", trainings.c.created_at, trainings.c.training_id)
-    Index(f"ix_rm_sessions_training{suffix}", sessions.c.training_id)
+    Index(
+        f"ix_rm_sessions_training{suffix}",
+        sessions.c.training_id,
+        sessions.c.starts_at,
+        sessions.c.session_id,
+    )
+    Index(f"ix_rm_sessions_start{suffix}", sessions.c.starts_at, sessions.c.session_id)
     Index(f"ix_rm_enrollments_user{suffix}", enrollments.c.user_id)
     Index(
         f"ix_rm_enrollments_training{suffix}",

@@ -455,7 +455,7 @@ def test_a_session_looks_the_same_from_every_route(client: Client) -> None:
     first = by_id[sids[0]]
     assert first["seats_taken"] == 1
     assert first["open_for_registration"] is True
-    catalog = client.ok("GET", "/v1/catalog", OTHER)
+    catalog = client.ok("GET", "/v1/catalog", OTHER)["data"]
     listed = next(entry for entry in catalog if entry["id"] == tid)
     assert listed["sessions"] == training["sessions"]
     roster = client.ok("GET", f"/v1/trainings/{tid}/sessions/{sids[0]}/roster", ADMIN)

@@ -107,7 +107,7 @@ def test_commands_answer_state_and_position_and_reads_wait_for_it(api: Api) -> N
     assert [e["training_id"] for e in mine.json()] == [tid]
     assert mine.json()[0]["actions"]["unenroll"]["available"] is True
     catalog = api.ok("GET", "/v1/catalog", OTHER, params={"min_position": position})
-    assert catalog[0]["sessions"][0]["seats_left"] == 9
+    assert catalog["data"][0]["sessions"][0]["seats_left"] == 9
     stale = api.call("GET", "/v1/catalog", OTHER, params={"min_position": position + 10_000})
     assert stale.headers["X-Rollcall-Stale"] == "true"
 

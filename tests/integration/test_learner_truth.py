@@ -98,7 +98,7 @@ def test_options_catalog_and_detail_never_offer_what_a_command_refuses(client: C
         user=LEARNER, json={"session_id": locked_sid},
     )  # fmt: skip
     client.project()
-    entries = {e["id"]: e for e in client.ok("GET", "/v1/catalog", LEARNER)}
+    entries = {e["id"]: e for e in client.ok("GET", "/v1/catalog", LEARNER)["data"]}
     assert entries[assigned]["session_selection"] == "preassigned"
     assert entries[locked]["locked"] is True
     assert entries[locked]["sessions"][0]["open_for_registration"] is False

@@ -168,7 +168,7 @@ def test_what_is_offered_is_what_the_commands_do(client: Client) -> None:
             target = sids[situation["target"] % len(sids)]
             listed = {
                 s["id"]: s
-                for entry in c.ok("GET", "/v1/catalog", LEARNER)
+                for entry in c.ok("GET", "/v1/catalog", LEARNER)["data"]
                 if entry["id"] == tid
                 for s in entry["sessions"]
             }

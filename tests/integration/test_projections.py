@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from rollcall.adapters.clock import ManualClock, SystemClock
 from rollcall.adapters.db import engine_for
@@ -34,7 +34,8 @@ from rollcall.application.commands import (
     UpdateTraining,
 )
 from rollcall.application.service import Rollcall
-from rollcall.projections.catalog import catalog
+from rollcall.projections.catalog import catalog_page
+from rollcall.projections.paging import MAX_LIMIT
 from rollcall.projections.people import enrollments_of, roster, team
 from rollcall.projections.projector import (
     Projector,
@@ -48,6 +49,13 @@ from rollcall.projections.tables import LIVE
 from tests.infra import wait_for
 from tests.pipeline import dump
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World, days_before
+
+
+def catalog(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """The whole catalog at ``now`` (these tests hold fewer trainings than a page)."""
+    found = catalog_page(conn, LIVE, now, limit=MAX_LIMIT)
+    assert found.next_cursor is None
+    return found.data
 
 
 def scenario(world: World) -> dict[str, Any]:
@@ -150,7 +158,7 @@ def test_views_equal_the_expected_rows(
     now = clock.now()
     with engine.connect() as conn:
         mine = enrollments_of(conn, LIVE, [LEARNER], now)
-        listed = catalog(conn, LIVE, now)
+        listed = catalog(conn, now)
         first_roster = roster(conn, LIVE, str(first.sessions[1]), now)
         team_view = team(conn, LIVE, SUPERVISOR, now)
 
@@ -175,7 +183,7 @@ def test_views_equal_the_expected_rows(
     assert [s["id"] for s in titles[str(first.id)]["sessions"]] == list(map(str, first.sessions))
     assert [s["id"] for s in titles[str(second.id)]["sessions"]] == [str(second.sessions[1])]
     with engine.connect() as conn:
-        day6 = {t["id"]: t for t in catalog(conn, LIVE, now + timedelta(days=4))}
+        day6 = {t["id"]: t for t in catalog(conn, now + timedelta(days=4))}
     assert [s["id"] for s in day6[str(first.id)]["sessions"]] == [str(first.sessions[1])]
 
     # rosters: participants and free seats
@@ -357,8 +365,8 @@ def test_catalog_r11_with_real_time(
     engine = engine_for(database_url)
     project(engine, rc, broker.bootstrap, topic_prefix, f"{topic_prefix}-catalog")
     with engine.connect() as conn:
-        listed = {t["id"]: t for t in catalog(conn, LIVE, datetime.now(UTC))}
-        later = catalog(conn, LIVE, datetime.now(UTC) + timedelta(hours=23, minutes=1))
+        listed = {t["id"]: t for t in catalog(conn, datetime.now(UTC))}
+        later = catalog(conn, datetime.now(UTC) + timedelta(hours=23, minutes=1))
     assert str(closed.id) not in listed
     assert listed[str(open_.id)]["sessions"][0]["seats_left"] == 4
     assert later == []  # an hour before start the second one closes too

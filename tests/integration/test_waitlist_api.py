@@ -43,7 +43,7 @@ def test_a_full_session_offers_its_line(client: Client) -> None:
     assert roster["session"]["waitlist_length"] == 1
     team = client.ok("GET", "/v1/me/team", SUPERVISOR)
     assert [e["status"] for m in team for e in m["enrollments"]] == ["waitlisted"]
-    catalog = client.ok("GET", "/v1/catalog", LEARNER)
+    catalog = client.ok("GET", "/v1/catalog", LEARNER)["data"]
     (entry,) = [e for e in catalog if e["id"] == tid]
     assert (entry["sessions"][0]["seats_left"], entry["sessions"][0]["waitlist_length"]) == (0, 1)
     listed = client.ok("GET", f"/v1/trainings/{tid}/enrollments", ADMIN)["data"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +16,7 @@ from rollcall.application.commands import (
     Unenroll,
 )
 from rollcall.application.service import Result
-from rollcall.domain.errors import Reason, RollcallError
+from rollcall.domain.errors import Reason, RollcallError, ValidationFailed
 from rollcall.entrypoints.ui import signin
 from rollcall.entrypoints.ui.common import (
     Posted,
@@ -57,23 +57,56 @@ async def my_trainings(
 
 @router.get("/catalog")
 async def catalog_page(
-    request: Request, who: Signed, services: Services, after: int | None = None, error: str = ""
+    request: Request,
+    who: Signed,
+    services: Services,
+    after: int | None = None,
+    error: str = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
+    """The catalog a page at a time (SPEC §10.6), searchable by title; "More trainings"
+    follows the page's cursor."""
     now = services.rollcall.clock.now()
-    entries = await read(services, who, after, lambda c: catalog.catalog(c, LIVE, now))
+    narrowed = catalog.CatalogFilter(q=q.strip() or None)
+    try:
+        found = await read(
+            services,
+            who,
+            after,
+            lambda c: catalog.catalog_page(
+                c, LIVE, now, limit=CATALOG_PAGE, cursor=cursor, narrowed=narrowed
+            ),
+        )
+    except ValidationFailed:  # a cursor from an old bookmark or typed by hand
+        return done("/catalog", None, **({"q": q} if q else {}), error="validation_error")
     mine = await read(
         services, who, None, lambda c: people.enrollments_of(c, LIVE, [who.user_id], now)
     )
     held = {e["training_id"] for e in mine if e["active"] or e["status"] == "waitlisted"}
+    following = (
+        None
+        if found.next_cursor is None
+        else request.url.remove_query_params(["after", "error"]).include_query_params(
+            cursor=found.next_cursor
+        )
+    )
     return render(
         request,
         "catalog.html.j2",
         who,
-        entries=entries,
+        entries=found.data,
         held=held,
+        q=q,
+        paged=cursor is not None,
+        following=following and f"{following.path}?{following.query}",
         error=error,
         **await chrome(services, who, None),
     )
+
+
+CATALOG_PAGE = 20
+"""Trainings per catalog page: each card lists its open sessions."""
 
 
 @router.post("/trainings/{training_id}/enroll")

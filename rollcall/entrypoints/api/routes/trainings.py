@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Query, Request, Response
+from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
 from rollcall.application.commands import (
@@ -314,15 +315,41 @@ async def list_training_enrollments(
     return paged(found, request, response)
 
 
-@router.get("/v1/catalog", response_model=list[CatalogEntryOut])
+@router.get("/v1/catalog", response_model=PageOut[CatalogEntryOut])
 async def get_catalog(
-    who: CurrentUser, services: Services, response: Response, min_position: MinPosition = None
-) -> list[dict[str, Any]]:
-    """Trainings with a session open for registration (R11)."""
+    who: CurrentUser,
+    services: Services,
+    request: Request,
+    response: Response,
+    paging: PageOf,
+    q: Annotated[str | None, Query(max_length=200, description="in the title, any case")] = None,
+    starts_from: Annotated[
+        AwareDatetime | None,
+        Query(alias="from", description="only sessions starting at or after this instant"),
+    ] = None,
+    starts_before: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="only sessions starting before this instant"),
+    ] = None,
+    location: Annotated[
+        str | None, Query(max_length=200, description="in the session's location, any case")
+    ] = None,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """Trainings with a session open for registration (R11), each placed by its
+    earliest open session, with the open sessions that match; a page at a time
+    (SPEC §10.6)."""
     now = services.rollcall.clock.now()
-    return await services.read(
-        min_position, who, response, lambda conn: catalog.catalog(conn, LIVE, now)
+    narrowed = catalog.CatalogFilter(q, starts_from, starts_before, location)
+    found = await services.read(
+        min_position,
+        who,
+        response,
+        lambda conn: catalog.catalog_page(
+            conn, LIVE, now, limit=paging.limit, cursor=paging.cursor, narrowed=narrowed
+        ),
     )
+    return paged(found, request, response)
 
 
 @router.get("/v1/trainings/{training_id}/sessions/{session_id}/roster", response_model=RosterOut)

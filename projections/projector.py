@@ -39,7 +39,7 @@ from rollcall.adapters.store import EventStore
 from rollcall.adapters.store_reader import StoreReader, last_position, latest_versions
 from rollcall.projections.catalog import TRAININGS, on_training_event
 from rollcall.projections.people import ENROLLMENTS, USERS, on_enrollment_event, on_user_event
-from rollcall.projections.tables import LIVE, Tables, tables
+from rollcall.projections.tables import LIVE, Tables, index_names, tables
 from rollcall.projections.unit import Event, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ ROUTING = (TRAININGS, ENROLLMENTS, USERS)
 """The projector's declarations, one per topic it reads (SPEC §10.1)."""
 REPLAYED = ("trainings", "sessions", "enrollments", "users", "applied")
 """Rebuilt by a replay; notifications are not (read marks are not events)."""
+READ_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "catalog": ("training", ("trainings", "sessions")),
+    "enrollments": ("enrollment", ("enrollments",)),
+    "directory": ("user", ("users",)),
+}
+"""What ``rollcall replay --only NAME`` rebuilds: the aggregate whose events feed it,
+and its tables (each aggregate's events touch its own tables only)."""
 
 
 class ProjectionGap(Exception):
@@ -81,7 +88,7 @@ def create_tables(engine: Engine, t: Tables = LIVE, reader: StoreReader | None =
 def shape_is_stale(engine: Engine) -> bool:
     """Does a live read-model table exist with other columns or indexes than this
     release defines (built by an older one)?"""
-    inspector = inspect(engine)
+    inspector, dialect = inspect(engine), engine.dialect.name
     for name in REPLAYED:
         table = getattr(LIVE, name)
         if not inspector.has_table(table.name):
@@ -93,7 +100,7 @@ def shape_is_stale(engine: Engine) -> bool:
             for i in inspector.get_indexes(table.name)
             if not i.get("duplicates_constraint")  # PostgreSQL's index of a UNIQUE
         }
-        if columns != set(table.columns.keys()) or indexes != {i.name for i in table.indexes}:
+        if columns != set(table.columns.keys()) or indexes != index_names(table, dialect):
             return True
         defined = _widths((c.name, c.type) for c in table.columns)
         if _widths((c["name"], c["type"]) for c in found) != defined:
@@ -198,7 +205,7 @@ def apply(
 
 
 def _apply_one(uow: UnitOfWork, t: Tables, event: Event) -> None:
-    HANDLERS[event.type.split(".")[1]](uow, t, event)
+    HANDLERS[event.kind](uow, t, event)
     uow.put(
         t.applied,
         event.subject,
@@ -313,52 +320,77 @@ def covering(batches: Iterable[list[Event]], stored: int) -> Iterator[list[Event
         raise IncompleteHistory(f"it holds {len(seen)} of the {stored} stored events")
 
 
+class OlderShape(Exception):
+    """The read models are of an older release's shape: only a whole replay remakes them."""
+
+
 def replay(
     engine: Engine,
     batches: Iterable[list[Event]],
     on_progress: Callable[[int], None] = lambda n: None,
     if_stale: bool = False,
+    only: Iterable[str] | None = None,
 ) -> int:
     """Rebuild the read models into fresh tables, then swap them in atomically.
     Live tables of an older shape (after an upgrade that changed it) are made anew in
     the swap, in the shape this release defines. One rebuild at a time, whoever asks
     (``_one_rebuilder``); ``if_stale``: only if the live tables are still of an older
-    shape once it is this one's turn (another may have rebuilt them meanwhile)."""
+    shape once it is this one's turn (another may have rebuilt them meanwhile).
+
+    ``only``: names of ``READ_MODELS`` to rebuild, the others left as they are (with
+    the applied versions of their aggregates); refused with OlderShape when the read
+    models must be remade in a new shape."""
+    chosen = None if only is None else {READ_MODELS[name] for name in only}
     with _one_rebuilder(engine):
         if if_stale:
             if not shape_is_stale(engine):
                 return 0  # rebuilt by another meanwhile
             log.warning("read models were built by an older release: rebuilding them")
-        return _rebuilt(engine, batches, on_progress)
+        if chosen is None:
+            return _rebuilt(engine, batches, on_progress, REPLAYED, None)
+        kinds = {kind for kind, _ in chosen}
+        names = tuple(name for _, tables_of in chosen for name in tables_of)
+        return _rebuilt(engine, batches, on_progress, (*names, "applied"), kinds)
 
 
 def _rebuilt(
-    engine: Engine, batches: Iterable[list[Event]], on_progress: Callable[[int], None]
+    engine: Engine,
+    batches: Iterable[list[Event]],
+    on_progress: Callable[[int], None],
+    names: tuple[str, ...],
+    kinds: set[str] | None,
 ) -> int:
     shadow = tables("_replay")
     drop_schema(engine, shadow.metadata)
     migrate(engine)
     recreate = shape_is_stale(engine)
+    if recreate and kinds is not None:
+        raise OlderShape("the read models are of an older release's shape: replay them all")
     create_schema(engine, LIVE.metadata, shadow.metadata)
     total = 0
     with engine.begin() as conn:
         uow = UnitOfWork(conn, fresh=True)
         for events in batches:
-            total += apply(uow, shadow, events)
+            mine = events if kinds is None else [e for e in events if e.kind in kinds]
+            total += apply(uow, shadow, mine)
             on_progress(len(events))
         uow.flush()
     with engine.begin() as conn:
-        live_tables = [getattr(LIVE, name) for name in REPLAYED]
-        for live in live_tables:
+        live_tables = [getattr(LIVE, name) for name in names]
+        for name, live in zip(names, live_tables, strict=True):
             # First a DML statement: SQLite's driver opens the transaction only then,
             # and the DDL below must be part of it.
-            conn.execute(delete(live))
+            if name == "applied" and kinds is not None:
+                rebuilt = select(shadow.applied.c.aggregate_id)
+                conn.execute(delete(live).where(live.c.aggregate_id.in_(rebuilt)))
+            else:
+                conn.execute(delete(live))
         if recreate:
             lock_schema(conn)
             for live in live_tables:
                 live.drop(conn)
                 live.create(conn)
-        for name, live in zip(REPLAYED, live_tables, strict=True):
+        for name, live in zip(names, live_tables, strict=True):
             fresh = getattr(shadow, name)
             conn.execute(insert(live).from_select(list(fresh.columns.keys()), select(fresh)))
     drop_schema(engine, shadow.metadata)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
 )
 
 from rollcall.adapters.db import Instant
@@ -139,6 +140,17 @@ def tables(suffix: str = "") -> Tables:
         Column("position", BigInteger, nullable=False),
     )
     Index(f"ix_rm_trainings_created{suffix}", trainings.c.created_at, trainings.c.training_id)
+    # The catalog's and the trainings list's `q`: a piece of the title, any case. A
+    # trigram index answers it without reading every title (PostgreSQL's pg_trgm, made
+    # by migration r0009); SQLite has no such index and reads them.
+    postgres_only(
+        Index(
+            f"ix_rm_trainings_title{suffix}",
+            func.lower(trainings.c.title).label("title_lower"),
+            postgresql_using="gin",
+            postgresql_ops={"title_lower": "gin_trgm_ops"},
+        )
+    )
     Index(
         f"ix_rm_sessions_training{suffix}",
         sessions.c.training_id,
@@ -161,6 +173,22 @@ def tables(suffix: str = "") -> Tables:
         notifications.c.notification_id,
     )
     return Tables(md, trainings, sessions, enrollments, users, notifications, applied)
+
+
+POSTGRES_ONLY: set[str] = set()
+"""Names of the indexes only PostgreSQL gets."""
+
+
+def postgres_only(index: Index) -> None:
+    index.ddl_if(dialect="postgresql")
+    POSTGRES_ONLY.add(str(index.name))
+
+
+def index_names(table: Table, dialect: str) -> set[str]:
+    """The indexes ``table`` has on a database of ``dialect`` when it is this release's."""
+    return {
+        str(i.name) for i in table.indexes if dialect == "postgresql" or i.name not in POSTGRES_ONLY
+    }
 
 
 LIVE = tables()

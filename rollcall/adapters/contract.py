@@ -293,6 +293,11 @@ class Event:
         """``rollcall.enrollment.Enrolled.v1`` -> ``Enrolled``."""
         return self.type.split(".")[2]
 
+    @property
+    def kind(self) -> str:
+        """The aggregate's kind: ``rollcall.enrollment.Enrolled.v1`` -> ``enrollment``."""
+        return self.type.split(".")[1]
+
     def instant(self, field: str) -> datetime:
         return datetime.fromisoformat(self.data[field])
 

@@ -88,7 +88,7 @@ def engine_for(database_url: str) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
 
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The version of Rollcall's own tables this code writes (the number of its newest
 migration, ``rollcall/adapters/migrations``); a database at a newer one is refused."""
 SCHEMA = "rollcall:schema"

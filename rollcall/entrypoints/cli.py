@@ -25,7 +25,15 @@ import typer
 import uvicorn
 from eventsourcing.persistence import OperationalError as PersistenceOperationalError
 from kafka.errors import KafkaError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from uvicorn.supervisors import Multiprocess
@@ -49,7 +57,14 @@ from rollcall.entrypoints.observability import problems, registry_for, serve_hea
 from rollcall.entrypoints.runtime import Runtime
 from rollcall.entrypoints.settings import Settings
 from rollcall.entrypoints.ui.signin import sign_in_link
-from rollcall.projections.projector import IncompleteHistory, ProjectionGap, covering, kafka_events
+from rollcall.projections.projector import (
+    READ_MODELS,
+    IncompleteHistory,
+    OlderShape,
+    ProjectionGap,
+    covering,
+    kafka_events,
+)
 from rollcall.projections.projector import replay as projector_replay
 
 app = typer.Typer(help="Rollcall: enrollment in instructor-led training sessions.")
@@ -511,16 +526,20 @@ def history(aggregate_id: UUID) -> None:
 def export(
     from_position: Annotated[int, typer.Option("--from", help="first store position")] = 1,
 ) -> None:
-    """Every stored event as a CloudEvent per line, ordered by store position."""
+    """Every stored event as a CloudEvent per line, ordered by store position; the
+    progress and the time left on standard error."""
     settings = load_settings()
     with opened(settings) as rollcall:
         store = rollcall.store
         decoder = Decoder(store.mapper)
         start = max(1, from_position)
-        while batch := store.recorder.select_notifications(start=start, limit=5000):
-            for n in batch:
-                typer.echo(json.dumps(decoder.event(n).document()))
-            start = batch[-1].id + 1
+        last = store.recorder.max_notification_id() or 0
+        with progress_bar("export") as progress:
+            task = progress.add_task("export", total=max(0, last - start + 1))
+            while batch := store.recorder.select_notifications(start=start, limit=5000):
+                typer.echo("\n".join(json.dumps(decoder.event(n).document()) for n in batch))
+                progress.advance(task, batch[-1].id + 1 - start)
+                start = batch[-1].id + 1
 
 
 @app.command()
@@ -558,31 +577,54 @@ class Source(StrEnum):
     kafka = "kafka"
 
 
+ReadModel = StrEnum("ReadModel", {name: name for name in READ_MODELS})  # type: ignore[misc]
+
+
+def progress_bar(label: str) -> Progress:
+    """A long command's progress on standard error (standard output may be its data):
+    done of total, elapsed and, once the rate is known, the time left."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+
+
 @app.command()
 def replay(
     source: Annotated[Source, typer.Option(help="rebuild from the event store or Kafka")] = (
         Source.store
     ),
+    only: Annotated[
+        list[ReadModel] | None,
+        typer.Option(help="rebuild these read models only, leaving the others as they are"),
+    ] = None,
 ) -> None:
-    """Rebuild every read model from scratch into fresh tables, then swap them in."""
+    """Rebuild the read models from scratch into fresh tables, then swap them in."""
     settings = load_settings()
     with opened(settings) as rollcall:
         engine = engine_for(settings.resolved_database_url)
+        stored = rollcall.store.recorder.max_notification_id() or 0
         if source is Source.store:
-            total = rollcall.store.recorder.max_notification_id() or 0
             batches = StoreReader(rollcall.store, engine).batches()
         else:
-            total = None
-            stored = rollcall.store.recorder.max_notification_id() or 0
             with refusals_as_exit():
                 kafka = bootstrap.require_kafka(settings)
             batches = covering(kafka_events(kafka, settings.topic_prefix), stored)
-        with Progress(
-            TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-        ) as progress:
-            task = progress.add_task("replay", total=total)
+        # Kafka holds the stored events and, after a lost record, repeats: about `stored`.
+        with progress_bar("replay") as progress:
+            task = progress.add_task("replay", total=stored)
             try:
-                applied = projector_replay(engine, batches, lambda n: progress.advance(task, n))
+                applied = projector_replay(
+                    engine,
+                    batches,
+                    lambda n: progress.advance(task, n),
+                    only=None if only is None else [str(m) for m in only],
+                )
             except (ProjectionGap, IncompleteHistory) as error:
                 progress.stop()
                 typer.echo(
@@ -591,7 +633,12 @@ def replay(
                     err=True,
                 )
                 raise typer.Exit(2) from None
-        typer.echo(f"{applied} events applied; read models swapped in")
+            except OlderShape as error:
+                progress.stop()
+                typer.echo(f"error: {error}; nothing was changed: rollcall replay", err=True)
+                raise typer.Exit(2) from None
+        rebuilt = "read models" if only is None else ", ".join(str(m) for m in only)
+        typer.echo(f"{applied} events applied; {rebuilt} swapped in")
 
 
 dead_letters_app = typer.Typer(

@@ -11,7 +11,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from sqlalchemy import inspect, text
+
 from rollcall.entrypoints.ui.learner import CATALOG_PAGE
+from rollcall.projections.projector import shape_is_stale
 from tests.api import Client, restrictions, session
 from tests.integration.test_pages_input import signed_in
 from tests.scenario import ADMIN, LEARNER
@@ -159,3 +162,20 @@ def test_the_catalog_page_pages_and_searches(client: Client) -> None:
     assert str(forged.url).endswith("/ui/catalog?q=fork&error=validation_error")
     assert re.findall(r"<h2 id=\"c-[^\"]+\">([^<]+)</h2>", forged.text) == found
     assert 'role="alert"' in forged.text or 'class="alert"' in forged.text
+
+
+def test_titles_have_a_trigram_index_on_postgresql_only(client: Client) -> None:
+    """``q`` is answered from ``ix_rm_trainings_title`` on PostgreSQL (pg_trgm, made by
+    migration r0009); SQLite has no such index, and neither store then takes its read
+    models for an older release's and rebuilds them at every start."""
+    engine = client.engine
+    found = {i["name"]: i for i in inspect(engine).get_indexes("rm_trainings")}
+    on_postgres = engine.dialect.name == "postgresql"
+    assert ("ix_rm_trainings_title" in found) is on_postgres
+    if on_postgres:
+        with engine.connect() as conn:
+            definition = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_rm_trainings_title'")
+            ).scalar_one()
+        assert "USING gin (lower((title)::text) gin_trgm_ops)" in definition
+    assert shape_is_stale(engine) is False

@@ -41,9 +41,26 @@ class Decoder:
         self._fast = mapper.cipher is None and mapper.compressor is None
 
     def event(self, n: Notification) -> Event:
-        event_type = self._types[n.topic]
-        fast = read_fast(n, event_type) if self._fast else None
-        return fast or self.mapped(n)
+        return self.stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+
+    def stored(
+        self, position: int, aggregate_id: UUID | str, version: int, topic: str, state: bytes
+    ) -> Event:
+        """The event of a stored row; ``aggregate_id`` a UUID or its hex (SQLite)."""
+        event_type = self._types[topic]
+        subject = _subject(aggregate_id)
+        fast = read_fast(position, subject, version, state, event_type) if self._fast else None
+        if fast is not None:
+            return fast
+        return self.mapped(
+            Notification(
+                id=position,
+                originator_id=UUID(subject),
+                originator_version=version,
+                topic=topic,
+                state=state,
+            )
+        )
 
     def mapped(self, n: Notification) -> Event:
         """Through the library's mapper alone (upcasts, then the class's defaults)."""
@@ -64,6 +81,10 @@ class StoreReader:
             "AND originator_version > :after AND originator_version <= :upto "
             "ORDER BY originator_version"
         )
+        self._from_position = text(
+            f"SELECT {position} AS id, originator_id, originator_version, topic, state "
+            f"FROM {table} WHERE {position} >= :start ORDER BY {position} LIMIT :limit"
+        )
 
     def max_position(self) -> int:
         return last_position(self.store)
@@ -74,12 +95,16 @@ class StoreReader:
         return self.store.repository.get(aggregate_id, version=version)
 
     def batches(self, start: int = 1, batch_size: int = 10_000) -> Iterable[list[Event]]:
-        """Every stored event from ``start``, in store order, in batches."""
-        while notifications := self.store.recorder.select_notifications(
-            start=start, limit=batch_size
-        ):
-            yield [self.event(n) for n in notifications]
-            start = notifications[-1].id + 1
+        """Every stored event from ``start``, in store order, in batches: read as plain
+        rows (the library's notifications cost a dictionary per row, a third of a
+        replay's reading)."""
+        with self.engine.connect() as conn:
+            while rows := conn.execute(
+                self._from_position, {"start": start, "limit": batch_size}
+            ).all():
+                yield [self._row_event(row) for row in rows]
+                start = rows[-1][0] + 1
+                conn.rollback()  # no snapshot held open between batches
 
     def events_of(self, aggregate_id: str, after: int, upto: int) -> list[Event]:
         """Versions ``after+1 .. upto`` of one aggregate, in order."""
@@ -90,18 +115,11 @@ class StoreReader:
             rows = conn.execute(
                 self._of_aggregate, {"aggregate_id": key, "after": after, "upto": upto}
             ).all()
-        return [
-            self.event(
-                Notification(
-                    id=row.id,
-                    originator_id=UUID(str(row.originator_id)),
-                    originator_version=row.originator_version,
-                    topic=row.topic,
-                    state=bytes(row.state),
-                )
-            )
-            for row in rows
-        ]
+        return [self._row_event(row) for row in rows]
+
+    def _row_event(self, row: Any) -> Event:
+        state = row[4] if isinstance(row[4], bytes) else bytes(row[4])
+        return self.decoder.stored(row[0], row[1], row[2], row[3], state)
 
     def event(self, n: Notification) -> Event:
         return self.decoder.event(n)
@@ -208,40 +226,57 @@ def latest_versions(store: EventStore, start: int, stop: int) -> dict[str, int]:
     return found
 
 
-def _plain_value(obj: dict[str, Any]) -> Any:
-    kind = obj.get("_type_")
-    if kind == "uuid_hex":
-        h = obj["_data_"]
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-    if kind == "datetime_iso":
-        return obj["_data_"]
-    return obj
+def _plain(value: Any) -> Any:
+    """A value of the library's stored JSON as the published event has it: its tagged
+    objects (``{"_type_": "uuid_hex", "_data_": ...}``, ``datetime_iso``) made plain,
+    inside lists and objects too."""
+    if type(value) is dict:
+        kind = value.get("_type_")
+        if kind == "uuid_hex":
+            h = value["_data_"]
+            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        if kind == "datetime_iso":
+            return value["_data_"]
+        return {k: _plain(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain(v) for v in value]
+    return value
 
 
-_decoder = json.JSONDecoder(object_hook=_plain_value)
+def _subject(aggregate_id: UUID | str) -> str:
+    """An aggregate id as events name it; the SQLite recorder keeps the UUID's hex."""
+    if isinstance(aggregate_id, UUID):
+        return str(aggregate_id)
+    h = aggregate_id
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" if len(h) == 32 else h
 
 
-def read_fast(n: Notification, event_type: EventType) -> Event | None:
+def read_fast(
+    position: int, subject: str, version: int, stored: bytes, event_type: EventType
+) -> Event | None:
     """The published event of a stored one, straight from its JSON; None when an upcast
     is due or a field is missing that has no default (the mapper decides then)."""
-    state = _decoder.decode(n.state.decode())
+    state = json.loads(stored)  # tagged objects made plain below, field by field
     if state.get("class_version", 1) != event_type.version:
         return None
+    occurred_at = _plain(state["timestamp"])
     data = {"actor_id": state["actor_id"], "correlation_id": state["correlation_id"]}
-    data["occurred_at"] = state["timestamp"]
+    data["occurred_at"] = occurred_at
     defaults = event_type.defaults
     for name in event_type.own_fields:
         if name in state:
-            data[name] = state[name]
+            value = state[name]
+            kind = type(value)
+            data[name] = _plain(value) if kind is dict or kind is list else value
         elif name in defaults:  # added in a later release than the event's
             data[name] = defaults[name]
         else:
             return None
     return Event(
         event_type.ce_type,
-        str(n.originator_id),
-        n.originator_version,
-        n.id,
-        datetime.fromisoformat(state["timestamp"]),
+        subject,
+        version,
+        position,
+        datetime.fromisoformat(occurred_at),
         data,
     )

@@ -427,6 +427,7 @@ def test_fast_store_reading_equals_the_library_mapper(
         "SeatTaken",
         "UserRegistered",
     }
+
     def fast(n: Notification, event_type: EventType) -> Event | None:
         subject = str(n.originator_id)
         return read_fast(n.id, subject, n.originator_version, n.state, event_type)

@@ -26,7 +26,6 @@ from rollcall.entrypoints.api.oidc import OidcSettings, OidcTokens
 from rollcall.entrypoints.api.routes import audit, directory, enrollments, me, operations, trainings
 from rollcall.entrypoints.api.routing import add_routes, operation_id
 from rollcall.entrypoints.observability import registry_for
-from rollcall.entrypoints.scim.app import check_scim_token, create_scim_app
 from rollcall.entrypoints.ui import pages
 from rollcall.projections.projector import caught_up, create_tables
 
@@ -86,6 +85,10 @@ def create_app(
     documented.install(app)
     pages.install(app)
     if scim_token:
+        # Imported only where the directory syncs: the SCIM models are a third of an API
+        # process's start (bench/startup.py).
+        from rollcall.entrypoints.scim.app import check_scim_token, create_scim_app
+
         app.mount("/scim/v2", create_scim_app(app.state.api, check_scim_token(scim_token)))
 
     def user_of(request: Request) -> str | None:

@@ -5,7 +5,11 @@ delivers them and marks them sent."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy.engine import Connection
 
 from rollcall.adapters.db import Instant
 
@@ -36,3 +40,29 @@ outbox = Table(
 
 MAIL_ATTEMPTS = 12
 """Tries of one mail before it is given up (about an hour and a half with the backoff)."""
+
+
+def mail_of(
+    conn: Connection, recipient_id: str | None = None, event_ids: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """The mails held for ``recipient_id``, or those made of the events ``event_ids``
+    for anybody, oldest first, as the personal-data report shows them."""
+    c = outbox.c
+    condition = c.recipient_id == recipient_id if recipient_id is not None else c.event_id.in_(
+        sorted(event_ids)
+    )
+    rows = conn.execute(
+        select(outbox).where(condition).order_by(c.created_at, c.message_id)
+    ).mappings()
+    return [
+        {
+            "recipient_id": row["recipient_id"],
+            "recipient_email": row["recipient_email"],
+            "subject": row["subject"],
+            "text": row["text"],
+            "calendar": row["ics"],
+            "created_at": row["created_at"].isoformat(),
+            "sent_at": row["sent_at"] and row["sent_at"].isoformat(),
+        }
+        for row in rows
+    ]

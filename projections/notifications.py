@@ -79,3 +79,16 @@ def mark_read(
         conn.execute(
             update(t.notifications).where(n.notification_id == notification_id).values(read_at=now)
         )
+
+
+def about(conn: Connection, t: Tables, learner_id: str) -> list[dict[str, Any]]:
+    """Entries addressed to others that are about ``learner_id`` (a supervisor told of
+    their enrollment), oldest first, each with its recipient: they quote the learner."""
+    n = t.notifications.c
+    rows = conn.execute(
+        select(t.notifications)
+        .where(n.data["learner_id"].as_string() == learner_id, n.recipient_id != learner_id)
+        .order_by(n.position, n.notification_id)
+    ).mappings()
+    return [{**_entry(row), "recipient_id": row["recipient_id"], "event_id": row["event_id"]}
+            for row in rows]

@@ -396,6 +396,38 @@ def _current(row: Row) -> bool:
     return bool(row["active"] or row["waitlisted"])
 
 
+def enrollment_records_of(conn: Connection, t: Tables, user_id: str) -> list[dict[str, Any]]:
+    """Every enrollment a user ever had, oldest first, as recorded: the training's
+    title, the session's start, whether it holds a seat or a place in line, the
+    attendance, who made it, and the reason and time it ended (the personal-data
+    report)."""
+    e, s = t.enrollments.c, t.sessions.c
+    rows = conn.execute(
+        select(t.enrollments, t.trainings.c.title, s.starts_at)
+        .outerjoin(t.trainings, t.trainings.c.training_id == e.training_id)
+        .outerjoin(t.sessions, s.session_id == e.session_id)
+        .where(e.user_id == user_id)
+        .order_by(e.enrolled_at, e.enrollment_id)
+    ).mappings()
+    return [
+        {
+            "enrollment_id": row["enrollment_id"],
+            "training_id": row["training_id"],
+            "training_title": row["title"],
+            "session_id": row["session_id"],
+            "session_starts_at": row["starts_at"] and row["starts_at"].isoformat(),
+            "active": row["active"],
+            "waitlisted": row["waitlisted"],
+            "attendance": row["attendance"],
+            "by_admin": row["by_admin"],
+            "unenroll_reason": row["unenroll_reason"],
+            "enrolled_at": row["enrolled_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat(),
+        }
+        for row in rows
+    ]
+
+
 def enrollment_ids_of(conn: Connection, t: Tables, user_id: str) -> list[str]:
     """Every enrollment a user ever had (for their history)."""
     query = select(t.enrollments.c.enrollment_id).where(t.enrollments.c.user_id == user_id)

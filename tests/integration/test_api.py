@@ -210,6 +210,8 @@ ROUTES: dict[str, tuple[set[str], Callable[[Client, str], Request]]] = {
         lambda c, u: ("GET", f"/v1/users/{OTHER}", None),
     ),
     "user_history": (ADMINS, lambda c, u: ("GET", f"/v1/users/{LEARNER}/history", None)),
+    "personal_data": (ADMINS, lambda c, u: ("GET", f"/v1/users/{LEARNER}/personal-data", None)),
+    "my_personal_data": (ANYONE, lambda c, u: ("GET", "/v1/me/personal-data", None)),
     "my_team": (ANYONE, lambda c, u: ("GET", "/v1/me/team", None)),
     "my_notifications": (ANYONE, lambda c, u: ("GET", "/v1/me/notifications", None)),
     "audit": (ADMINS, lambda c, u: ("GET", f"/v1/audit/{c.training()[0]}", None)),
@@ -513,6 +515,8 @@ OPERATIONS = {
     "list_users",
     "get_user",
     "user_history",
+    "personal_data",
+    "my_personal_data",
 }
 
 
@@ -568,6 +572,8 @@ def test_openapi_has_stable_operation_ids_and_a_typed_answer_for_every_route(
         "/v1/trainings/{training_id}/sessions/{session_id}/cancel",
         "/v1/users",
         "/v1/users/{user_id}/history",
+        "/v1/users/{user_id}/personal-data",
+        "/v1/me/personal-data",
         "/v1/users/{user_id}/deactivate",
         "/v1/trainings/{training_id}/enrollments/bulk",
         "/v1/users/{user_id}/reactivate",

@@ -6,7 +6,9 @@ read models equal a replay from the store."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from uuid import UUID
 
 import pytest
 
@@ -16,9 +18,12 @@ from rollcall.adapters.embedded import LocalBroker, MailCatcher
 from rollcall.adapters.store_reader import Decoder
 from rollcall.application.service import Rollcall
 from rollcall.entrypoints.catalog import _story as sample_story
+from rollcall.entrypoints.personal_data import report
+from rollcall.projections import people
+from rollcall.projections.tables import LIVE
 from tests.pipeline import Pipeline, dump, replayed
-from tests.scenario import World
-from tests.story import every_feature
+from tests.scenario import ADMIN, LEARNER, SUPERVISOR, World
+from tests.story import Told, every_feature
 
 
 @pytest.fixture
@@ -58,6 +63,7 @@ def test_the_story_of_every_feature_tells_everyone_once_through_every_consumer(
     assert len(catcher.received()) == told
     assert ("sam", "attendance") in pipeline.entries()
     live = dump(pipeline.engine)
+    held_about_the_learner(pipeline, rollcall, clock, story.told)
     assert live == replayed(pipeline.engine, rollcall)
 
 
@@ -79,3 +85,30 @@ def test_the_sample_of_every_event_type_passes_through_every_consumer(
     assert pipeline.dead_letters() == []
     live = dump(pipeline.engine)
     assert live == replayed(pipeline.engine, rollcall)
+
+
+def held_about_the_learner(
+    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, told: Told
+) -> None:
+    """SPEC §10.4: the personal-data report of the story's learner holds everything the
+    story made about her, through every consumer: her entry, every enrollment, every
+    event of them from the store, every notice to her (entry and mail), and what her
+    supervisor was told about her; and nothing addressed to anybody else."""
+    found = report(rollcall, pipeline.engine, ADMIN, LEARNER, clock.now())
+    assert found["directory"]["id"] == LEARNER
+    with pipeline.engine.connect() as conn:
+        ids = set(people.enrollment_ids_of(conn, LIVE, LEARNER))
+    assert {e["enrollment_id"] for e in found["enrollments"]} == ids
+    stored = [e for aggregate in ids for e in rollcall.store.events.get(UUID(aggregate))]
+    user = rollcall.directory_entry(ADMIN, LEARNER)["key"]
+    stored += list(rollcall.store.events.get(UUID(str(user))))
+    assert len(found["history"]) == len(stored)
+    mine = Counter({kind: n for (to, kind), n in told.notices.items() if to == LEARNER})
+    assert Counter(entry["kind"] for entry in found["notifications"]) == mine
+    assert len(found["mail"]) == sum(mine.values())
+    assert {m["recipient_id"] for m in found["mail"]} == {LEARNER}
+    about = found["sent_to_others_about_them"]
+    assert {entry["recipient_id"] for entry in about["notifications"]} == {SUPERVISOR}
+    assert {entry["data"]["learner_id"] for entry in about["notifications"]} == {LEARNER}
+    assert len(about["mail"]) == len(about["notifications"])
+    assert {m["recipient_id"] for m in about["mail"]} == {SUPERVISOR}

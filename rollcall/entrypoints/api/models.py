@@ -467,6 +467,64 @@ class UserHistoryOut(Out):
     events: list[UserHistoryEventOut]
 
 
+class EnrollmentRecordOut(Out):
+    """An enrollment as recorded, also ended ones (the personal-data report)."""
+
+    enrollment_id: Id
+    training_id: Id
+    training_title: str | None
+    session_id: Id
+    session_starts_at: Timestamp | None
+    active: bool
+    waitlisted: bool
+    attendance: str | None
+    by_admin: bool
+    unenroll_reason: str | None = Field(description="the reason given when it ended")
+    enrolled_at: Timestamp
+    updated_at: Timestamp
+
+
+class MailOut(Out):
+    """A mail Rollcall queued or sent; its calendar part as iCalendar text."""
+
+    recipient_id: str
+    recipient_email: str
+    subject: str
+    text: str
+    calendar: str | None
+    created_at: Timestamp
+    sent_at: Timestamp | None
+
+
+class NotificationAboutOut(NotificationOut):
+    """A notification-center entry of someone else that is about the person."""
+
+    recipient_id: str
+    event_id: Id
+
+
+class SentAboutOut(Out):
+    notifications: list[NotificationAboutOut]
+    mail: list[MailOut]
+
+
+class PersonalDataOut(Out):
+    """Everything Rollcall holds about a person (SPEC §10.4, GDPR Art. 15 and 20)."""
+
+    user_id: str
+    generated_at: Timestamp
+    directory: UserOut
+    enrollments: list[EnrollmentRecordOut]
+    history: list[UserHistoryEventOut] = Field(
+        description="every event of their entry and enrollments, from the store"
+    )
+    notifications: list[NotificationOut] = Field(description="their notification center")
+    mail: list[MailOut] = Field(description="mail to them, queued or sent")
+    sent_to_others_about_them: SentAboutOut = Field(
+        description="their supervisor's notices about them, which quote them"
+    )
+
+
 class TrainingEnrollmentOut(Out):
     """One enrollment in a training's list, also ended ones."""
 

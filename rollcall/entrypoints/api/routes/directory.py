@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from rollcall.application.commands import PutUser, SetActive
 from rollcall.entrypoints import leavers
 from rollcall.entrypoints.api.deps import (
+    Api,
     Commander,
     CurrentUser,
     IfMatch,
@@ -26,11 +27,13 @@ from rollcall.entrypoints.api.models import (
     ActivityOut,
     CommandOut,
     PageOut,
+    PersonalDataOut,
     UserHistoryOut,
     UserIn,
     UserOut,
 )
 from rollcall.entrypoints.api.routing import api_router
+from rollcall.entrypoints.personal_data import report as personal_data_report
 from rollcall.projections import people
 from rollcall.projections.tables import LIVE
 
@@ -143,3 +146,33 @@ async def user_history(
         services.rollcall.user_history, who, user_id, [UUID(e) for e in found]
     )
     return {"user_id": user_id, "events": events}
+
+
+@router.get("/{user_id}/personal-data", response_model=PersonalDataOut)
+async def personal_data(
+    user_id: str,
+    who: CurrentUser,
+    services: Services,
+    response: Response,
+    min_position: MinPosition = None,
+) -> dict[str, Any]:
+    """Everything Rollcall holds about a person, in one document (administrators;
+    SPEC §10.4): to answer a request under GDPR Art. 15 or 20."""
+    await run_in_threadpool(services.rollcall.require_admin, who)
+    return await held_about(services, who, user_id, response, min_position)
+
+
+async def held_about(
+    services: Api, who: str, user_id: str, response: Response, min_position: int | None
+) -> dict[str, Any]:
+    """The personal-data report of ``user_id``, as an attachment to keep."""
+    now = services.rollcall.clock.now()
+    found = await services.read(
+        min_position,
+        who,
+        response,
+        lambda conn: personal_data_report(services.rollcall, services.engine, who, user_id, now),
+    )
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in user_id)
+    response.headers["Content-Disposition"] = f'attachment; filename="personal-data-{name}.json"'
+    return found

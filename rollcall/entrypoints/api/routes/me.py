@@ -27,10 +27,12 @@ from rollcall.entrypoints.api.models import (
     NotificationPageOut,
     NotificationReadOut,
     OptionsOut,
+    PersonalDataOut,
     SwitchIn,
     TeamMemberOut,
     UnenrollIn,
 )
+from rollcall.entrypoints.api.routes.directory import held_about
 from rollcall.entrypoints.api.routing import api_router
 from rollcall.projections import notifications, people
 from rollcall.projections.paging import Page
@@ -111,6 +113,14 @@ async def my_team(
     return await services.read(
         min_position, who, response, lambda conn: people.team(conn, LIVE, who, now)
     )
+
+
+@router.get("/personal-data", response_model=PersonalDataOut)
+async def my_personal_data(
+    who: CurrentUser, services: Services, response: Response, min_position: MinPosition = None
+) -> dict[str, Any]:
+    """Everything Rollcall holds about me, in one document to keep (SPEC §10.4)."""
+    return await held_about(services, who, who, response, min_position)
 
 
 @router.get("/notifications", response_model=NotificationPageOut)

@@ -48,8 +48,10 @@ def mail_of(
     """The mails held for ``recipient_id``, or those made of the events ``event_ids``
     for anybody, oldest first, as the personal-data report shows them."""
     c = outbox.c
-    condition = c.recipient_id == recipient_id if recipient_id is not None else c.event_id.in_(
-        sorted(event_ids)
+    condition = (
+        c.recipient_id == recipient_id
+        if recipient_id is not None
+        else c.event_id.in_(sorted(event_ids))
     )
     rows = conn.execute(
         select(outbox).where(condition).order_by(c.created_at, c.message_id)

@@ -90,5 +90,7 @@ def about(conn: Connection, t: Tables, learner_id: str) -> list[dict[str, Any]]:
         .where(n.data["learner_id"].as_string() == learner_id, n.recipient_id != learner_id)
         .order_by(n.position, n.notification_id)
     ).mappings()
-    return [{**_entry(row), "recipient_id": row["recipient_id"], "event_id": row["event_id"]}
-            for row in rows]
+    return [
+        {**_entry(row), "recipient_id": row["recipient_id"], "event_id": row["event_id"]}
+        for row in rows
+    ]

@@ -6,9 +6,10 @@ delivers them and marks them sent."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select, update
 from sqlalchemy.engine import Connection
 
 from rollcall.adapters.db import Instant
@@ -68,3 +69,15 @@ def mail_of(
         }
         for row in rows
     ]
+
+
+def forget_sent_before(conn: Connection, before: datetime) -> int:
+    """Blank what mails sent before ``before`` said and to which address (retention,
+    SPEC §10.4): the row stays, so the notifier never makes the mail again, and says
+    whom it was for (a user id) and when it went; how many were blanked."""
+    c = outbox.c
+    return conn.execute(
+        update(outbox)
+        .where(c.sent_at < before, c.recipient_email != "")
+        .values(recipient_email="", subject="", text="", html="", ics=None, last_error=None)
+    ).rowcount

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from rollcall.domain.errors import NotFound
@@ -94,3 +94,9 @@ def about(conn: Connection, t: Tables, learner_id: str) -> list[dict[str, Any]]:
         {**_entry(row), "recipient_id": row["recipient_id"], "event_id": row["event_id"]}
         for row in rows
     ]
+
+
+def forget_before(conn: Connection, t: Tables, before: datetime) -> int:
+    """Delete the entries made before ``before`` (retention, SPEC §10.4); how many."""
+    n = t.notifications.c
+    return conn.execute(delete(t.notifications).where(n.created_at < before)).rowcount

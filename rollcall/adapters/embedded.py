@@ -189,6 +189,9 @@ class MailCatcher:
             return
 
     def start(self) -> MailCatcher:
+        # aiosmtpd logs every envelope's addresses at INFO ("mail.log"): no personal
+        # data reaches a log (SPEC §10.4), so only its warnings and errors are kept.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         controller = embedded_extra("aiosmtpd.controller").Controller
         self._controller = controller(self, hostname="127.0.0.1", port=self.port)
         self._controller.start()

@@ -39,6 +39,7 @@ from rollcall.entrypoints.api.app import create_app
 from rollcall.entrypoints.api.auth import check_secret
 from rollcall.entrypoints.api.limits import RateLimit
 from rollcall.entrypoints.api.oidc import OidcSettings
+from rollcall.entrypoints.retention import SWEEP_SECONDS, Retention
 from rollcall.entrypoints.settings import Settings
 from rollcall.entrypoints.supervisor import Factory, Loop, Supervisor
 from rollcall.projections.projector import Projector
@@ -154,6 +155,7 @@ class Wiring:
     smtp: SmtpConfig | None = None
     clock: Clock | None = None
     scheduler_interval: float = 1.0
+    retention_interval: float = SWEEP_SECONDS
     built: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -217,6 +219,15 @@ class Wiring:
     def scheduler(self) -> DeadlineScheduler:
         return DeadlineScheduler(self.rollcall, leadership=Leadership(self.engine, "scheduler"))
 
+    def retention(self) -> Retention:
+        s = self.settings
+        return Retention(
+            self.engine,
+            self.clock or self.rollcall.clock,
+            s.notification_retention_days,
+            s.mail_retention_days,
+        )
+
     def api(self, kafka: str | None) -> FastAPI:
         """The HTTP API on this process's application service and database."""
         s = self.settings
@@ -239,7 +250,7 @@ class Wiring:
             "relay": {"relay": self.relay},
             "projector": {"projector": self.projector},
             "notifier": {"notifier": self.notifier, "sender": self.sender},
-            "scheduler": {"scheduler": self.scheduler},
+            "scheduler": {"scheduler": self.scheduler, "retention": self.retention},
         }
         return {name: self._recorded(name, build) for name, build in parts[part].items()}
 
@@ -248,6 +259,8 @@ class Wiring:
             self.built[name] = part = build()
             if name == "scheduler":
                 return _with_interval(part.run, self.scheduler_interval)
+            if name == "retention":
+                return _with_interval(part.run, self.retention_interval)
             return cast(Loop, part.run)
 
         return factory

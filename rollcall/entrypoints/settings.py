@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "rollcall@localhost"
     mail_lease_seconds: float = 60.0
+    notification_retention_days: int = Field(default=365, ge=1)
+    """Notification-center entries older than this are deleted (SPEC §10.4)."""
+    mail_retention_days: int = Field(default=30, ge=1)
+    """What a mail sent longer ago than this said, and to which address, is blanked."""
     jwt_secret: SecretStr | None = None
     token_max_hours: float = 24.0
     oidc_issuer: str | None = None

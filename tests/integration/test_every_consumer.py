@@ -6,11 +6,13 @@ read models equal a replay from the store."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
+from sqlalchemy import select
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.contract import by_ce_type
@@ -47,11 +49,18 @@ def pipeline(
 
 
 def test_the_story_of_every_feature_tells_everyone_once_through_every_consumer(
-    pipeline: Pipeline, rollcall: Rollcall, clock: ManualClock, catcher: MailCatcher
+    pipeline: Pipeline,
+    rollcall: Rollcall,
+    clock: ManualClock,
+    catcher: MailCatcher,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """R15, SPEC §9.4, §10.1: every notice of the story, exactly once, entry and mail;
     the lock of a training with a waitlist tells the participants' supervisor (it told
-    nobody when the training's own Waitlisted event was taken for the enrollment's)."""
+    nobody when the training's own Waitlisted event was taken for the enrollment's).
+    SPEC §10.4: no name, e-mail address or reason reaches a log line of any part."""
+    caplog.set_level(logging.DEBUG, logger="rollcall")
+    caplog.set_level(logging.INFO)
     story = every_feature(World(rollcall, clock))
     pipeline.settle()
     assert pipeline.dead_lettered == 0
@@ -64,6 +73,7 @@ def test_the_story_of_every_feature_tells_everyone_once_through_every_consumer(
     assert ("sam", "attendance") in pipeline.entries()
     live = dump(pipeline.engine)
     held_about_the_learner(pipeline, rollcall, clock, story.told)
+    nothing_personal_logged(pipeline, caplog.records)
     assert live == replayed(pipeline.engine, rollcall)
 
 
@@ -112,3 +122,22 @@ def held_about_the_learner(
     assert {entry["data"]["learner_id"] for entry in about["notifications"]} == {LEARNER}
     assert len(about["mail"]) == len(about["notifications"])
     assert {m["recipient_id"] for m in about["mail"]} == {SUPERVISOR}
+
+
+def nothing_personal_logged(pipeline: Pipeline, records: list[logging.LogRecord]) -> None:
+    with pipeline.engine.connect() as conn:
+        users = conn.execute(select(LIVE.users.c.name, LIVE.users.c.email)).all()
+        reasons = conn.execute(
+            select(LIVE.enrollments.c.unenroll_reason).where(
+                LIVE.enrollments.c.unenroll_reason.is_not(None)
+            )
+        ).scalars()
+        personal = {v for row in users for v in row} | {r for r in reasons if len(r) > 3}
+    assert len(personal) > 4  # the story's people, their addresses and reasons
+    assert records  # the parts did log
+    logged = "\n".join(
+        record.getMessage() + (logging.Formatter().formatException(record.exc_info)
+                               if record.exc_info else "")
+        for record in records
+    )  # fmt: skip
+    assert not {value for value in personal if value in logged}

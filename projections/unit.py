@@ -112,12 +112,17 @@ class UnitOfWork:
 def _bulk_insert(conn: Connection, table: Table, rows: list[Row]) -> None:
     """Rows into a table known empty (a replay's), without a statement's per-row cost:
     PostgreSQL's COPY; on SQLite one prepared INSERT run for every row, each value made
-    by its column type's own bind processor (the same values an ORM insert stores)."""
+    by its column type's bind processor for this dialect: the same text an ORM insert
+    stores (an instant as SQLAlchemy's ``2027-03-01 09:00:00.000000``, which queries
+    compare as text; the generic processor would leave it to sqlite3's own format)."""
     if conn.dialect.name == "postgresql":
         _copy(conn, table, rows)
         return
     names = [c.name for c in table.columns]
-    processors = [(c.name, c.type.bind_processor(conn.dialect)) for c in table.columns]
+    dialect = conn.dialect
+    processors = [
+        (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in table.columns
+    ]
     raw = conn.connection.driver_connection
     assert raw is not None
     statement = (

@@ -165,6 +165,20 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+def stored(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every replayable row as the database holds it, no column type's processing in
+    between: an instant stored in another text format than the live projector's would
+    read back equal through ``dump`` yet sort apart in a query."""
+    with engine.connect() as conn:
+        return {
+            name: sorted(
+                tuple(map(str, row))
+                for row in conn.exec_driver_sql(f"SELECT * FROM {getattr(LIVE, name).name}")
+            )
+            for name in REPLAYED
+        }
+
+
 def replayed(engine: Engine, rc: Rollcall) -> dict[str, list[tuple[Any, ...]]]:
     """The read models rebuilt from the store: what live projection must equal."""
     replay(engine, StoreReader(rc.store, engine).batches())

@@ -23,7 +23,7 @@ from rollcall.entrypoints.catalog import _story as sample_story
 from rollcall.entrypoints.personal_data import report
 from rollcall.projections import people
 from rollcall.projections.tables import LIVE
-from tests.pipeline import Pipeline, dump, replayed
+from tests.pipeline import Pipeline, dump, replayed, stored
 from tests.scenario import ADMIN, LEARNER, SUPERVISOR, World
 from tests.story import Told, every_feature
 
@@ -71,10 +71,11 @@ def test_the_story_of_every_feature_tells_everyone_once_through_every_consumer(
     pipeline.until(lambda: len(catcher.received()) >= told)
     assert len(catcher.received()) == told
     assert ("sam", "attendance") in pipeline.entries()
-    live = dump(pipeline.engine)
+    live, as_held = dump(pipeline.engine), stored(pipeline.engine)
     held_about_the_learner(pipeline, rollcall, clock, story.told)
     nothing_personal_logged(pipeline, caplog.records)
     assert live == replayed(pipeline.engine, rollcall)
+    assert stored(pipeline.engine) == as_held  # the same text, not only the same values
 
 
 def test_the_sample_of_every_event_type_passes_through_every_consumer(

@@ -1,0 +1,116 @@
+"""The directory's facts about a person (SPEC §10.3) in the domain alone, inside the
+mutation selection (docs/quality.md): the profile the company's directory gives, a
+removal, a return, and the time zones Rollcall uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from rollcall.domain.base import Context
+from rollcall.domain.errors import ValidationFailed
+from rollcall.domain.inputs import known_zone
+from rollcall.domain.user import EXTERNAL_ID_MAX, PROFILE_FIELD_MAX, User
+
+CTX = Context("admin", datetime(2027, 3, 1, 9, 0, tzinfo=UTC), "directory-test")
+
+
+def person() -> User:
+    user = User.register(CTX, "lena", "Lena", "lena@example.com", None, [], [])
+    user.collect_events()
+    return user
+
+
+def kinds(user: User) -> list[str]:
+    return [type(e).__name__ for e in user.collect_events()]
+
+
+def test_a_profile_is_recorded_trimmed_and_only_when_it_changes() -> None:
+    user = person()
+    assert (user.external_id, user.timezone, user.locale) == (None, None, None)
+    user.set_profile(CTX, " E-1042 ", "Europe/Berlin", "de-DE")
+    (changed,) = user.collect_events()
+    assert isinstance(changed, User.ProfileChanged)
+    assert (changed.external_id, changed.timezone, changed.locale) == (
+        "E-1042",
+        "Europe/Berlin",
+        "de-DE",
+    )
+    assert (user.external_id, user.timezone, user.locale) == ("E-1042", "Europe/Berlin", "de-DE")
+    user.set_profile(CTX, "E-1042", "Europe/Berlin", "de-DE")
+    assert kinds(user) == []  # the same profile again: nothing to record
+    user.set_profile(CTX, "E-1042", "Europe/Berlin", "fr-FR")  # one field changes
+    assert kinds(user) == ["ProfileChanged"]
+    assert user.locale == "fr-FR"
+
+
+def test_blank_and_missing_profile_fields_are_none() -> None:
+    user = person()
+    user.set_profile(CTX, "E-1", "UTC", "en")
+    user.collect_events()
+    user.set_profile(CTX, "   ", None, "")
+    (changed,) = user.collect_events()
+    assert (changed.external_id, changed.timezone, changed.locale) == (None, None, None)
+    assert (user.external_id, user.timezone, user.locale) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [
+        ("external_id", EXTERNAL_ID_MAX),
+        ("timezone", PROFILE_FIELD_MAX),
+        ("locale", PROFILE_FIELD_MAX),
+    ],
+)
+def test_profile_fields_have_their_own_limits(field: str, limit: int) -> None:
+    fields = {"external_id": None, "timezone": None, "locale": None}
+    user = person()
+    user.set_profile(CTX, **{**fields, field: "x" * limit})
+    assert getattr(user, field) == "x" * limit
+    for bad in ("x" * (limit + 1), "two\nlines"):
+        with pytest.raises(ValidationFailed) as refused:
+            person().set_profile(CTX, **{**fields, field: bad})
+        assert field in str(refused.value.details)
+
+
+def test_removal_deactivates_once_and_a_return_undoes_both() -> None:
+    user = person()
+    user.remove(CTX)
+    assert kinds(user) == ["Deactivated", "Removed"]
+    assert (user.active, user.removed) == (False, True)
+    user.remove(CTX)
+    assert kinds(user) == []  # already removed
+    user.reactivate(CTX)
+    assert kinds(user) == ["Reactivated"]
+    assert (user.active, user.removed) == (True, False)
+
+    leaver = person()
+    leaver.deactivate(CTX)
+    assert kinds(leaver) == ["Deactivated"]
+    leaver.remove(CTX)  # a leaver removed later: no second Deactivated
+    assert kinds(leaver) == ["Removed"]
+    assert person().reactivate(CTX) is None
+    active = person()
+    active.reactivate(CTX)
+    assert kinds(active) == []  # nothing to undo
+
+
+@pytest.mark.parametrize(
+    ("name", "zone"),
+    [
+        ("Europe/Berlin", ZoneInfo("Europe/Berlin")),
+        ("America/New_York", ZoneInfo("America/New_York")),
+        ("UTC", ZoneInfo("UTC")),
+        (None, None),
+        ("", None),
+        ("Mars/Olympus_Mons", None),
+        ("localtime", None),
+        ("Factory", None),
+        ("europe/berlin", None),
+        (42, None),
+    ],
+)
+def test_only_zones_rollcall_knows_are_used(name: object, zone: ZoneInfo | None) -> None:
+    assert known_zone(name) == zone  # type: ignore[arg-type]

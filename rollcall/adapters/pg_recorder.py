@@ -135,6 +135,11 @@ class Prepared:
             result = self._exec(pgconn, parameters)
         return self._checked(pgconn, result)
 
+    def prepare(self, pgconn: Any) -> None:
+        """Prepare the statement on ``pgconn`` unless it already is."""
+        if pgconn not in self._prepared_on:
+            self._prepare(pgconn)
+
     def _prepare(self, pgconn: Any) -> None:
         self._checked(pgconn, pgconn.prepare(self.name, self.sql, self.types))
         self._prepared_on.add(pgconn)
@@ -152,6 +157,10 @@ class Prepared:
             message = pgconn.error_message.decode(errors="replace").strip()
             raise psycopg.OperationalError(f"the connection is lost: {message}")
         raise error_from_result(result)
+
+
+NOBODY = UUID(int=0)
+"""An aggregate id no aggregate has (uuid4 and uuid5 never give it)."""
 
 
 class RollcallRecorder(PostgresApplicationRecorder):
@@ -216,6 +225,35 @@ class RollcallRecorder(PostgresApplicationRecorder):
                 name, Prepared(name, sql().as_bytes(None), types)
             )
         return statement
+
+    def prepare_connections(self) -> None:
+        """Open the pool's standing connections and prepare on each the statements
+        every command runs (an API process's warm-up): the first commands after a start
+        would otherwise each pay a new session, its PREPAREs and its cold caches."""
+        pool = self.datastore.pool
+        borrowed = []
+        try:
+            for _ in range(pool.min_size):
+                borrowed.append(pool.getconn())
+            for conn in borrowed:
+                for statement in (
+                    self._insert,
+                    self._select_all,
+                    self._select_after,
+                    *list(self._statements.values()),  # those rendered so far
+                ):
+                    statement.prepare(conn.pgconn)
+                # A new server session plans its first queries against a cold catalog
+                # cache: one read of each table warms it (an id no aggregate has).
+                self._select_all.run(conn, [uuid_bytes(NOBODY)])
+                # And the insert function, compiled per session at its first call: with
+                # no rows it inserts nothing (its lock and notice last an instant).
+                self._insert.run(conn, _arrays([]))
+        except psycopg.Error as error:
+            raise store_error(error) from error
+        finally:
+            for conn in borrowed:
+                pool.putconn(conn)
 
     def _run(self, statement: Prepared, parameters: Sequence[bytes]) -> Any:
         """``statement``'s result, on a connection borrowed from the pool for it."""

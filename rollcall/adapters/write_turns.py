@@ -83,6 +83,12 @@ class WriteTurns:
             self._owner = None
             self._holder.release()
 
+    def connect(self) -> None:
+        """Open the turns' connection now (an API process's warm-up), not at the first
+        write: a new PostgreSQL session costs a few milliseconds."""
+        with self._holder:
+            self._connection()
+
     def close(self) -> None:
         self._drop_connection()
 

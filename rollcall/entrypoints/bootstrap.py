@@ -42,6 +42,7 @@ from rollcall.entrypoints.api.oidc import OidcSettings
 from rollcall.entrypoints.retention import SWEEP_SECONDS, Retention
 from rollcall.entrypoints.settings import Settings
 from rollcall.entrypoints.supervisor import Factory, Loop, Supervisor
+from rollcall.entrypoints.warmup import Warmup
 from rollcall.projections.projector import Projector
 
 log = logging.getLogger(__name__)
@@ -229,9 +230,10 @@ class Wiring:
         )
 
     def api(self, kafka: str | None) -> FastAPI:
-        """The HTTP API on this process's application service and database."""
+        """The HTTP API on this process's application service and database, warming
+        its cache with the trainings in use (``rollcall/entrypoints/warmup.py``)."""
         s = self.settings
-        return create_app(
+        app = create_app(
             self.rollcall,
             self.engine,
             jwt_secret(s),
@@ -243,6 +245,8 @@ class Wiring:
             oidc=oidc_settings(s),
             scim_token=s.scim_token.get_secret_value() if s.scim_token else None,
         )
+        app.state.api.warmup = Warmup(self.rollcall, self.engine).start()
+        return app
 
     def factories(self, part: str) -> dict[str, Factory]:
         """The loops of one part (the notifier is two: the notifier and its sender)."""

@@ -25,6 +25,7 @@ from rollcall.application.service import Result, Rollcall
 from rollcall.domain.errors import Reason, RollcallError
 from rollcall.entrypoints.api.auth import Tokens
 from rollcall.entrypoints.api.limits import Freshness, RateLimit
+from rollcall.entrypoints.warmup import Warmup
 from rollcall.projections.paging import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 T = TypeVar("T")
@@ -45,6 +46,8 @@ class Api:
     freshness: Freshness
     kafka: str | None
     registry: CollectorRegistry
+    warmup: Warmup | None = None
+    """Loading the trainings in use into the cache (real processes; not in tests)."""
 
     async def run(self, command: Callable[[C], Result], cmd: C) -> Result:
         """A command, run in a worker thread: it waits on the database, and the event

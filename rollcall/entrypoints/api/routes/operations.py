@@ -22,9 +22,12 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(services: Services) -> JSONResponse:
-    """200 when the store, the read models and the broker answer; else 503 naming
-    what is down."""
+    """200 when the store, the read models and the broker answer and the cache is
+    warm (or its warm-up out of time); else 503 naming what is down or warming."""
     down = problems(services.engine, services.rollcall.store, services.kafka)
+    warmup = services.warmup
+    if warmup is not None and not warmup.done:
+        down["warming"] = f"loading the trainings in use ({warmup.loaded} so far)"
     return JSONResponse(json.loads(readiness_body(down)), status_code=503 if down else 200)
 
 

@@ -158,6 +158,7 @@ class Wiring:
     scheduler_interval: float = 1.0
     retention_interval: float = SWEEP_SECONDS
     built: dict[str, object] = field(default_factory=dict)
+    warmups: list[Warmup] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         secure(checked_security(self.settings))
@@ -229,9 +230,10 @@ class Wiring:
             s.mail_retention_days,
         )
 
-    def api(self, kafka: str | None) -> FastAPI:
-        """The HTTP API on this process's application service and database, warming
-        its cache with the trainings in use (``rollcall/entrypoints/warmup.py``)."""
+    def api(self, kafka: str | None, warm: bool = True) -> FastAPI:
+        """The HTTP API on this process's application service and database; ``warm``:
+        its cache warmed with the trainings in use (``rollcall/entrypoints/warmup.py``),
+        for a process that will serve it (not the parent of ``--workers N``)."""
         s = self.settings
         app = create_app(
             self.rollcall,
@@ -245,7 +247,9 @@ class Wiring:
             oidc=oidc_settings(s),
             scim_token=s.scim_token.get_secret_value() if s.scim_token else None,
         )
-        app.state.api.warmup = Warmup(self.rollcall, self.engine).start()
+        if warm:
+            app.state.api.warmup = Warmup(self.rollcall, self.engine).start()
+            self.warmups.append(app.state.api.warmup)
         return app
 
     def factories(self, part: str) -> dict[str, Factory]:
@@ -270,6 +274,8 @@ class Wiring:
         return factory
 
     def close(self) -> None:
+        for warmup in self.warmups:
+            warmup.stop()
         if "engine" in self.__dict__:
             self.engine.dispose()
 

@@ -296,7 +296,9 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> Non
         wiring = bootstrap.Wiring(settings, rollcall)
         try:
             with refusals_as_exit():  # settings checked and migrations run once, here
-                app_ = wiring.api(settings.kafka_bootstrap)
+                # Only a process that serves warms up: the parent of --workers N checks
+                # and migrates, then hands over to the workers.
+                app_ = wiring.api(settings.kafka_bootstrap, warm=workers == 1)
             if workers == 1:
                 bootstrap.ready_to_serve()
                 _Server(

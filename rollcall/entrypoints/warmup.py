@@ -47,6 +47,7 @@ class Warmup:
         self.most = most
         self.budget = budget
         self.loaded = 0
+        self._stop = threading.Event()
         self._finished = threading.Event()
         self._started = time.monotonic()
 
@@ -62,6 +63,13 @@ class Warmup:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop between two loads and wait for the one in flight: the store and the
+        engine must outlive every call on them (a SQLite connection closed under a
+        thread that uses it crashes the process)."""
+        self._stop.set()
+        self._finished.wait(timeout)
 
     def in_use(self) -> list[UUID]:
         """The trainings with the newest events, newest first."""
@@ -80,11 +88,15 @@ class Warmup:
             if turns is not None:  # PostgreSQL: the first write would connect for them
                 turns.connect()
             for training_id in self.in_use():
+                if self._stop.is_set():
+                    return
                 if time.monotonic() - self._started > self.budget:
                     log.info("warm-up: out of time after %d trainings", self.loaded)
                     return
                 store.repository.get(training_id)
                 self.loaded += 1
+            if self._stop.is_set():
+                return
             if isinstance(store.recorder, RollcallRecorder):  # after the loads' statements
                 store.recorder.prepare_connections()
             if self.engine is not None:

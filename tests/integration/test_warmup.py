@@ -72,3 +72,17 @@ def test_readiness_waits_for_the_warm_up_but_not_past_its_budget(
         api.warmup = Warmup(rollcall).start()
         assert api.warmup.wait(30)
         assert http.get("/readyz").status_code == 200
+
+
+def test_a_stopped_warm_up_is_over_before_the_store_closes(
+    rollcall: Rollcall, restarted: Rollcall, clock: ManualClock
+) -> None:
+    """``Wiring.close`` stops it first: a SQLite connection closed under the thread
+    that uses it crashed the parent of ``serve api --workers 2`` (SIGSEGV), which
+    warmed up and then closed its store while the loads went on."""
+    world = World(rollcall, clock)
+    ids = [world.training().id for _ in range(40)]
+    warmup = Warmup(restarted).start()
+    warmup.stop()
+    assert warmup.wait(0)  # over: nothing runs on the store any more
+    assert warmup.loaded <= len(ids)

@@ -173,3 +173,17 @@ def test_refusals_say_what_is_wrong_and_name_the_field() -> None:
         "a user cannot supervise themselves",
         {"supervisor_id": "x"},
     )
+
+
+def test_a_name_and_an_address_are_required_single_lines() -> None:
+    def register(name: str, email: str) -> Callable[[], object]:
+        return lambda: User.register(CTX, "x", name, email)
+
+    assert refusal(register("   ", "x@example.com")) == (
+        "name must not be empty",
+        {"field": "name"},
+    )
+    assert refusal(register("X", "")) == ("email must not be empty", {"field": "email"})
+    assert refusal(register("Lena\nAdmin", "x@example.com"))[1] == {"field": "name"}
+    assert refusal(register("X", "x@example.com\nBcc: y@example.com"))[1] == {"field": "email"}
+    assert User.register(CTX, "x", "  Lena  ", "x@example.com").name == "Lena"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table, inspect, select, text
 
 from rollcall.adapters import migrations
@@ -170,6 +171,27 @@ def test_a_first_release_database_is_upgraded_and_keeps_its_outbox_and_read_mark
 
 def test_the_newest_migration_is_the_schema_version_a_newer_database_is_checked_against() -> None:
     assert migrations.head() == f"r{SCHEMA_VERSION:04d}"
+    # head() reads the scripts' names, so that a start need not import Alembic: it
+    # must be what Alembic itself finds at the end of the chain.
+    assert migrations.head() == ScriptDirectory.from_config(migrations._config()).get_current_head()
+
+
+def test_a_process_whose_database_is_up_to_date_never_imports_alembic(tmp_path: Path) -> None:
+    """bench/startup.py: Alembic was a tenth of an API process's start; it is needed
+    only when there is something to migrate."""
+    url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    migrations.migrate(engine_for(url))  # as the previous start left it
+    probe = (
+        "import sys;"
+        "from rollcall.adapters.db import engine_for;"
+        "from rollcall.adapters import migrations;"
+        f"before, after = migrations.migrate(engine_for({url!r}));"
+        "assert before == after, (before, after);"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_read_models_of_an_older_shape_are_rebuilt_from_the_store_at_start(

@@ -18,15 +18,13 @@ place: the first revision creates only what is missing.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from rollcall.adapters.db import SCHEMA, SCHEMA_VERSION, advance_position, lock_schema
@@ -36,7 +34,16 @@ _ALEMBIC = threading.Lock()
 threads of one process must never migrate at once."""
 
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+VERSION_TABLE = "alembic_version"
+_REVISION = re.compile(r"^(r\d{4})_\w+\.py$")
+
+
 def _config() -> Config:
+    from alembic.config import Config  # Alembic is imported only to migrate
+
     config = Config()
     config.set_main_option("script_location", str(files("rollcall.adapters.migrations")))
     return config
@@ -44,17 +51,20 @@ def _config() -> Config:
 
 @functools.cache
 def head() -> str:
-    """The newest revision this Rollcall knows (read from the scripts once per process:
-    every part and consumer asks when it opens the database)."""
-    found = ScriptDirectory.from_config(_config()).get_current_head()
-    assert found is not None
-    return found
+    """The newest revision this Rollcall knows: the highest ``rNNNN`` among the scripts'
+    names, which chain in that order (a test holds it to Alembic's own head). Read
+    without importing Alembic: a process that finds its database up to date, as nearly
+    every start does, never loads it (a tenth of an API process's start)."""
+    names = (entry.name for entry in (files("rollcall.adapters.migrations") / "versions").iterdir())
+    return max(found.group(1) for name in names if (found := _REVISION.match(name)))
 
 
 def current(engine: Engine) -> str | None:
     """The revision the database is at (None: never migrated)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def migrate(engine: Engine) -> tuple[str | None, str]:
@@ -73,6 +83,9 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
         try:
             with _ALEMBIC, engine.begin() as conn:
                 lock_schema(conn)
+                from alembic import command
+                from alembic.runtime.migration import MigrationContext
+
                 before = MigrationContext.configure(conn).get_current_revision()
                 if before != target:
                     config = _config()

@@ -29,12 +29,6 @@ from tests.story import Told, every_feature
 
 
 @pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    with MailCatcher() as running:
-        yield running
-
-
-@pytest.fixture
 def pipeline(
     rollcall: Rollcall,
     database_url: str,
@@ -105,7 +99,8 @@ def held_about_the_learner(
     story made about her, through every consumer: her entry, every enrollment, every
     event of them from the store, every notice to her (entry and mail), and what her
     supervisor was told about her; and nothing addressed to anybody else."""
-    found = report(rollcall, pipeline.engine, ADMIN, LEARNER, clock.now())
+    with pipeline.engine.connect() as conn:
+        found = report(rollcall, conn, ADMIN, LEARNER, clock.now())
     assert found["directory"]["id"] == LEARNER
     with pipeline.engine.connect() as conn:
         ids = set(people.enrollment_ids_of(conn, LIVE, LEARNER))

@@ -171,7 +171,7 @@ async def held_about(
         min_position,
         who,
         response,
-        lambda conn: personal_data_report(services.rollcall, services.engine, who, user_id, now),
+        lambda conn: personal_data_report(services.rollcall, conn, who, user_id, now),
     )
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in user_id)
     response.headers["Content-Disposition"] = f'attachment; filename="personal-data-{name}.json"'

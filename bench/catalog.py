@@ -18,17 +18,14 @@ HTTP 500 at 100,000 on PostgreSQL (a query with more than 65,535 parameters).
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
-import statistics
 import time
 from datetime import timedelta
 from urllib.parse import quote
 
 from bench.common import T0, register
 from bench.hot_training import database
-from bench.lists import WARM_UP, fill, percentile, timed
+from bench.lists import WARM_UP, compare_sizes, fill, timed
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.db import engine_for
 from rollcall.adapters.store_reader import StoreReader
@@ -79,25 +76,7 @@ def run(size: int, requests: int, sqlite: bool) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1000,100000")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--sqlite", action="store_true")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    figures = {}
-    for size in sizes:
-        print(f"{size:,} open trainings ({'SQLite' if args.sqlite else 'PostgreSQL'}):")
-        figures[size] = run(size, args.requests, args.sqlite)
-        for case, took in figures[size].items():
-            p50, p99 = statistics.median(took), percentile(took, 0.99)
-            print(f"  {case:<26} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   (all 200)")
-    base, big = sizes[0], sizes[-1]
-    for case in figures[base]:
-        ratio = statistics.median(figures[big][case]) / statistics.median(figures[base][case])
-        print(f"p50 ratio {big:,} / {base:,} open trainings, {case}: {ratio:.2f}")
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    compare_sizes(__doc__ or "", run, "open trainings", 0.5)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import T0, database, register
+from bench.common import T0, database, register, until_answering
 from bench.hot_training import hot_training
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.embedded import free_port
@@ -48,15 +48,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError("rollcall serve api exited")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.01)
+        until_answering(self.process, f"{self.url}/readyz")
 
     def stop(self) -> None:
         self.process.terminate()

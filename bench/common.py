@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import httpx
 
 from rollcall.adapters.store import EventStore
 from rollcall.application.commands import PutUser
@@ -101,3 +104,20 @@ def steadiness(seconds: float = 3.0) -> str:
         f"CPU steadiness: {slow} of {len(means)} windows of 100 ms ran over 1.5 times "
         f"slower than the median; the slowest {means[-1] / median:.1f} times"
     )
+
+
+def until_answering(process: subprocess.Popen[bytes], url: str, timeout: float = 60.0) -> None:
+    """Poll ``url`` every 10 ms until it answers 200; raise if ``process`` exits first
+    or ``timeout`` seconds pass (the process is then killed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.01)
+    process.kill()
+    raise RuntimeError(f"{process.args!r} did not answer {url} within {timeout:.0f}s")

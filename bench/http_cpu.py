@@ -20,14 +20,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import psycopg
 
-from bench.common import database, register, register_many
+from bench.common import database, register, register_many, until_answering
 from bench.crud_peer import SCHEMA
 from bench.http_load import SECRET, http_request, line, load, serve
 from rollcall.adapters.clock import ManualClock
@@ -52,15 +50,8 @@ def peer(url: str, port: int) -> subprocess.Popen[bytes]:
          "--port", str(port), "--no-access-log", "--log-level", "warning"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the peer did not start")
+    until_answering(process, f"http://127.0.0.1:{port}/healthz")
+    return process
 
 
 def measured(

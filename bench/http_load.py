@@ -35,9 +35,7 @@ from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
-from bench.common import register, register_many, steadiness
+from bench.common import register, register_many, steadiness, until_answering
 from bench.hot_training import database
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.embedded import free_port
@@ -154,15 +152,8 @@ def serve(url: str, port: int, workers: int, data_dir: str) -> subprocess.Popen[
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return api
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    api.kill()
-    raise RuntimeError("serve api did not start")
+    until_answering(api, f"http://127.0.0.1:{port}/healthz")
+    return api
 
 
 def line(label: str, latencies: list[float], failures: list[str]) -> str:

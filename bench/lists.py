@@ -121,8 +121,22 @@ def percentile(took: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def figure(took: list[float], q: float) -> float:
+    """The ``q`` quantile of ``took``, the median exactly at 0.5."""
+    return statistics.median(took) if q == 0.5 else percentile(took, q)
+
+
+def compare_sizes(
+    description: str,
+    run: Callable[[int, int, bool], dict[str, list[float]]],
+    noun: str,
+    ratio_at: float,
+) -> None:
+    """A benchmark's command line: ``run(size, requests, sqlite)`` for each of
+    ``--sizes``, each case's p50 and p99, then the ratio of the largest size's
+    ``ratio_at`` quantile to the smallest's, between the machine's load before and
+    after."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--sqlite", action="store_true")
@@ -131,16 +145,21 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     figures = {}
     for size in sizes:
-        print(f"{size:,} trainings ({'SQLite' if args.sqlite else 'PostgreSQL'}):")
+        print(f"{size:,} {noun} ({'SQLite' if args.sqlite else 'PostgreSQL'}):")
         figures[size] = run(size, args.requests, args.sqlite)
         for case, took in figures[size].items():
             p50, p99 = statistics.median(took), percentile(took, 0.99)
-            print(f"  {case:<26} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+            print(f"  {case:<26} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   (all 200)")
     base, big = sizes[0], sizes[-1]
+    label = f"p{round(ratio_at * 100)}"
     for case in figures[base]:
-        ratio = percentile(figures[big][case], 0.99) / percentile(figures[base][case], 0.99)
-        print(f"p99 ratio {big:,} / {base:,} trainings, {case}: {ratio:.2f}")
+        ratio = figure(figures[big][case], ratio_at) / figure(figures[base][case], ratio_at)
+        print(f"{label} ratio {big:,} / {base:,} {noun}, {case}: {ratio:.2f}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def main() -> None:
+    compare_sizes(__doc__ or "", run, "trainings", 0.99)
 
 
 if __name__ == "__main__":

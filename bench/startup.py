@@ -22,9 +22,7 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
-
-from bench.common import database, fill
+from bench.common import database, fill, until_answering
 from rollcall.adapters.db import engine_for
 from rollcall.adapters.embedded import free_port
 from rollcall.adapters.store import open_store
@@ -49,18 +47,11 @@ def started(command: list[str], port: int, env: dict[str, str], cwd: Path) -> fl
     """Seconds from starting ``command`` to its first 200 on ``/healthz``."""
     began = time.perf_counter()
     process = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode() if process.stderr else "")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return time.perf_counter() - began
-            except httpx.TransportError:
-                pass
-            time.sleep(0.01)
+        until_answering(process, f"http://127.0.0.1:{port}/healthz")
+        return time.perf_counter() - began
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -40,17 +40,22 @@ _ID, _FREE, _QUOTE, _PSEUDO, _NONE = (
     Kind.NONE,
 )
 
+_ENTRY = {
+    "user_id": _PSEUDO,
+    "name": _ID,
+    "email": _ID,
+    "supervisor_id": _PSEUDO,
+    "roles": _NONE,
+    "permissions": _NONE,
+}
+"""A directory entry, as registered and as the read model keeps it."""
+_PROFILE = {"external_id": _ID, "timezone": _NONE, "locale": _NONE}
+_TRAINING = {"title": _NONE, "description": _NONE, "session_selection": _NONE}
+
 EVENTS: dict[type, dict[str, Kind]] = {
-    User.Registered: {
-        "user_id": _PSEUDO,
-        "name": _ID,
-        "email": _ID,
-        "supervisor_id": _PSEUDO,
-        "roles": _NONE,
-        "permissions": _NONE,
-    },
+    User.Registered: _ENTRY,
     User.DetailsChanged: {"name": _ID, "email": _ID},
-    User.ProfileChanged: {"external_id": _ID, "timezone": _NONE, "locale": _NONE},
+    User.ProfileChanged: _PROFILE,
     User.SupervisorChanged: {"supervisor_id": _PSEUDO},
     User.AccessChanged: {"roles": _NONE, "permissions": _NONE},
     User.SessionBooked: {},
@@ -69,16 +74,8 @@ EVENTS: dict[type, dict[str, Kind]] = {
     Enrollment.DeadlinePassed: {"kind": _NONE},
     Enrollment.DeadlineReopened: {"kind": _NONE},
     Enrollment.ReminderSent: {"kind": _NONE, "unit": _NONE, "key": _NONE},
-    Training.Created: {
-        "title": _NONE,
-        "description": _NONE,
-        "session_selection": _NONE,
-    },
-    Training.DetailsChanged: {
-        "title": _NONE,
-        "description": _NONE,
-        "session_selection": _NONE,
-    },
+    Training.Created: _TRAINING,
+    Training.DetailsChanged: _TRAINING,
     Training.SessionAdded: {"timezone": _NONE, "location": _NONE},
     Training.SessionRescheduled: {"timezone": _NONE, "location": _NONE},
     Training.SessionCancelled: {"reason": _FREE},
@@ -101,18 +98,7 @@ Every event also carries ``actor_id`` (a pseudonym, or ``rollcall:system``) and
 ``correlation_id`` (none)."""
 
 TABLES: dict[str, dict[str, Kind]] = {
-    "rm_users": {
-        "aggregate_id": _NONE,
-        "user_id": _PSEUDO,
-        "name": _ID,
-        "email": _ID,
-        "supervisor_id": _PSEUDO,
-        "roles": _NONE,
-        "permissions": _NONE,
-        "external_id": _ID,
-        "timezone": _NONE,
-        "locale": _NONE,
-    },
+    "rm_users": {"aggregate_id": _NONE, **_ENTRY, **_PROFILE},
     "rm_enrollments": {
         "enrollment_id": _NONE,
         "user_id": _PSEUDO,

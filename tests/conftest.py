@@ -10,11 +10,12 @@ import pytest
 
 from rollcall.adapters import logs
 from rollcall.adapters.clock import ManualClock
-from rollcall.adapters.embedded import LocalBroker
+from rollcall.adapters.embedded import LocalBroker, MailCatcher
 from rollcall.adapters.kafka import KafkaPublisher
 from rollcall.application.service import Rollcall
 from tests.api import Client, api_client
 from tests.infra import fresh_postgres_database, truncate_postgres
+from tests.pipeline import Pipeline
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -83,6 +84,29 @@ def broker() -> Iterator[LocalBroker]:
     """One real Kafka-protocol broker for the run; tests use their own topic prefixes."""
     with LocalBroker() as running:
         yield running
+
+
+@pytest.fixture
+def catcher() -> Iterator[MailCatcher]:
+    """A real SMTP server of this test's own, keeping what it receives."""
+    with MailCatcher() as running:
+        yield running
+
+
+@pytest.fixture
+def pipeline(
+    rollcall: Rollcall,
+    database_url: str,
+    broker: LocalBroker,
+    topic_prefix: str,
+    catcher: MailCatcher,
+    clock: ManualClock,
+) -> Iterator[Pipeline]:
+    """The relay, Kafka, the notifier and the sender over this test's store
+    (tests/pipeline.py); a module that needs the projector too overrides it."""
+    running = Pipeline(rollcall, database_url, broker, topic_prefix, catcher, clock)
+    yield running
+    running.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ again after a fix, exactly once in effect; the consumer goes on meanwhile."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from prometheus_client import generate_latest
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.contract import Event
-from rollcall.adapters.embedded import LocalBroker, MailCatcher
+from rollcall.adapters.embedded import LocalBroker
 from rollcall.application.commands import Switch
 from rollcall.application.service import Rollcall
 from rollcall.consumers.notices import NOTICES, Facts
@@ -32,26 +31,6 @@ def dead_letters(tmp: Path, settings: dict[str, str]) -> list[dict[str, Any]]:
 
 class Bug(Exception):
     """What a release with a faulty notice handler raises."""
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    with MailCatcher() as running:
-        yield running
-
-
-@pytest.fixture
-def pipeline(
-    rollcall: Rollcall,
-    database_url: str,
-    broker: LocalBroker,
-    topic_prefix: str,
-    catcher: MailCatcher,
-    clock: ManualClock,
-) -> Iterator[Pipeline]:
-    running = Pipeline(rollcall, database_url, broker, topic_prefix, catcher, clock)
-    yield running
-    running.close()
 
 
 def test_a_dead_letter_is_counted_listed_and_redriven_once_after_the_fix(

@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -53,26 +52,6 @@ from rollcall.projections.tables import LIVE
 from tests.infra import due_mails, read_topics, wait_for
 from tests.pipeline import Pipeline
 from tests.scenario import ADMIN, LEARNER, OTHER, SUPERVISOR, World
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    with MailCatcher() as running:
-        yield running
-
-
-@pytest.fixture
-def pipeline(
-    rollcall: Rollcall,
-    database_url: str,
-    broker: LocalBroker,
-    topic_prefix: str,
-    catcher: MailCatcher,
-    clock: ManualClock,
-) -> Iterator[Pipeline]:
-    running = Pipeline(rollcall, database_url, broker, topic_prefix, catcher, clock)
-    yield running
-    running.close()
 
 
 def to(messages: list[EmailMessage], address: str) -> list[EmailMessage]:

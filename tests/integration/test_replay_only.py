@@ -6,10 +6,11 @@ refused, changing nothing, because only a whole replay remakes the tables."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import Engine, text, update
 
 from rollcall.adapters.clock import ManualClock
 from rollcall.adapters.db import engine_for
@@ -18,18 +19,28 @@ from rollcall.application.service import Rollcall
 from rollcall.projections.projector import READ_MODELS, OlderShape, replay
 from rollcall.projections.tables import LIVE
 from tests.integration.test_cli import ADD_ADMIN, run
-from tests.integration.test_projections import dump
 from tests.integration.test_relay import story
+from tests.pipeline import dump
 from tests.scenario import World
 
 
-def test_one_read_model_is_rebuilt_and_the_others_are_left_alone(
+@pytest.fixture
+def built(
     rollcall: Rollcall, clock: ManualClock, database_url: str
-) -> None:
+) -> Iterator[tuple[Engine, StoreReader]]:
+    """The story's store, its read models built by a whole replay."""
     story(World(rollcall, clock))
     engine = engine_for(database_url)
     reader = StoreReader(rollcall.store, engine)
     replay(engine, reader.batches())
+    yield engine, reader
+    engine.dispose()
+
+
+def test_one_read_model_is_rebuilt_and_the_others_are_left_alone(
+    built: tuple[Engine, StoreReader],
+) -> None:
+    engine, reader = built
     truth = dump(engine)
     assert all(truth[name] for name in ("trainings", "sessions", "enrollments", "users"))
     with engine.begin() as conn:  # every read model drifts from the store
@@ -53,12 +64,9 @@ def test_one_read_model_is_rebuilt_and_the_others_are_left_alone(
 
 
 def test_a_read_model_of_an_older_shape_needs_a_whole_replay(
-    rollcall: Rollcall, clock: ManualClock, database_url: str
+    built: tuple[Engine, StoreReader],
 ) -> None:
-    story(World(rollcall, clock))
-    engine = engine_for(database_url)
-    reader = StoreReader(rollcall.store, engine)
-    replay(engine, reader.batches())
+    engine, reader = built
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_rm_sessions_start"))  # as release 2 built it
     before = dump(engine)

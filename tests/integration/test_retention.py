@@ -6,14 +6,11 @@ blanked mail is never made again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from rollcall.adapters.clock import ManualClock
-from rollcall.adapters.embedded import LocalBroker, MailCatcher
 from rollcall.application.service import Rollcall
 from rollcall.consumers.outbox import outbox
 from rollcall.entrypoints.retention import Retention
@@ -21,20 +18,6 @@ from rollcall.entrypoints.settings import Settings
 from rollcall.projections.tables import LIVE
 from tests.pipeline import Pipeline
 from tests.scenario import LEARNER, OTHER, World
-
-
-@pytest.fixture
-def pipeline(
-    rollcall: Rollcall,
-    database_url: str,
-    broker: LocalBroker,
-    topic_prefix: str,
-    clock: ManualClock,
-) -> Iterator[Pipeline]:
-    with MailCatcher() as catcher:
-        running = Pipeline(rollcall, database_url, broker, topic_prefix, catcher, clock)
-        yield running
-        running.close()
 
 
 def held(pipeline: Pipeline) -> tuple[list[str], list[tuple[str, str, str]]]:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,12 +19,6 @@ from rollcall.adapters.embedded import LocalBroker, MailCatcher, free_port
 from tests.infra import wait_for
 
 CLI = str(Path(sys.executable).with_name("rollcall"))
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    with MailCatcher() as running:
-        yield running
 
 
 def started(home: Path, args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:

@@ -51,8 +51,6 @@ HANDLERS: dict[str, Callable[[UnitOfWork, Tables, Event], None]] = {
 }
 ROUTING = (TRAININGS, ENROLLMENTS, USERS)
 """The projector's declarations, one per topic it reads (SPEC §10.1)."""
-REPLAYED = ("trainings", "sessions", "enrollments", "users", "applied")
-"""Rebuilt by a replay; notifications are not (read marks are not events)."""
 READ_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "catalog": ("training", ("trainings", "sessions")),
     "enrollments": ("enrollment", ("enrollments",)),
@@ -60,6 +58,9 @@ READ_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 """What ``rollcall replay --only NAME`` rebuilds: the aggregate whose events feed it,
 and its tables (each aggregate's events touch its own tables only)."""
+REPLAYED = (*(name for _, names in READ_MODELS.values() for name in names), "applied")
+"""Rebuilt by a replay: every read model's tables and the applied versions;
+notifications are not (read marks are not events)."""
 
 
 class ProjectionGap(Exception):

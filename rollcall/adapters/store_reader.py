@@ -233,8 +233,7 @@ def _plain(value: Any) -> Any:
     if type(value) is dict:
         kind = value.get("_type_")
         if kind == "uuid_hex":
-            h = value["_data_"]
-            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            return _dashed(value["_data_"])
         if kind == "datetime_iso":
             return value["_data_"]
         return {k: _plain(v) for k, v in value.items()}
@@ -247,8 +246,12 @@ def _subject(aggregate_id: UUID | str) -> str:
     """An aggregate id as events name it; the SQLite recorder keeps the UUID's hex."""
     if isinstance(aggregate_id, UUID):
         return str(aggregate_id)
-    h = aggregate_id
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" if len(h) == 32 else h
+    return _dashed(aggregate_id) if len(aggregate_id) == 32 else aggregate_id
+
+
+def _dashed(h: str) -> str:
+    """A UUID's 32 hex digits in its usual form (``UUID(h)`` and ``str`` cost more)."""
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def read_fast(

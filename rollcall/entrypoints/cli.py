@@ -42,7 +42,7 @@ from rollcall.adapters import dead_letters, kafka_cluster, logs, migrations
 from rollcall.adapters.contract import SCHEMAS, superseded
 from rollcall.adapters.db import check_database, engine_for
 from rollcall.adapters.dead_letters import DeadLetter
-from rollcall.adapters.store_reader import Decoder, StoreReader
+from rollcall.adapters.store_reader import StoreReader
 from rollcall.application.commands import PutUser, SetActive
 from rollcall.application.service import SYSTEM_ACTOR, Rollcall
 from rollcall.domain.errors import Reason, RollcallError, ValidationFailed
@@ -532,16 +532,16 @@ def export(
     progress and the time left on standard error."""
     settings = load_settings()
     with opened(settings) as rollcall:
-        store = rollcall.store
-        decoder = Decoder(store.mapper)
+        engine = engine_for(settings.resolved_database_url)
         start = max(1, from_position)
-        last = store.recorder.max_notification_id() or 0
+        last = rollcall.store.recorder.max_notification_id() or 0
         with progress_bar("export") as progress:
             task = progress.add_task("export", total=max(0, last - start + 1))
-            while batch := store.recorder.select_notifications(start=start, limit=5000):
-                typer.echo("\n".join(json.dumps(decoder.event(n).document()) for n in batch))
-                progress.advance(task, batch[-1].id + 1 - start)
-                start = batch[-1].id + 1
+            for batch in StoreReader(rollcall.store, engine).batches(start, 5000):
+                typer.echo("\n".join(json.dumps(event.document()) for event in batch))
+                progress.advance(task, batch[-1].position + 1 - start)
+                start = batch[-1].position + 1
+        engine.dispose()
 
 
 @app.command()
